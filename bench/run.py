@@ -1,0 +1,1128 @@
+#!/usr/bin/env python3
+"""L4 TCP proxy benchmark for mosn-rs: direct vs mosn (userspace/kernel/auto) vs HAProxy vs nginx.
+
+One invocation measures every target in the same run, interleaved (A B C ... A B C ...), in a
+private network namespace, pinned to a CPU layout, waiting for a quiet machine before every
+measurement, and reports per-round ratios to the direct connection (see bench/README.md and
+shared/design/MEASURING.md).
+
+    python3 bench/run.py --mosn target/release/mosn [--rounds 5] [--duration 5] \
+        [--out bench/results] [--quick] [--layout split|shared] [--targets direct,haproxy,nginx]
+
+The script re-executes itself inside the namespace (`ip netns exec NS python3 run.py --_inner`)
+for the measurements; the outer process installs/builds, owns the namespace and analyses the
+results (rows.csv -> summary.csv, summary.md, ratios.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent  # .../bench
+ROOT = HERE.parent  # workspace root
+HZ = os.sysconf("SC_CLK_TCK")
+
+ALL_TARGETS = ["direct", "mosn-userspace", "mosn-kernel", "mosn-auto", "haproxy", "nginx"]
+MOSN_MODES = {"mosn-userspace": "userspace", "mosn-kernel": "kernel", "mosn-auto": "auto"}
+WORKLOADS = {
+    "bulk1": {"kind": "iperf", "streams": 1, "unit": "Gbit/s", "label": "bulk, 1 stream"},
+    "bulk8": {"kind": "iperf", "streams": 8, "unit": "Gbit/s", "label": "bulk, 8 streams"},
+    "rr1": {"kind": "rr", "conns": 1, "unit": "req/s", "label": "1 B req/resp, 1 conn"},
+    "rr64": {"kind": "rr", "conns": 64, "unit": "req/s", "label": "1 B req/resp, 64 conns"},
+    "connrate": {"kind": "connrate", "unit": "conn/s", "label": "new conn per request"},
+}
+ALL_WORKLOADS = list(WORKLOADS)
+
+FIELDS = [
+    "round", "workload", "target", "layout", "status", "attempts", "value", "unit",
+    "rate", "requests", "errors", "p50_us", "p99_us", "p999_us", "mean_us", "retransmits",
+    "duration_s", "wall_s", "proxy_cpu_pct", "proxy_user_pct", "proxy_sys_pct", "proxy_pids",
+    "value_per_proxy_core", "client_cpu_pct", "cpu0_busy_pct", "cpu1_busy_pct",
+    "cpu0_softirq_pct", "cpu1_softirq_pct", "steal_pct", "noise_before_pct", "quiet_wait_s",
+    "quiet_reached", "outside_user_pct", "disturbed", "mosn_metrics_delta", "note", "started_at",
+]
+
+# Names of mosn metrics whose deltas are copied into rows.csv (all deltas go to raw/).
+MOSN_METRIC_RE = re.compile(r"splice|kernel|sockmap|sk_?skb|sk_?msg|bpf|fast_?path|redirect|offload", re.I)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def warn(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] WARNING: {msg}", file=sys.stderr, flush=True)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _on_term(signum, frame):  # SIGTERM/SIGHUP -> the same cleanup path as Ctrl-C
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_cmd(cmd, timeout, check=False, **kw) -> subprocess.CompletedProcess:
+    """subprocess.run with a mandatory timeout and captured text output."""
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    return subprocess.run(cmd, timeout=timeout, check=check, **kw)
+
+
+# =============================================================================================
+# arguments
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mosn", default=str(ROOT / "target/release/mosn"), help="path to the mosn binary")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--quick", action="store_true", help="smoke test: 1 round, 2 s each")
+    p.add_argument("--layout", choices=["split", "shared"], default="split",
+                   help="split: client+origin on CPU0, proxy on CPU1; shared: everything on CPU0")
+    p.add_argument("--targets", default=",".join(ALL_TARGETS), help=f"comma list of {ALL_TARGETS}")
+    p.add_argument("--workloads", default=",".join(ALL_WORKLOADS), help=f"comma list of {ALL_WORKLOADS}")
+    p.add_argument("--connrate-concurrency", type=int, default=16)
+    p.add_argument("--rr-warmup", type=float, default=0.3, help="unmeasured seconds before rr/connrate")
+    p.add_argument("--quiet-threshold", type=float, default=10.0,
+                   help="max CPU%% (of one CPU) used outside the benchmark before/while measuring")
+    p.add_argument("--quiet-max-wait", type=float, default=60.0, help="give up waiting for quiet after s")
+    p.add_argument("--retries", type=int, default=1, help="re-runs of a measurement that was disturbed")
+    p.add_argument("--time-limit", type=float, default=0, help="stop measuring after s (0 = automatic)")
+    p.add_argument("--no-install", action="store_true", help="do not apt-get/pip install anything")
+    p.add_argument("--no-build", action="store_true", help="do not cargo build mosn-bench (needs --bench-bin)")
+    p.add_argument("--bench-bin", default="", help="path of a built mosn-bench binary")
+    p.add_argument("--analyze-only", action="store_true", help="only re-analyse OUT/rows.csv")
+    p.add_argument("--_inner", action="store_true", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.quick:
+        a.rounds, a.duration = 1, 2.0
+        a.quiet_max_wait = min(a.quiet_max_wait, 10.0)
+    a.targets = [t.strip() for t in a.targets.split(",") if t.strip()]
+    a.workloads = [w.strip() for w in a.workloads.split(",") if w.strip()]
+    for t in a.targets:
+        if t not in ALL_TARGETS:
+            p.error(f"unknown target {t!r}; known: {ALL_TARGETS}")
+    for w in a.workloads:
+        if w not in WORKLOADS:
+            p.error(f"unknown workload {w!r}; known: {ALL_WORKLOADS}")
+    if "direct" not in a.targets:
+        a.targets.insert(0, "direct")  # ratios need it
+    else:  # direct first in every round
+        a.targets.remove("direct")
+        a.targets.insert(0, "direct")
+    if not (1 <= a.rounds <= 100) or not (0.5 <= a.duration <= 600):
+        p.error("--rounds must be 1..100 and --duration 0.5..600")
+    if not (1 <= a.connrate_concurrency <= 1024):
+        p.error("--connrate-concurrency must be 1..1024")
+    a.out = str(Path(a.out).resolve())
+    a.mosn = str(Path(a.mosn).resolve()) if a.mosn else ""
+    return a
+
+
+# =============================================================================================
+# outer: install, build, namespace, analysis
+
+
+def nginx_stream_directive() -> str | None:
+    """'' if stream is built in, 'load_module ...;' if it is a dynamic module present, else None."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(nginx):
+        return None
+    try:
+        v = run_cmd([nginx, "-V"], timeout=10).stderr
+    except Exception:
+        return None
+    if re.search(r"--with-stream(\s|$)", v):
+        return ""
+    if "--with-stream=dynamic" in v:
+        m = re.search(r"--modules-path=(\S+)", v)
+        dirs = [m.group(1)] if m else []
+        dirs += ["/usr/lib/nginx/modules", "/usr/share/nginx/modules", "/usr/lib64/nginx/modules"]
+        for d in dirs:
+            f = Path(d) / "ngx_stream_module.so"
+            if f.exists():
+                return f"load_module {f};"
+    return None
+
+
+def have(binary: str) -> bool:
+    return bool(shutil.which(binary)) or os.path.exists(f"/usr/sbin/{binary}")
+
+
+def apt_install(pkgs: list[str]) -> bool:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "--no-install-recommends", *pkgs]
+    log(f"apt-get install {' '.join(pkgs)}")
+    try:
+        r = run_cmd(cmd, timeout=900, env=env)
+        if r.returncode != 0:
+            log("apt-get install failed; running apt-get update and retrying")
+            run_cmd(["apt-get", "update"], timeout=600, env=env)
+            r = run_cmd(cmd, timeout=900, env=env)
+        if r.returncode != 0:
+            warn(f"apt-get install {pkgs} failed:\n{r.stderr[-2000:]}")
+            return False
+        return True
+    except subprocess.TimeoutExpired:
+        warn(f"apt-get install {pkgs} timed out")
+        return False
+
+
+def ensure_packages(targets: list[str]) -> None:
+    need = []
+    for binary, pkg in [("iperf3", "iperf3"), ("taskset", "util-linux"), ("ip", "iproute2")]:
+        if not have(binary):
+            need.append(pkg)
+    if "haproxy" in targets and not have("haproxy"):
+        need.append("haproxy")
+    if "nginx" in targets and not have("nginx"):
+        need.append("nginx-light")
+    if need:
+        apt_install(need)
+    if "nginx" in targets and have("nginx") and nginx_stream_directive() is None:
+        # nginx-light builds stream as a dynamic module shipped separately.
+        if not apt_install(["libnginx-mod-stream"]) or nginx_stream_directive() is None:
+            for alt in ("nginx-core", "nginx-full"):
+                if apt_install([alt]) and nginx_stream_directive() is not None:
+                    break
+        if nginx_stream_directive() is None:
+            warn("nginx has no stream module; the nginx target will be skipped")
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(v)
+
+
+def build_bench() -> str:
+    """cargo build --release -p mosn-bench; returns the executable path.
+
+    If the workspace does not (yet) list `bench` as a member, build it through a throw-away
+    workspace that symlinks bench/ and copies the root's [workspace.package]/[dependencies]."""
+    env = dict(os.environ)
+    meta = run_cmd(["cargo", "metadata", "--no-deps", "--format-version", "1"], timeout=300, cwd=ROOT)
+    members = []
+    if meta.returncode == 0:
+        members = [p["name"] for p in json.loads(meta.stdout)["packages"]]
+    else:
+        warn(f"cargo metadata failed: {meta.stderr.strip()[-500:]}")
+    cwd, shim = ROOT, None
+    if "mosn-bench" not in members:
+        import tomllib
+
+        warn("mosn-bench is not a member of the workspace; building it in a temporary shim workspace")
+        root = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]
+        shim = Path(tempfile.mkdtemp(prefix="mosn-bench-build-"))
+        lines = ['[workspace]', 'resolver = "3"', 'members = ["bench"]', "", "[workspace.package]"]
+        lines += [f"{k} = {toml_value(v)}" for k, v in root.get("package", {}).items()]
+        lines += ["", "[workspace.dependencies]"]
+        for k, v in root.get("dependencies", {}).items():
+            if isinstance(v, dict) and "path" in v:
+                continue
+            lines.append(f"{k} = {toml_value(v)}")
+        prof = tomllib.loads((ROOT / "Cargo.toml").read_text()).get("profile", {}).get("release")
+        if prof:
+            lines += ["", "[profile.release]"] + [f"{k} = {toml_value(v)}" for k, v in prof.items()]
+        (shim / "Cargo.toml").write_text("\n".join(lines) + "\n")
+        (shim / "bench").symlink_to(HERE)
+        if (ROOT / "Cargo.lock").exists():
+            shutil.copy(ROOT / "Cargo.lock", shim / "Cargo.lock")
+        env.setdefault("CARGO_TARGET_DIR", str(ROOT / "target"))
+        cwd = shim
+    log("cargo build --release -p mosn-bench")
+    try:
+        r = run_cmd(["cargo", "build", "--release", "-p", "mosn-bench", "--message-format=json-render-diagnostics"],
+                    timeout=1800, cwd=cwd, env=env, capture_output=False, stdout=subprocess.PIPE)
+    finally:
+        if shim:
+            shutil.rmtree(shim, ignore_errors=True)
+    exe = None
+    for line in r.stdout.splitlines():
+        try:
+            m = json.loads(line)
+        except ValueError:
+            continue
+        if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "mosn-bench" \
+                and m.get("executable"):
+            exe = m["executable"]
+    if r.returncode != 0 or not exe:
+        raise SystemExit("building mosn-bench failed")
+    return exe
+
+
+def ensure_matplotlib(install: bool) -> bool:
+    pydeps = HERE / ".pydeps"
+    if pydeps.is_dir() and str(pydeps) not in sys.path:
+        sys.path.append(str(pydeps))
+    try:
+        import matplotlib  # noqa: F401
+
+        return True
+    except ImportError:
+        pass
+    if not install:
+        return False
+    log(f"pip install matplotlib (into {pydeps})")
+    try:
+        r = run_cmd([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                     "--target", str(pydeps), "matplotlib"], timeout=900)
+        if r.returncode != 0:
+            warn(f"pip install matplotlib failed: {r.stderr.strip()[-800:]}")
+    except (subprocess.TimeoutExpired, FileNotFoundError) as e:
+        warn(f"pip install matplotlib failed: {e}")
+    if str(pydeps) not in sys.path:
+        sys.path.append(str(pydeps))
+    try:
+        import importlib
+
+        importlib.invalidate_caches()
+        import matplotlib  # noqa: F401,F811
+
+        return True
+    except ImportError:
+        warn("matplotlib unavailable: the PNG plot will be skipped")
+        return False
+
+
+def netns_pids(ns: str) -> list[int]:
+    try:
+        r = run_cmd(["ip", "netns", "pids", ns], timeout=10)
+        return [int(x) for x in r.stdout.split()]
+    except Exception:
+        return []
+
+
+def outer_main(args) -> int:
+    if os.geteuid() != 0:
+        raise SystemExit("run.py must run as root (network namespaces, taskset of proxies)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rc = 0
+    if not args.analyze_only:
+        if not args.no_install:
+            ensure_packages(args.targets)
+        bench_bin = args.bench_bin or (None if args.no_build else build_bench())
+        if not bench_bin or not os.access(bench_bin, os.X_OK):
+            raise SystemExit(f"no mosn-bench binary ({bench_bin!r})")
+        ensure_matplotlib(install=not args.no_install)
+        ns = f"mosnbench-{os.getpid()}"
+        inner = None
+        try:
+            log(f"creating network namespace {ns}")
+            run_cmd(["ip", "netns", "add", ns], timeout=30, check=True)
+            nsx = ["ip", "netns", "exec", ns]
+            run_cmd(nsx + ["ip", "link", "set", "lo", "up"], timeout=30, check=True)
+            for kv in ("net.ipv4.ip_local_port_range=10000 65535", "net.core.somaxconn=8192",
+                       "net.ipv4.tcp_max_syn_backlog=8192", "net.ipv4.tcp_tw_reuse=1"):
+                r = run_cmd(nsx + ["sysctl", "-q", "-w", kv], timeout=30)
+                if r.returncode != 0:
+                    warn(f"sysctl {kv}: {r.stderr.strip()}")
+            cmd = nsx + [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:],
+                         "--_inner", "--bench-bin", bench_bin, "--out", str(out)]
+            inner = subprocess.Popen(cmd)
+            rc = inner.wait()
+            if rc != 0:
+                warn(f"measurement process exited with {rc}")
+        except KeyboardInterrupt:
+            warn("interrupted; cleaning up")
+            rc = 130
+            if inner and inner.poll() is None:
+                try:
+                    inner.send_signal(signal.SIGINT)
+                    inner.wait(timeout=60)
+                except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                    inner.kill()
+                    inner.wait(timeout=10)
+        finally:
+            for pid in netns_pids(ns):  # anything we started that is still in the namespace
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            r = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True, timeout=30)
+            if r.returncode != 0:
+                warn(f"ip netns del {ns}: {r.stderr.strip()}")
+            else:
+                log(f"removed network namespace {ns}")
+    analyze(out, plot=ensure_matplotlib(install=False))
+    return rc
+
+
+# =============================================================================================
+# inner: measurements inside the namespace
+
+
+def read_stat() -> dict[str, list[int]]:
+    cpus = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu"):
+                parts = line.split()
+                cpus[parts[0]] = [int(x) for x in parts[1:9]]
+            else:
+                break
+    return cpus
+
+
+def stat_busy(v: list[int]) -> int:
+    user, nice, system, idle, iowait, irq, softirq, steal = v
+    return user + nice + system + irq + softirq + steal
+
+
+def proc_ticks(pid: int) -> tuple[int, int]:
+    """(utime, stime) of a process (all its threads), 0,0 if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+        fields = s[s.rindex(")") + 2:].split()
+        return int(fields[11]), int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+
+
+def proc_tree(pid: int) -> list[int]:
+    """pid and all of its descendants."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+            ppid = int(s[s.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def ticks_sum(pids: list[int]) -> tuple[int, int]:
+    u = s = 0
+    for p in pids:
+        a, b = proc_ticks(p)
+        u, s = u + a, s + b
+    return u, s
+
+
+def listening(port: int) -> bool:
+    for fn in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(fn) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                        return True
+        except OSError:
+            pass
+    return False
+
+
+_NOPROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_get(port: int, path: str, timeout=2.0) -> tuple[int, str]:
+    try:
+        with _NOPROXY.open(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return r.status, r.read(4 << 20).decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except Exception as e:  # connection refused, timeout, ...
+        return 0, str(e)
+
+
+def parse_prom(text: str) -> dict[str, float]:
+    vals = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        try:
+            k, v = line.rsplit(None, 1)
+            vals[k] = float(v)
+        except ValueError:
+            continue
+    return vals
+
+
+def tail(path: Path, n=1500) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+class StartFailed(Exception):
+    pass
+
+
+class Proxy:
+    def __init__(self, popen, port, admin, log_path):
+        self.popen, self.port, self.admin, self.log_path = popen, port, admin, log_path
+
+
+class Runner:
+    def __init__(self, args):
+        self.a = args
+        self.out = Path(args.out)
+        self.raw = self.out / "raw"
+        for d in ("logs", "clients", "mosn-metrics", "configs"):
+            (self.raw / d).mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix="mosnbench-"))
+        self.procs: list[subprocess.Popen] = []
+        self.client_cpu = "0"
+        self.proxy_cpu = "1" if args.layout == "split" else "0"
+        self.next_port = 2000 + (os.getpid() % 1000) * 5
+        self.skipped: dict[str, str] = {}
+        self.echo = None
+        self.echo_port = 0
+        self.rows_path = self.out / "rows.csv"
+        self.nginx_directive = nginx_stream_directive()
+
+    # ---------------------------------------------------------------- processes
+    def port(self) -> int:
+        """A port outside the ephemeral range (10000-65535 in the namespace), bindable right now."""
+        for _ in range(8000):
+            p = self.next_port
+            self.next_port = 2000 if self.next_port >= 9999 else self.next_port + 1
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", p))
+                return p
+            except OSError:
+                continue
+            finally:
+                s.close()
+        raise RuntimeError("no free port")
+
+    def spawn(self, cmd: list[str], cpu: str, log_path: Path) -> subprocess.Popen:
+        f = open(log_path, "ab")
+        f.write(f"$ taskset -c {cpu} {' '.join(cmd)}\n".encode())
+        f.flush()
+        p = subprocess.Popen(["taskset", "-c", cpu, *cmd], stdout=f, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+        f.close()
+        self.procs.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen | None, timeout=5.0) -> None:
+        if p is None:
+            return
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait(timeout=10)
+        else:  # leader gone: make sure nothing of its group survives (nginx workers)
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def cleanup(self) -> None:
+        for p in list(self.procs):
+            try:
+                self.stop(p, timeout=3)
+            except Exception as e:
+                warn(f"stopping pid {p.pid}: {e}")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def wait_listen(self, port: int, p: subprocess.Popen, log_path: Path, what: str, admin=0, limit=15.0):
+        t0 = time.monotonic()
+        listen_since = None
+        while time.monotonic() - t0 < limit:
+            if p.poll() is not None:
+                raise StartFailed(f"{what} exited with {p.returncode}: {tail(log_path)}")
+            if listening(port):
+                listen_since = listen_since or time.monotonic()
+                if not admin:
+                    time.sleep(0.1)
+                    return
+                code, _ = http_get(admin, "/ready", timeout=1.0)
+                if code == 200:
+                    return
+                if time.monotonic() - listen_since > 3.0:
+                    warn(f"{what}: listening but /ready answers {code}; proceeding")
+                    return
+            time.sleep(0.05)
+        raise StartFailed(f"{what} not listening on {port} after {limit:.0f}s: {tail(log_path)}")
+
+    def ensure_echo(self) -> None:
+        if self.echo is not None and self.echo.poll() is None:
+            return
+        if self.echo is not None:
+            warn(f"echo server died ({self.echo.returncode}); restarting")
+        self.echo_port = self.port()
+        lp = self.raw / "logs" / "echo-server.log"
+        bound = int(self.time_budget * 3 + 600)
+        self.echo = self.spawn([self.a.bench_bin, "echo-server", "--listen", f"127.0.0.1:{self.echo_port}",
+                                "--max-seconds", str(bound)], self.client_cpu, lp)
+        self.wait_listen(self.echo_port, self.echo, lp, "echo-server")
+
+    def start_proxy(self, target: str, origin: int, tag: str) -> Proxy:
+        port = self.port()
+        lp = self.raw / "logs" / f"{tag}.log"
+        d = self.tmp / tag
+        d.mkdir(parents=True, exist_ok=True)
+        admin = 0
+        if target in MOSN_MODES:
+            admin = self.port()
+            cfg = {
+                "servers": [{"listeners": [{
+                    "name": "bench", "address": f"127.0.0.1:{port}", "bind_port": True,
+                    "fast_path": MOSN_MODES[target],
+                    "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "origin"}}]}],
+                }]}],
+                "cluster_manager": {"clusters": [{
+                    "name": "origin", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+                    "hosts": [{"address": f"127.0.0.1:{origin}"}]}]},
+                "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+            }
+            cf = d / "mosn.json"
+            cf.write_text(json.dumps(cfg, indent=2))
+            cmd = [self.a.mosn, "start", "-c", str(cf), "--workers", "1"]
+        elif target == "haproxy":
+            cf = d / "haproxy.cfg"
+            cf.write_text(f"""global
+    nbthread 1
+    maxconn 100000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+listen bench
+    bind 127.0.0.1:{port}
+    server origin 127.0.0.1:{origin}
+""")
+            cmd = [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", str(cf)]
+        elif target == "nginx":
+            cf = d / "nginx.conf"
+            cf.write_text(f"""{self.nginx_directive}
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile 200000;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{
+    worker_connections 100000;
+}}
+stream {{
+    server {{
+        listen 127.0.0.1:{port} backlog=8192;
+        proxy_pass 127.0.0.1:{origin};
+        proxy_connect_timeout 5s;
+    }}
+}}
+""")
+            cmd = [shutil.which("nginx") or "/usr/sbin/nginx", "-p", str(d), "-c", str(cf),
+                   "-e", str(d / "error.log")]
+        else:
+            raise ValueError(target)
+        cfg_copy = self.raw / "configs" / f"{target}{cf.suffix or '.conf'}"
+        if not cfg_copy.exists():
+            shutil.copy(cf, cfg_copy)
+        p = self.spawn(cmd, self.proxy_cpu, lp)
+        try:
+            self.wait_listen(port, p, lp, target, admin=admin)
+        except StartFailed:
+            if target == "nginx":  # its error log is a separate file
+                with open(lp, "a") as f:
+                    f.write(tail(d / "error.log", 3000))
+            self.stop(p)
+            raise
+        return Proxy(p, port, admin, lp)
+
+    # ---------------------------------------------------------------- quiet / cpu accounting
+    def wait_quiet(self, our_pids: list[int]) -> tuple[float, float, bool]:
+        """Samples /proc/stat for 1 s until CPU use outside our processes is below the threshold."""
+        t_start = time.monotonic()
+        noise = 0.0
+        while True:
+            s0, o0, t0 = read_stat(), sum(ticks_sum(our_pids)), time.monotonic()
+            time.sleep(1.0)
+            s1, o1, t1 = read_stat(), sum(ticks_sum(our_pids)), time.monotonic()
+            busy = stat_busy(s1["cpu"]) - stat_busy(s0["cpu"]) - (o1 - o0)
+            noise = max(0.0, busy / HZ / (t1 - t0) * 100)
+            waited = time.monotonic() - t_start
+            if noise <= self.a.quiet_threshold:
+                return noise, waited, True
+            if waited >= self.a.quiet_max_wait:
+                warn(f"machine not quiet after {waited:.0f}s ({noise:.0f}% of a CPU busy); measuring anyway")
+                return noise, waited, False
+
+    def snapshot(self, proxy_pids, other_pids):
+        return {
+            "t": time.monotonic(),
+            "stat": read_stat(),
+            "proxy": ticks_sum(proxy_pids),
+            "other_u": ticks_sum(other_pids)[0],
+            "children": resource.getrusage(resource.RUSAGE_CHILDREN),
+        }
+
+    def cpu_figures(self, a, b) -> dict:
+        wall = b["t"] - a["t"]
+        r = {"wall_s": round(wall, 3)}
+        if a["proxy"] != (0, 0) or b["proxy"] != (0, 0):
+            du = (b["proxy"][0] - a["proxy"][0]) / HZ
+            ds = (b["proxy"][1] - a["proxy"][1]) / HZ
+            r["proxy_user_pct"] = round(du / wall * 100, 1)
+            r["proxy_sys_pct"] = round(ds / wall * 100, 1)
+            r["proxy_cpu_pct"] = round((du + ds) / wall * 100, 1)
+        for cpu in ("cpu0", "cpu1"):
+            if cpu in a["stat"] and cpu in b["stat"]:
+                d = [y - x for x, y in zip(a["stat"][cpu], b["stat"][cpu])]
+                tot = sum(d) or 1
+                r[f"{cpu}_busy_pct"] = round(stat_busy(d) / tot * 100, 1)
+                r[f"{cpu}_softirq_pct"] = round(d[6] / tot * 100, 1)
+        dall = [y - x for x, y in zip(a["stat"]["cpu"], b["stat"]["cpu"])]
+        r["steal_pct"] = round(dall[7] / HZ / wall * 100, 1)
+        ca, cb = a["children"], b["children"]
+        client_s = (cb.ru_utime - ca.ru_utime) + (cb.ru_stime - ca.ru_stime)
+        client_u = cb.ru_utime - ca.ru_utime
+        r["client_cpu_pct"] = round(client_s / wall * 100, 1)
+        ours_u = client_u * HZ + (b["proxy"][0] - a["proxy"][0]) + (b["other_u"] - a["other_u"])
+        outside = (dall[0] + dall[1] - ours_u) / HZ / wall * 100
+        r["outside_user_pct"] = round(max(0.0, outside), 1)
+        return r
+
+    # ---------------------------------------------------------------- one measurement
+    def run_client(self, wl: str, port: int, tag: str) -> tuple[dict, str]:
+        w = WORKLOADS[wl]
+        d = self.a.duration
+        if w["kind"] == "iperf":
+            cmd = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", f"{d:g}", "-P", str(w["streams"]),
+                   "-J", "--connect-timeout", "3000"]
+            limit = d + 30
+        elif w["kind"] == "rr":
+            cmd = [self.a.bench_bin, "rr", "--target", f"127.0.0.1:{port}", "--conns", str(w["conns"]),
+                   "--duration", f"{d:g}", "--size", "1", "--warmup", f"{self.a.rr_warmup:g}"]
+            limit = d + self.a.rr_warmup + 20
+        else:
+            cmd = [self.a.bench_bin, "connrate", "--target", f"127.0.0.1:{port}", "--duration", f"{d:g}",
+                   "--concurrency", str(self.a.connrate_concurrency), "--warmup", f"{self.a.rr_warmup:g}"]
+            limit = d + self.a.rr_warmup + 20
+        p = subprocess.Popen(["taskset", "-c", self.client_cpu, *cmd], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        try:
+            so, se = p.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            so, se = p.communicate(timeout=10)
+            se += f"\n[client killed after {limit:.0f}s]"
+        (self.raw / "clients" / f"{tag}.json").write_text(so or "")
+        res: dict = {"_rc": p.returncode}
+        note = ""
+        try:
+            j = json.loads(so) if so.strip() else {}
+        except ValueError:
+            j = {}
+            note = f"unparsable client output; stderr: {se.strip()[-300:]}"
+        if w["kind"] == "iperf":
+            if j.get("error"):
+                note = f"iperf3: {j['error']}"
+            end = j.get("end", {})
+            bps = end.get("sum_received", {}).get("bits_per_second", 0.0)
+            res.update(value=bps / 1e9, retransmits=end.get("sum_sent", {}).get("retransmits", ""),
+                       errors=0 if (p.returncode == 0 and bps > 0) else 1)
+        else:
+            res.update(value=j.get("rate", 0.0), rate=j.get("rate", ""), requests=j.get("requests", ""),
+                       errors=j.get("errors", ""), p50_us=j.get("p50_us", ""), p99_us=j.get("p99_us", ""),
+                       p999_us=j.get("p999_us", ""), mean_us=j.get("mean_us", ""))
+            if j.get("first_error"):
+                note = f"first error: {j['first_error']}"
+        if p.returncode != 0 and not note:
+            note = f"client exit {p.returncode}: {se.strip()[-300:]}"
+        return res, note
+
+    def measure(self, rnd: int, wl: str, target: str) -> dict:
+        w = WORKLOADS[wl]
+        tag = f"r{rnd}-{wl}-{target}"
+        row = {"round": rnd, "workload": wl, "target": target, "layout": self.a.layout, "unit": w["unit"],
+               "duration_s": self.a.duration, "started_at": dt.datetime.now().isoformat(timespec="seconds")}
+        iperf = proxy = None
+        try:
+            if w["kind"] == "iperf":
+                origin = self.port()
+                lp = self.raw / "logs" / f"{tag}-iperf3-server.log"
+                iperf = self.spawn(["iperf3", "-s", "-p", str(origin)], self.client_cpu, lp)
+                self.wait_listen(origin, iperf, lp, "iperf3 server")
+            else:
+                self.ensure_echo()
+                origin = self.echo_port
+            if target == "direct":
+                port = origin
+            else:
+                try:
+                    proxy = self.start_proxy(target, origin, tag)
+                except StartFailed as e:
+                    row.update(status="start_failed", note=str(e)[-600:].replace("\n", " | "))
+                    return row
+                port = proxy.port
+            m_before = ""
+            if proxy and proxy.admin:
+                _, m_before = http_get(proxy.admin, "/metrics")
+            proxy_pids = proc_tree(proxy.popen.pid) if proxy else []
+            other = [os.getpid()] + ([self.echo.pid] if self.echo else []) + ([iperf.pid] if iperf else [])
+            noise, waited, quiet = self.wait_quiet(proxy_pids + other)
+            row.update(noise_before_pct=round(noise, 1), quiet_wait_s=round(waited, 1), quiet_reached=int(quiet))
+            s0 = self.snapshot(proxy_pids, other)
+            res, note = self.run_client(wl, port, tag)
+            s1 = self.snapshot(proxy_pids, other)
+            row.update(self.cpu_figures(s0, s1))
+            row["proxy_pids"] = " ".join(map(str, proxy_pids))
+            if proxy and proxy.admin:
+                _, m_after = http_get(proxy.admin, "/metrics")
+                mdir = self.raw / "mosn-metrics"
+                (mdir / f"{tag}-before.prom").write_text(m_before)
+                (mdir / f"{tag}-after.prom").write_text(m_after)
+                b, a = parse_prom(m_before), parse_prom(m_after)
+                delta = {k: v - b.get(k, 0.0) for k, v in a.items() if v - b.get(k, 0.0) != 0}
+                (mdir / f"{tag}-delta.json").write_text(json.dumps(delta, indent=1, sort_keys=True))
+                row["mosn_metrics_delta"] = json.dumps(
+                    {k: delta[k] for k in sorted(delta) if MOSN_METRIC_RE.search(k)}, separators=(",", ":"))
+                if not a:
+                    note = (note + "; " if note else "") + "no /metrics after run"
+            if proxy and proxy.popen.poll() is not None:
+                note = (note + "; " if note else "") + f"proxy exited ({proxy.popen.returncode}) during run"
+            rc = res.pop("_rc")
+            row.update(res)
+            row["value"] = round(row.get("value") or 0.0, 4 if w["unit"] == "Gbit/s" else 1)
+            errs = int(row.get("errors") or 0)
+            row["status"] = "ok" if (rc == 0 and row["value"] > 0 and errs == 0) else (
+                "errors" if row["value"] > 0 else "failed")
+            pc = row.get("proxy_cpu_pct")
+            if pc and pc > 1 and row["value"] > 0:
+                row["value_per_proxy_core"] = round(row["value"] / (pc / 100), 3 if w["unit"] == "Gbit/s" else 0)
+            row["disturbed"] = int(row.get("outside_user_pct", 0) > self.a.quiet_threshold)
+            row["note"] = note.replace("\n", " | ")
+            return row
+        finally:
+            self.stop(proxy.popen if proxy else None)
+            self.stop(iperf)
+
+    # ---------------------------------------------------------------- main loop
+    def preflight(self) -> None:
+        for t in self.a.targets:
+            if t in MOSN_MODES:
+                if not self.a.mosn or not os.path.isfile(self.a.mosn) or not os.access(self.a.mosn, os.X_OK):
+                    self.skipped[t] = f"mosn binary not found at {self.a.mosn}"
+            elif t == "haproxy" and not have("haproxy"):
+                self.skipped[t] = "haproxy not installed"
+            elif t == "nginx" and self.nginx_directive is None:
+                self.skipped[t] = "nginx or its stream module not installed"
+        for t, why in self.skipped.items():
+            warn(f"skipping {t}: {why}")
+
+    def run(self) -> None:
+        a = self.a
+        self.preflight()
+        active = [t for t in a.targets if t not in self.skipped]
+        n = a.rounds * len(a.workloads) * len(active)
+        self.time_budget = n * (a.duration + 4)
+        limit = a.time_limit or (self.time_budget * 3 + 900)
+        log(f"{n} measurements ({a.rounds} rounds x {len(a.workloads)} workloads x {len(active)} targets), "
+            f"layout {a.layout}, ~{self.time_budget / 60:.1f} min if quiet; hard limit {limit / 60:.0f} min")
+        meta = {
+            "started": dt.datetime.now().isoformat(timespec="seconds"), "layout": a.layout,
+            "client_cpu": self.client_cpu, "proxy_cpu": self.proxy_cpu,
+            "rounds": a.rounds, "duration_s": a.duration, "targets": a.targets, "workloads": a.workloads,
+            "skipped": self.skipped, "connrate_concurrency": a.connrate_concurrency,
+            "quiet_threshold_pct": a.quiet_threshold, "kernel": os.uname().release,
+            "cpus": os.cpu_count(), "mosn": a.mosn, "bench_bin": a.bench_bin, "versions": versions(a.mosn),
+        }
+        (self.out / "run.json").write_text(json.dumps(meta, indent=2))
+        with open(self.rows_path, "w", newline="") as f:
+            csv.DictWriter(f, FIELDS).writeheader()
+        for t, why in self.skipped.items():
+            self.write_row({"round": 0, "workload": "", "target": t, "layout": a.layout, "status": "skipped",
+                            "note": why})
+        t_begin = time.monotonic()
+        k = 0
+        for rnd in range(1, a.rounds + 1):
+            for wl in a.workloads:
+                for target in a.targets:
+                    if target in self.skipped:
+                        continue
+                    if time.monotonic() - t_begin > limit:
+                        warn("time limit reached; stopping")
+                        return
+                    k += 1
+                    row = None
+                    for attempt in range(1, a.retries + 2):
+                        row = self.measure(rnd, wl, target)
+                        row["attempts"] = attempt
+                        if row.get("status") in ("start_failed", "failed") or not row.get("disturbed"):
+                            break
+                        warn(f"{target}/{wl}: disturbed ({row.get('outside_user_pct')}% CPU outside the "
+                             f"benchmark); retrying")
+                    self.write_row(row)
+                    self.report(k, n, row)
+                    if row.get("status") == "start_failed":
+                        self.skipped[target] = "failed to start: " + row.get("note", "")[:300]
+                        warn(f"{target} failed to start, skipping it from now on: {row.get('note', '')[:600]}")
+
+    def write_row(self, row: dict) -> None:
+        with open(self.rows_path, "a", newline="") as f:
+            csv.DictWriter(f, FIELDS, extrasaction="ignore").writerow(row)
+
+    def report(self, k, n, row) -> None:
+        v = row.get("value", "")
+        unit = row.get("unit", "")
+        extra = ""
+        if row.get("p50_us") not in (None, ""):
+            extra += f" p50 {row['p50_us']}us p99 {row['p99_us']}us"
+        if row.get("proxy_cpu_pct") not in (None, ""):
+            extra += f" proxy {row['proxy_cpu_pct']}% CPU"
+        extra += f" noise {row.get('noise_before_pct', '?')}%/{row.get('outside_user_pct', '?')}%"
+        log(f"[{k}/{n}] r{row['round']} {row['workload']:8} {row['target']:15} {row.get('status', ''):12} "
+            f"{v} {unit}{extra}" + (f"  ({row['note'][:200]})" if row.get("note") else ""))
+
+
+def versions(mosn: str) -> dict:
+    out = {}
+    for name, cmd in [("haproxy", ["haproxy", "-v"]), ("nginx", ["nginx", "-v"]),
+                      ("iperf3", ["iperf3", "--version"]), ("mosn", [mosn, "--version"])]:
+        try:
+            r = run_cmd(cmd, timeout=10)
+            out[name] = ((r.stdout or "") + (r.stderr or "")).strip().splitlines()[0]
+        except Exception:
+            out[name] = None
+    return out
+
+
+def inner_main(args) -> int:
+    os.sched_setaffinity(0, {0})  # keep this coordinator off the proxy CPU
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1 << 20, 1 << 20))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    r = Runner(args)
+    try:
+        r.run()
+        return 0
+    except KeyboardInterrupt:
+        warn("interrupted")
+        return 130
+    finally:
+        r.cleanup()
+
+
+# =============================================================================================
+# analysis
+
+
+def fnum(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, unit=""):
+    if x is None:
+        return "-"
+    if unit == "Gbit/s":
+        return f"{x:.2f}"
+    if abs(x) >= 1000:
+        return f"{x / 1000:.1f}k"
+    return f"{x:.3g}" if abs(x) < 10 else f"{x:.0f}"
+
+
+def analyze(out: Path, plot: bool) -> None:
+    rows_path = out / "rows.csv"
+    if not rows_path.exists():
+        warn(f"no {rows_path}; nothing to analyse")
+        return
+    with open(rows_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    meta = {}
+    if (out / "run.json").exists():
+        meta = json.loads((out / "run.json").read_text())
+    good = [r for r in rows if r["status"] in ("ok", "errors") and (fnum(r["value"]) or 0) > 0]
+    direct = {(r["round"], r["workload"]): fnum(r["value"]) for r in good if r["target"] == "direct"}
+    workloads = [w for w in ALL_WORKLOADS if any(r["workload"] == w for r in rows)]
+    targets = [t for t in ALL_TARGETS if any(r["target"] == t for r in good)]
+    summary = []
+    for wl in workloads:
+        for t in targets:
+            rs = [r for r in good if r["workload"] == wl and r["target"] == t]
+            if not rs:
+                continue
+            ratios = [fnum(r["value"]) / direct[(r["round"], wl)] for r in rs if direct.get((r["round"], wl))]
+            s = {
+                "workload": wl, "target": t, "layout": rs[0]["layout"], "unit": rs[0]["unit"],
+                "rounds": len(rs),
+                "ratio_median": med(ratios), "ratio_min": min(ratios) if ratios else None,
+                "ratio_max": max(ratios) if ratios else None,
+                "value_median": med(fnum(r["value"]) for r in rs),
+                "p50_us_median": med(fnum(r["p50_us"]) for r in rs),
+                "p99_us_median": med(fnum(r["p99_us"]) for r in rs),
+                "proxy_cpu_pct_median": med(fnum(r["proxy_cpu_pct"]) for r in rs),
+                "value_per_proxy_core_median": med(fnum(r["value_per_proxy_core"]) for r in rs),
+                "cpu1_busy_pct_median": med(fnum(r["cpu1_busy_pct"]) for r in rs),
+                "noise_before_pct_max": max((fnum(r["noise_before_pct"]) or 0) for r in rs),
+                "outside_user_pct_max": max((fnum(r["outside_user_pct"]) or 0) for r in rs),
+                "errors_total": sum(int(fnum(r["errors"]) or 0) for r in rs),
+                "disturbed_rounds": sum(int(fnum(r["disturbed"]) or 0) for r in rs),
+            }
+            summary.append(s)
+    with open(out / "summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, list(summary[0].keys()) if summary else ["workload"])
+        w.writeheader()
+        for s in summary:
+            w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()})
+
+    failed = [r for r in rows if r["status"] not in ("ok",)]
+    lines = []
+    title = (f"Layout {meta.get('layout', '?')} (client+origin CPU{meta.get('client_cpu', '?')}, "
+             f"proxy CPU{meta.get('proxy_cpu', '?')}), {meta.get('rounds', '?')} round(s) x "
+             f"{meta.get('duration_s', '?')} s, kernel {meta.get('kernel', '?')}, {meta.get('started', '')}")
+    lines.append(f"### {title}\n")
+    lines.append("Median ratio to direct over rounds (min..max):\n")
+    hdr = "| target | " + " | ".join(WORKLOADS[w]["label"] for w in workloads) + " |"
+    lines += [hdr, "|---" * (len(workloads) + 1) + "|"]
+    by = {(s["workload"], s["target"]): s for s in summary}
+    for t in targets:
+        cells = []
+        for wl in workloads:
+            s = by.get((wl, t))
+            if not s or s["ratio_median"] is None:
+                cells.append("-")
+            elif t == "direct":
+                cells.append(f"1 ({fmt(s['value_median'], s['unit'])} {s['unit']})")
+            else:
+                cells.append(f"{s['ratio_median']:.2f} ({s['ratio_min']:.2f}..{s['ratio_max']:.2f})")
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("| workload | target | ratio (min..max) | median | unit | p50 µs | p99 µs | proxy CPU % "
+                 "| per proxy core | CPU1 busy % | noise % | errors |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in summary:
+        ratio = "-" if s["ratio_median"] is None else f"{s['ratio_median']:.2f} ({s['ratio_min']:.2f}..{s['ratio_max']:.2f})"
+        lines.append(
+            f"| {s['workload']} | {s['target']} | {ratio} | {fmt(s['value_median'], s['unit'])} | {s['unit']} "
+            f"| {fmt(s['p50_us_median'])} | {fmt(s['p99_us_median'])} | {fmt(s['proxy_cpu_pct_median'])} "
+            f"| {fmt(s['value_per_proxy_core_median'], s['unit'])} | {fmt(s['cpu1_busy_pct_median'])} "
+            f"| {fmt(s['noise_before_pct_max'])}/{fmt(s['outside_user_pct_max'])} | {s['errors_total']} |")
+    if failed:
+        lines.append("\nNot ok:\n")
+        for r in failed:
+            lines.append(f"- r{r['round']} {r['workload'] or '*'} {r['target']}: {r['status']} {r['note'][:300]}")
+    lines.append("\nnoise % = max CPU% (of one CPU) outside the benchmark before / during the runs. "
+                 "per proxy core = median / (proxy CPU% / 100).")
+    table = "\n".join(lines) + "\n"
+    (out / "summary.md").write_text(table)
+    print()
+    print(table)
+    if plot and summary:
+        try:
+            make_plot(out, summary, workloads, [t for t in targets if t != "direct"], title)
+        except Exception as e:  # a plot must never lose the numbers
+            warn(f"plot failed: {e}")
+    log(f"results in {out}: rows.csv summary.csv summary.md" + (" ratios.png" if (out / "ratios.png").exists() else ""))
+
+
+def make_plot(out: Path, summary, workloads, targets, title) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by = {(s["workload"], s["target"]): s for s in summary}
+    fig, ax = plt.subplots(figsize=(max(7, 1.9 * len(workloads)), 4.8))
+    n = max(1, len(targets))
+    width = 0.8 / n
+    colors = {"mosn-userspace": "#4c72b0", "mosn-kernel": "#dd8452", "mosn-auto": "#55a868",
+              "haproxy": "#8172b3", "nginx": "#937860"}
+    for i, t in enumerate(targets):
+        xs, ys, lo, hi = [], [], [], []
+        for j, wl in enumerate(workloads):
+            s = by.get((wl, t))
+            if not s or s["ratio_median"] is None:
+                continue
+            xs.append(j - 0.4 + width * (i + 0.5))
+            ys.append(s["ratio_median"])
+            lo.append(s["ratio_median"] - s["ratio_min"])
+            hi.append(s["ratio_max"] - s["ratio_median"])
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=t, color=colors.get(t))
+        for x, y in zip(xs, ys):
+            ax.text(x, y + 0.02, f"{y:.2f}", ha="center", va="bottom", fontsize=7)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--", label="direct = 1")
+    ax.set_xticks(range(len(workloads)))
+    ax.set_xticklabels([WORKLOADS[w]["label"] for w in workloads], fontsize=8)
+    ax.set_ylabel("throughput / direct (median of rounds, min..max)")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=8, ncol=3)
+    ax.set_ylim(0, max(1.2, max((s["ratio_max"] or 0) for s in summary) * 1.15))
+    fig.tight_layout()
+    fig.savefig(out / "ratios.png", dpi=130)
+    plt.close(fig)
+
+
+# =============================================================================================
+
+
+def main() -> int:
+    args = parse_args()
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGHUP, _on_term)
+    if args._inner:
+        return inner_main(args)
+    try:
+        return outer_main(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,395 @@
+//! mosn-bench: the load generator and origin server used by `bench/run.py`.
+//!
+//! * `echo-server --listen ADDR`: echoes every byte back (the origin behind every proxy).
+//! * `rr --target ADDR --conns N --duration S --size B`: each connection sends B bytes, waits for
+//!   B bytes back, repeats; prints JSON {requests, rate, p50_us, p99_us, errors, ...}.
+//! * `connrate --target ADDR --duration S --concurrency C`: C loops of connect, send 1 byte,
+//!   read 1 byte, close; prints JSON {connections, rate, errors, ...}.
+//!
+//! Everything runs on one thread (a current-thread tokio runtime, one task per connection), so
+//! pinning the process with `taskset` pins all of its work. Every load loop is bounded in time
+//! (duration + grace) and a watchdog thread ends the process if anything hangs beyond that.
+
+mod hist;
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use hist::Histogram;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "mosn-bench", about = "L4 proxy benchmark load generator and echo origin")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Echo every received byte back (origin server for rr and connrate).
+    EchoServer {
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Exit after this many seconds (0 = run until killed).
+        #[arg(long, default_value_t = 0)]
+        max_seconds: u64,
+    },
+    /// Request/response: each connection sends SIZE bytes and waits for SIZE bytes back.
+    Rr {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        conns: usize,
+        /// Measured seconds (after warmup).
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 1)]
+        size: usize,
+        /// Seconds run before measuring starts (connections are opened during it).
+        #[arg(long, default_value_t = 0.0)]
+        warmup: f64,
+        /// Seconds allowed after the deadline for requests in flight; then they count as errors.
+        #[arg(long, default_value_t = 2.0)]
+        grace: f64,
+    },
+    /// New connections per second: connect, send SIZE bytes, read SIZE bytes, close.
+    Connrate {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 1)]
+        size: usize,
+        #[arg(long, default_value_t = 0.0)]
+        warmup: f64,
+        #[arg(long, default_value_t = 2.0)]
+        grace: f64,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building tokio runtime")?;
+    match cli.cmd {
+        Cmd::EchoServer { listen, max_seconds } => {
+            if max_seconds > 0 {
+                watchdog(max_seconds as f64, 0);
+            }
+            rt.block_on(echo_server(listen))
+        }
+        Cmd::Rr { target, conns, duration, size, warmup, grace } => {
+            check_load_args(duration, warmup, grace, conns, size)?;
+            watchdog(warmup + duration + grace + 10.0, 3);
+            let local = tokio::task::LocalSet::new();
+            let out = local.block_on(&rt, rr(target, conns, duration, size, warmup, grace));
+            println!("{}", serde_json::to_string(&out)?);
+            Ok(())
+        }
+        Cmd::Connrate { target, duration, concurrency, size, warmup, grace } => {
+            check_load_args(duration, warmup, grace, concurrency, size)?;
+            watchdog(warmup + duration + grace + 10.0, 3);
+            let local = tokio::task::LocalSet::new();
+            let out =
+                local.block_on(&rt, connrate(target, concurrency, duration, size, warmup, grace));
+            println!("{}", serde_json::to_string(&out)?);
+            Ok(())
+        }
+    }
+}
+
+fn check_load_args(duration: f64, warmup: f64, grace: f64, conns: usize, size: usize) -> Result<()> {
+    if !(duration > 0.0 && duration <= 3600.0) {
+        bail!("--duration must be in (0, 3600] seconds");
+    }
+    if !(0.0..=60.0).contains(&warmup) || !(0.0..=60.0).contains(&grace) {
+        bail!("--warmup and --grace must be in [0, 60] seconds");
+    }
+    if conns == 0 || conns > 10_000 {
+        bail!("connection count must be in [1, 10000]");
+    }
+    if size == 0 || size > (1 << 20) {
+        bail!("--size must be in [1, 1 MiB]");
+    }
+    Ok(())
+}
+
+/// Ends the process if it is still running after `secs` (a bound on every run).
+fn watchdog(secs: f64, code: i32) {
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        if code != 0 {
+            eprintln!("mosn-bench: watchdog: still running after {secs:.1}s, exiting");
+        }
+        std::process::exit(code);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// echo server
+
+async fn echo_server(listen: SocketAddr) -> Result<()> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(listen),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    sock.set_reuse_address(true)?;
+    sock.bind(&listen.into()).with_context(|| format!("bind {listen}"))?;
+    sock.listen(8192)?;
+    sock.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(sock.into())?;
+    eprintln!("mosn-bench echo-server listening on {listen}");
+    loop {
+        match listener.accept().await {
+            Ok((s, _)) => {
+                tokio::task::spawn(echo_conn(s));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                eprintln!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn echo_conn(mut s: TcpStream) {
+    let _ = s.set_nodelay(true);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// shared client bits
+
+#[derive(Default)]
+struct Stats {
+    hist: Histogram,
+    ops: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Stats {
+    fn error(&mut self, what: &str, e: impl std::fmt::Display) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(format!("{what}: {e}"));
+        }
+    }
+}
+
+async fn connect(target: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpStream::connect(target).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+fn us(ns: u64) -> f64 {
+    (ns as f64 / 1000.0 * 100.0).round() / 100.0
+}
+
+/// Waits for every task until `hard`; tasks still running then are aborted and counted.
+async fn join_all(handles: Vec<tokio::task::JoinHandle<()>>, hard: Instant) -> u64 {
+    let mut stuck = 0;
+    for mut h in handles {
+        if tokio::time::timeout_at(hard, &mut h).await.is_err() {
+            h.abort();
+            stuck += 1;
+        }
+    }
+    stuck
+}
+
+fn latency_json(h: &Histogram) -> serde_json::Value {
+    json!({
+        "samples": h.count(),
+        "p50_us": us(h.quantile(0.50)),
+        "p90_us": us(h.quantile(0.90)),
+        "p99_us": us(h.quantile(0.99)),
+        "p999_us": us(h.quantile(0.999)),
+        "max_us": us(h.max()),
+        "mean_us": (h.mean() / 10.0).round() / 100.0,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// request/response
+
+async fn rr(
+    target: SocketAddr,
+    conns: usize,
+    duration: f64,
+    size: usize,
+    warmup: f64,
+    grace: f64,
+) -> serde_json::Value {
+    let stats = Rc::new(RefCell::new(Stats::default()));
+    let start = Instant::now();
+    let rec_from = start + Duration::from_secs_f64(warmup);
+    let deadline = rec_from + Duration::from_secs_f64(duration);
+    let handles = (0..conns)
+        .map(|_| tokio::task::spawn_local(rr_conn(target, size, rec_from, deadline, stats.clone())))
+        .collect();
+    let stuck = join_all(handles, deadline + Duration::from_secs_f64(grace)).await;
+    let st = stats.borrow();
+    let mut out = json!({
+        "mode": "rr",
+        "target": target.to_string(),
+        "conns": conns,
+        "size": size,
+        "duration_s": duration,
+        "requests": st.ops,
+        "rate": st.ops as f64 / duration,
+        "errors": st.errors + stuck,
+        "stuck": stuck,
+        "first_error": st.first_error,
+    });
+    merge(&mut out, latency_json(&st.hist));
+    out
+}
+
+async fn rr_conn(
+    target: SocketAddr,
+    size: usize,
+    rec_from: Instant,
+    deadline: Instant,
+    stats: Rc<RefCell<Stats>>,
+) {
+    let wbuf = vec![b'x'; size];
+    let mut rbuf = vec![0u8; size];
+    'conn: while Instant::now() < deadline {
+        let mut s = match connect(target).await {
+            Ok(s) => s,
+            Err(e) => {
+                stats.borrow_mut().error("connect", e);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        loop {
+            let t0 = Instant::now();
+            if t0 >= deadline {
+                break 'conn;
+            }
+            if let Err(e) = s.write_all(&wbuf).await {
+                stats.borrow_mut().error("write", e);
+                continue 'conn;
+            }
+            if let Err(e) = s.read_exact(&mut rbuf).await {
+                stats.borrow_mut().error("read", e);
+                continue 'conn;
+            }
+            if t0 >= rec_from {
+                let ns = t0.elapsed().as_nanos() as u64;
+                let mut st = stats.borrow_mut();
+                st.hist.record(ns);
+                st.ops += 1;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// new connections per second
+
+async fn connrate(
+    target: SocketAddr,
+    concurrency: usize,
+    duration: f64,
+    size: usize,
+    warmup: f64,
+    grace: f64,
+) -> serde_json::Value {
+    let stats = Rc::new(RefCell::new(Stats::default()));
+    let start = Instant::now();
+    let rec_from = start + Duration::from_secs_f64(warmup);
+    let deadline = rec_from + Duration::from_secs_f64(duration);
+    let handles = (0..concurrency)
+        .map(|_| tokio::task::spawn_local(cr_loop(target, size, rec_from, deadline, stats.clone())))
+        .collect();
+    let stuck = join_all(handles, deadline + Duration::from_secs_f64(grace)).await;
+    let st = stats.borrow();
+    let mut out = json!({
+        "mode": "connrate",
+        "target": target.to_string(),
+        "concurrency": concurrency,
+        "size": size,
+        "duration_s": duration,
+        "connections": st.ops,
+        "requests": st.ops,
+        "rate": st.ops as f64 / duration,
+        "errors": st.errors + stuck,
+        "stuck": stuck,
+        "first_error": st.first_error,
+    });
+    merge(&mut out, latency_json(&st.hist));
+    out
+}
+
+async fn cr_loop(
+    target: SocketAddr,
+    size: usize,
+    rec_from: Instant,
+    deadline: Instant,
+    stats: Rc<RefCell<Stats>>,
+) {
+    let wbuf = vec![b'x'; size];
+    let mut rbuf = vec![0u8; size];
+    loop {
+        let t0 = Instant::now();
+        if t0 >= deadline {
+            return;
+        }
+        let r: Result<(), (&str, std::io::Error)> = async {
+            let mut s = connect(target).await.map_err(|e| ("connect", e))?;
+            s.write_all(&wbuf).await.map_err(|e| ("write", e))?;
+            s.read_exact(&mut rbuf).await.map_err(|e| ("read", e))?;
+            Ok(())
+            // `s` dropped here: close().
+        }
+        .await;
+        match r {
+            Ok(()) => {
+                if t0 >= rec_from {
+                    let ns = t0.elapsed().as_nanos() as u64;
+                    let mut st = stats.borrow_mut();
+                    st.hist.record(ns);
+                    st.ops += 1;
+                }
+            }
+            Err((what, e)) => {
+                stats.borrow_mut().error(what, e);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+}
+
+fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+    if let (Some(a), serde_json::Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+}

@@ -1,0 +1,144 @@
+//! The validated, typed configuration the daemon runs on.
+//!
+//! Produced by [`super::load`] / [`super::parse`] from MOSN's JSON (or YAML) shape; everything
+//! here has been checked (addresses parsed, clusters referenced by listeners exist, durations
+//! positive), so the data path never re-validates.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Default connect timeout when a cluster gives none: MOSN's default (3 s).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default idle timeout of a proxied TCP connection: MOSN's tcp_proxy default is 0 (none);
+/// Envoy's is 1 h. We follow Envoy so forgotten connections do not live forever.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long a graceful shutdown waits for live connections (MOSN's default graceful timeout
+/// is 30 s).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The whole running configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    pub listeners: Vec<ListenerConfig>,
+    pub clusters: Vec<ClusterConfig>,
+    /// Admin HTTP server address (`admin.address.socket_address`), if configured.
+    pub admin: Option<SocketAddr>,
+    /// Graceful shutdown drain timeout (extension key `graceful_timeout` at top level, MOSN
+    /// spelling, e.g. "30s").
+    pub drain_timeout: Duration,
+}
+
+/// One listener (`servers[].listeners[]`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub address: SocketAddr,
+    /// Extension key `fast_path`.
+    pub fast_path: FastPath,
+    pub tcp_proxy: TcpProxyConfig,
+}
+
+/// Where a listener's pure L4 bytes are moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FastPath {
+    /// Per connection: kernel splice where it wins, userspace copy otherwise; falls back to
+    /// userspace (one warning) when the BPF programs cannot be loaded.
+    #[default]
+    Auto,
+    /// Always splice in the kernel; startup fails if the programs cannot be loaded.
+    Kernel,
+    /// Always copy in userspace.
+    Userspace,
+}
+
+/// The `tcp_proxy` network filter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TcpProxyConfig {
+    /// `config.cluster`: the cluster used when no route matches (or when there are no routes).
+    pub cluster: Option<String>,
+    /// `config.routes`: the first route whose source/destination match wins.
+    pub routes: Vec<TcpRoute>,
+    /// `config.idle_timeout` (absent: [`DEFAULT_IDLE_TIMEOUT`]; "0s" disables).
+    ///
+    /// Already resolved by validation: `None` means no idle timeout (the file said "0s" or 0);
+    /// an absent key has become `Some(DEFAULT_IDLE_TIMEOUT)`. Never `Some(Duration::ZERO)`.
+    pub idle_timeout: Option<Duration>,
+    /// `config.max_connect_attempts`: hosts tried before giving up (default: every host once,
+    /// at most 3 — MOSN retries up to 3 times). Already resolved by validation (>= 1): the
+    /// default uses the host count of the largest cluster this tcp_proxy references.
+    pub max_connect_attempts: u32,
+}
+
+/// One `tcp_proxy` route (`config.routes[]`): MOSN matches on destination/source CIDRs and
+/// ports. An empty list matches everything.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TcpRoute {
+    pub cluster: String,
+    pub destination_addresses: Vec<Cidr>,
+    pub source_addresses: Vec<Cidr>,
+    /// Inclusive port ranges of the destination (the listener's local port unless
+    /// transparent).
+    pub destination_ports: Vec<(u16, u16)>,
+    pub source_ports: Vec<(u16, u16)>,
+}
+
+/// An address prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let bits = u32::from(self.prefix_len.min(32));
+                if bits == 0 {
+                    return true;
+                }
+                let mask = u32::MAX << (32 - bits);
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let bits = u32::from(self.prefix_len.min(128));
+                if bits == 0 {
+                    return true;
+                }
+                let mask = u128::MAX << (128 - bits);
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One cluster (`cluster_manager.clusters[]`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub lb: LbPolicy,
+    pub connect_timeout: Duration,
+    pub hosts: Vec<HostConfig>,
+}
+
+/// A static upstream host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostConfig {
+    pub address: SocketAddr,
+    /// `weight` (1..=128 in MOSN; default 1). Used by weighted policies later.
+    pub weight: u32,
+}
+
+/// `lb_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum LbPolicy {
+    /// `LB_ROUNDROBIN` (MOSN's default).
+    RoundRobin,
+    /// `LB_RANDOM`.
+    Random,
+}

@@ -1,0 +1,342 @@
+//! Serde types of MOSN's config file, as MOSN's examples write it (`pkg/config/v2` in mosn/mosn).
+//!
+//! These mirror the file, not the daemon: everything is optional here and [`super::validate`]
+//! decides what is required, fills defaults and turns strings into addresses and durations.
+//!
+//! Deliberately *not* `deny_unknown_fields` (unlike the project convention): MOSN configs carry
+//! many keys we do not implement yet (`tracing`, `metrics`, `tls_context`, ...). Refusing them
+//! would make every real MOSN file unusable, and dropping them silently would hide real
+//! misconfiguration. So every object keeps its unknown keys in `extra`, and validation turns
+//! each into a warning naming its full path.
+//!
+//! Keys use MOSN's spelling. Go's `encoding/json` matches keys case-insensitively; we do not,
+//! except where MOSN's own examples use another case (`Name` of a cluster).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use serde_json::Value;
+
+/// Keys of an object that this crate does not read, by name.
+pub type Extra = BTreeMap<String, Value>;
+
+/// The whole file (MOSN's `MOSNConfig`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a MOSN config object")]
+pub struct RawConfig {
+    pub servers: Option<Vec<RawServer>>,
+    pub cluster_manager: Option<RawClusterManager>,
+    pub admin: Option<RawAdmin>,
+    /// Our extension at top level (MOSN has it per server; both are read).
+    pub graceful_timeout: Option<RawDuration>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawConfig {
+    pub const KEYS: &'static [&'static str] =
+        &["servers", "cluster_manager", "admin", "graceful_timeout"];
+}
+
+/// `servers[]` (MOSN's `ServerConfig`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a server object")]
+pub struct RawServer {
+    pub listeners: Option<Vec<RawListener>>,
+    pub graceful_timeout: Option<RawDuration>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawServer {
+    pub const KEYS: &'static [&'static str] = &["listeners", "graceful_timeout"];
+}
+
+/// `servers[].listeners[]` (MOSN's `ListenerConfig`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a listener object")]
+pub struct RawListener {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    /// MOSN: `true` = really listen on the address. Go's zero value (absent) is `false`.
+    pub bind_port: Option<bool>,
+    pub filter_chains: Option<Vec<RawFilterChain>>,
+    /// Our extension: "auto" | "kernel" | "userspace".
+    pub fast_path: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawListener {
+    pub const KEYS: &'static [&'static str] =
+        &["name", "address", "bind_port", "filter_chains", "fast_path"];
+}
+
+/// `filter_chains[]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a filter chain object")]
+pub struct RawFilterChain {
+    pub filters: Option<Vec<RawFilter>>,
+    /// Read only to refuse TLS that is switched on (`"status": true`).
+    pub tls_context: Option<Value>,
+    /// Likewise.
+    pub tls_context_set: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawFilterChain {
+    pub const KEYS: &'static [&'static str] = &["filters", "tls_context", "tls_context_set"];
+}
+
+/// `filters[]`: `type` selects the filter, `config` is the filter's own object, decoded by
+/// validation once the type is known (so a bad `config` is a collected validation error).
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a filter object")]
+pub struct RawFilter {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub config: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawFilter {
+    pub const KEYS: &'static [&'static str] = &["type", "config"];
+}
+
+/// The `config` of a `tcp_proxy` filter (MOSN's `TCPProxy`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a tcp_proxy config object")]
+pub struct RawTcpProxy {
+    pub cluster: Option<String>,
+    pub routes: Option<Vec<RawTcpRoute>>,
+    pub idle_timeout: Option<RawDuration>,
+    pub max_connect_attempts: Option<u64>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawTcpProxy {
+    pub const KEYS: &'static [&'static str] =
+        &["cluster", "routes", "idle_timeout", "max_connect_attempts"];
+}
+
+/// `routes[]` of a `tcp_proxy` (MOSN's `TCPRoute`, whose Go fields have no json tags, hence
+/// the CamelCase keys).
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a tcp_proxy route object")]
+pub struct RawTcpRoute {
+    #[serde(alias = "Cluster")]
+    pub cluster: Option<String>,
+    #[serde(rename = "SourceAddrs")]
+    pub source_addrs: Option<Vec<RawCidr>>,
+    #[serde(rename = "DestinationAddrs")]
+    pub destination_addrs: Option<Vec<RawCidr>>,
+    #[serde(rename = "SourcePort")]
+    pub source_port: Option<RawPorts>,
+    #[serde(rename = "DestinationPort")]
+    pub destination_port: Option<RawPorts>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawTcpRoute {
+    pub const KEYS: &'static [&'static str] = &[
+        "cluster",
+        "SourceAddrs",
+        "DestinationAddrs",
+        "SourcePort",
+        "DestinationPort",
+    ];
+}
+
+/// MOSN's `CidrRange`: `{"address": "10.0.0.0", "length": 8}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "an address range object like {\"address\": \"10.0.0.0\", \"length\": 8}")]
+pub struct RawCidr {
+    pub address: Option<String>,
+    pub length: Option<u64>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawCidr {
+    pub const KEYS: &'static [&'static str] = &["address", "length"];
+}
+
+/// `cluster_manager`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a cluster_manager object")]
+pub struct RawClusterManager {
+    pub clusters: Option<Vec<RawCluster>>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawClusterManager {
+    pub const KEYS: &'static [&'static str] = &["clusters"];
+}
+
+/// `cluster_manager.clusters[]` (MOSN's `Cluster`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a cluster object")]
+pub struct RawCluster {
+    pub name: Option<String>,
+    /// MOSN's own examples spell it `Name` (Go matches keys case-insensitively).
+    #[serde(rename = "Name")]
+    pub name_go: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub lb_type: Option<String>,
+    pub connect_timeout: Option<RawDuration>,
+    pub hosts: Option<Vec<RawHost>>,
+    /// Read only to refuse TLS that is switched on (`"status": true`).
+    pub tls_context: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawCluster {
+    pub const KEYS: &'static [&'static str] = &[
+        "name",
+        "Name",
+        "type",
+        "lb_type",
+        "connect_timeout",
+        "hosts",
+        "tls_context",
+    ];
+}
+
+/// `hosts[]` (MOSN's `HostConfig`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a host object")]
+pub struct RawHost {
+    pub address: Option<String>,
+    pub weight: Option<u64>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawHost {
+    pub const KEYS: &'static [&'static str] = &["address", "weight"];
+}
+
+/// `admin` (Envoy's bootstrap `Admin`, which MOSN decodes with jsonpb, so the camelCase
+/// spellings are accepted too).
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "an admin object")]
+pub struct RawAdmin {
+    pub address: Option<RawAdminAddress>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawAdmin {
+    pub const KEYS: &'static [&'static str] = &["address"];
+}
+
+/// `admin.address`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "an address object like {\"socket_address\": {...}}")]
+pub struct RawAdminAddress {
+    #[serde(alias = "socketAddress")]
+    pub socket_address: Option<RawSocketAddress>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawAdminAddress {
+    pub const KEYS: &'static [&'static str] = &["socket_address"];
+}
+
+/// `admin.address.socket_address`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    expecting = "a socket address object like {\"address\": \"0.0.0.0\", \"port_value\": 34901}"
+)]
+pub struct RawSocketAddress {
+    pub address: Option<String>,
+    #[serde(alias = "portValue")]
+    pub port_value: Option<u64>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawSocketAddress {
+    pub const KEYS: &'static [&'static str] = &["address", "port_value"];
+}
+
+/// A duration as MOSN accepts it: a Go duration string ("30s", "1m30s", "500ms") or a number,
+/// which Go's `time.Duration` JSON encoding reads as **nanoseconds**. Kept unparsed so a bad
+/// string becomes a collected validation error with its path, not a fatal parse error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawDuration {
+    Text(String),
+    Nanos(u64),
+    /// A number that cannot be a duration (negative, not finite); the reason.
+    Invalid(String),
+}
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawDuration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration string like \"30s\" or an integer number of nanoseconds")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDuration, E> {
+                Ok(RawDuration::Text(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawDuration, E> {
+                Ok(RawDuration::Nanos(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawDuration, E> {
+                Ok(match u64::try_from(v) {
+                    Ok(n) => RawDuration::Nanos(n),
+                    Err(_) => RawDuration::Invalid(format!("negative duration {v}")),
+                })
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawDuration, E> {
+                // Go converts a JSON float to time.Duration by truncation.
+                Ok(if v.is_finite() && v >= 0.0 && v < u64::MAX as f64 {
+                    RawDuration::Nanos(v as u64)
+                } else {
+                    RawDuration::Invalid(format!("{v} is not a valid number of nanoseconds"))
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A port list as MOSN's tcp_proxy routes write it: a string "8080", "8000-9000" or
+/// "80,443,8000-9000". A bare integer is accepted too (YAML users write `SourcePort: 8080`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawPorts(pub String);
+
+impl<'de> Deserialize<'de> for RawPorts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawPorts;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a port string like \"8080\" or \"8000-9000\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawPorts, E> {
+                Ok(RawPorts(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawPorts, E> {
+                Ok(RawPorts(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawPorts, E> {
+                Ok(RawPorts(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,676 @@
+//! Raw (file-shaped) config -> validated [`Config`]: fills defaults, parses addresses and
+//! durations, checks references and uniqueness. Every problem is collected (not just the
+//! first), each with the path of its field; unknown keys become warnings.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::Loaded;
+use super::addr::{parse_ip, parse_port_ranges, parse_socket_addr};
+use super::diag::{Diag, index, join};
+use super::error::ConfigError;
+use super::model::*;
+use super::raw::*;
+
+/// Upper bound of the default `max_connect_attempts`: MOSN's tcp_proxy retries up to 3 times.
+const DEFAULT_MAX_CONNECT_ATTEMPTS: u32 = 3;
+/// MOSN's host weight range (`MinHostWeight`..=`MaxHostWeight`).
+const HOST_WEIGHTS: std::ops::RangeInclusive<u64> = 1..=128;
+const SUPPORTED_FILTERS: &str = "supported: tcp_proxy";
+
+/// Validates a decoded file. Returns every error found, or the config plus warnings.
+pub fn validate(raw: &RawConfig) -> Result<Loaded, ConfigError> {
+    let mut d = Diag::default();
+    d.extra("", &raw.extra, RawConfig::KEYS);
+
+    // Clusters are validated first (listeners refer to them) but reported after the
+    // listeners, in file order.
+    let mut cluster_diag = Diag::default();
+    let clusters = clusters(raw.cluster_manager.as_ref(), &mut cluster_diag);
+    let listeners = listeners(
+        raw.servers.as_deref().unwrap_or_default(),
+        &clusters,
+        &mut d,
+    );
+    d.errors.append(&mut cluster_diag.errors);
+    d.warnings.append(&mut cluster_diag.warnings);
+    let admin = raw.admin.as_ref().and_then(|a| admin(a, &mut d));
+    let drain_timeout = drain_timeout(raw, &mut d);
+
+    if d.errors.is_empty() {
+        Ok(Loaded {
+            config: Config {
+                listeners,
+                clusters: clusters.configs,
+                admin,
+                drain_timeout,
+            },
+            warnings: d.warnings,
+        })
+    } else {
+        Err(ConfigError::Invalid(d.errors))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clusters
+
+/// Validated clusters plus what listeners need to check their references.
+struct Clusters {
+    configs: Vec<ClusterConfig>,
+    /// Every cluster name given, in file order, even of clusters with other errors (so one
+    /// bad cluster does not also produce "unknown cluster" errors at every reference).
+    names: Vec<String>,
+    host_counts: HashMap<String, usize>,
+}
+
+impl Clusters {
+    fn check_ref(&self, path: &str, name: &str, d: &mut Diag) {
+        if !self.names.iter().any(|n| n == name) {
+            let defined = if self.names.is_empty() {
+                "no clusters are defined".to_owned()
+            } else {
+                format!("defined clusters: {}", self.names.join(", "))
+            };
+            d.error(path, format!("unknown cluster {name:?} ({defined})"));
+        }
+    }
+}
+
+fn clusters(raw: Option<&RawClusterManager>, d: &mut Diag) -> Clusters {
+    let mut out = Clusters {
+        configs: Vec::new(),
+        names: Vec::new(),
+        host_counts: HashMap::new(),
+    };
+    let Some(cm) = raw else { return out };
+    d.extra("cluster_manager", &cm.extra, RawClusterManager::KEYS);
+    let mut first_at: HashMap<String, String> = HashMap::new();
+    for (i, c) in cm.clusters.iter().flatten().enumerate() {
+        let path = index("cluster_manager", "clusters", i);
+        let (name, config) = cluster(c, &path, d);
+        if let Some(name) = name {
+            if let Some(first) = first_at.get(&name) {
+                d.error(
+                    &join(&path, "name"),
+                    format!("duplicate cluster name {name:?} (first defined at {first})"),
+                );
+                continue;
+            }
+            first_at.insert(name.clone(), path);
+            out.host_counts
+                .insert(name.clone(), c.hosts.as_ref().map_or(0, Vec::len));
+            out.names.push(name);
+        }
+        out.configs.extend(config);
+    }
+    out
+}
+
+/// Returns the cluster's name (if it has one) and, if it is fully valid, its config.
+fn cluster(c: &RawCluster, path: &str, d: &mut Diag) -> (Option<String>, Option<ClusterConfig>) {
+    let errors_before = d.errors.len();
+    d.extra(path, &c.extra, RawCluster::KEYS);
+    let name = match (&c.name, &c.name_go) {
+        (Some(a), Some(b)) if a != b => {
+            d.error(
+                &join(path, "Name"),
+                format!("both \"name\" ({a:?}) and \"Name\" ({b:?}) are set and differ; keep one"),
+            );
+            None
+        }
+        (Some(n), _) | (None, Some(n)) if n.is_empty() => {
+            d.error(&join(path, "name"), "cluster name must not be empty");
+            None
+        }
+        (Some(n), _) | (None, Some(n)) => Some(n.clone()),
+        (None, None) => {
+            d.error(&join(path, "name"), "missing cluster name");
+            None
+        }
+    };
+    match c.kind.as_deref() {
+        None | Some("SIMPLE" | "STATIC") => {}
+        Some(other) => d.error(
+            &join(path, "type"),
+            format!("unsupported cluster type {other:?} (supported: SIMPLE, STATIC)"),
+        ),
+    }
+    let lb = match c.lb_type.as_deref() {
+        None | Some("LB_ROUNDROBIN") => LbPolicy::RoundRobin,
+        Some("LB_RANDOM") => LbPolicy::Random,
+        Some(other) => {
+            d.error(
+                &join(path, "lb_type"),
+                format!("unsupported lb_type {other:?} (supported: LB_ROUNDROBIN, LB_RANDOM)"),
+            );
+            LbPolicy::RoundRobin
+        }
+    };
+    let connect_timeout = match &c.connect_timeout {
+        None => DEFAULT_CONNECT_TIMEOUT,
+        Some(raw) => {
+            let p = join(path, "connect_timeout");
+            match d.duration(&p, raw) {
+                Some(Duration::ZERO) => {
+                    d.error(&p, "connect_timeout must be greater than 0");
+                    DEFAULT_CONNECT_TIMEOUT
+                }
+                Some(t) => t,
+                None => DEFAULT_CONNECT_TIMEOUT,
+            }
+        }
+    };
+    d.tls(&join(path, "tls_context"), c.tls_context.as_ref());
+
+    let mut hosts = Vec::new();
+    match c.hosts.as_deref() {
+        None | Some([]) => d.error(
+            &join(path, "hosts"),
+            "a cluster needs at least one host (dynamic discovery is not supported yet)",
+        ),
+        Some(raw_hosts) => {
+            for (i, h) in raw_hosts.iter().enumerate() {
+                let hp = index(path, "hosts", i);
+                if let Some(host) = host(h, &hp, d) {
+                    if hosts.iter().any(|x: &HostConfig| x.address == host.address) {
+                        d.warn(format!("{hp}: host {} is listed twice", host.address));
+                    }
+                    hosts.push(host);
+                }
+            }
+        }
+    }
+
+    let config = (d.errors.len() == errors_before).then(|| ClusterConfig {
+        name: name.clone().unwrap_or_default(),
+        lb,
+        connect_timeout,
+        hosts,
+    });
+    (name, config)
+}
+
+fn host(h: &RawHost, path: &str, d: &mut Diag) -> Option<HostConfig> {
+    d.extra(path, &h.extra, RawHost::KEYS);
+    let ap = join(path, "address");
+    let address = match h.address.as_deref() {
+        None => {
+            d.error(&ap, "missing address (expected \"ip:port\")");
+            None
+        }
+        Some(a) => match parse_socket_addr(a) {
+            Ok(sa) if sa.port() == 0 => {
+                d.error(
+                    &ap,
+                    format!("invalid socket address {a:?}: port 0 cannot be connected to"),
+                );
+                None
+            }
+            Ok(sa) => Some(sa),
+            Err(reason) => {
+                d.error(&ap, format!("invalid socket address {a:?}: {reason}"));
+                None
+            }
+        },
+    };
+    let weight = match h.weight {
+        None => 1,
+        Some(w) if HOST_WEIGHTS.contains(&w) => w as u32,
+        Some(w) => {
+            d.error(
+                &join(path, "weight"),
+                format!("weight {w} is out of range (1..=128)"),
+            );
+            return None;
+        }
+    };
+    Some(HostConfig {
+        address: address?,
+        weight,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listeners
+
+fn listeners(servers: &[RawServer], clusters: &Clusters, d: &mut Diag) -> Vec<ListenerConfig> {
+    let mut out = Vec::new();
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut addrs: HashMap<SocketAddr, String> = HashMap::new();
+    let mut any_listener = false;
+    for (s, server) in servers.iter().enumerate() {
+        let sp = index("", "servers", s);
+        d.extra(&sp, &server.extra, RawServer::KEYS);
+        for (i, l) in server.listeners.iter().flatten().enumerate() {
+            any_listener = true;
+            let path = index(&sp, "listeners", i);
+            if let Some(name) = &l.name
+                && !name.is_empty()
+            {
+                if let Some(first) = names.get(name) {
+                    d.error(
+                        &join(&path, "name"),
+                        format!("duplicate listener name {name:?} (also at {first})"),
+                    );
+                } else {
+                    names.insert(name.clone(), path.clone());
+                }
+            }
+            let Some((config, bind)) = listener(l, &path, clusters, d) else {
+                continue;
+            };
+            if !bind {
+                let why = if l.bind_port.is_none() {
+                    "absent"
+                } else {
+                    "false"
+                };
+                d.warn(format!(
+                    "{path}: listener {:?} is not started: \"bind_port\" is {why} (in MOSN only \
+                     \"bind_port\": true listens; virtual listeners are not supported yet)",
+                    config.name
+                ));
+                continue;
+            }
+            if config.address.port() != 0 {
+                if let Some(first) = addrs.get(&config.address) {
+                    d.error(
+                        &join(&path, "address"),
+                        format!(
+                            "duplicate listener address {} (also at {first})",
+                            config.address
+                        ),
+                    );
+                    continue;
+                }
+                addrs.insert(config.address, path.clone());
+            }
+            out.push(config);
+        }
+    }
+    if out.is_empty() {
+        let why = if any_listener {
+            "none has \"bind_port\": true"
+        } else {
+            "none is configured"
+        };
+        d.warn(format!("no listener will be started: {why}"));
+    }
+    out
+}
+
+/// Returns the listener and whether it binds (`bind_port`), if it is fully valid.
+fn listener(
+    l: &RawListener,
+    path: &str,
+    clusters: &Clusters,
+    d: &mut Diag,
+) -> Option<(ListenerConfig, bool)> {
+    let errors_before = d.errors.len();
+    d.extra(path, &l.extra, RawListener::KEYS);
+    let name = match l.name.as_deref() {
+        None => {
+            d.error(&join(path, "name"), "missing listener name");
+            None
+        }
+        Some("") => {
+            d.error(&join(path, "name"), "listener name must not be empty");
+            None
+        }
+        Some(n) => Some(n.to_owned()),
+    };
+    let ap = join(path, "address");
+    let address = match l.address.as_deref() {
+        None => {
+            d.error(&ap, "missing address (expected \"ip:port\")");
+            None
+        }
+        Some(a) => parse_socket_addr(a)
+            .map_err(|reason| d.error(&ap, format!("invalid socket address {a:?}: {reason}")))
+            .ok(),
+    };
+    let fast_path = match l.fast_path.as_deref() {
+        None | Some("auto") => FastPath::Auto,
+        Some("kernel") => FastPath::Kernel,
+        Some("userspace") => FastPath::Userspace,
+        Some(other) => {
+            d.error(
+                &join(path, "fast_path"),
+                format!(
+                    "invalid fast_path {other:?} (allowed: \"auto\", \"kernel\", \"userspace\")"
+                ),
+            );
+            FastPath::Auto
+        }
+    };
+    let tcp_proxy = filter_chains(l, path, clusters, d);
+    if d.errors.len() != errors_before {
+        return None;
+    }
+    Some((
+        ListenerConfig {
+            name: name?,
+            address: address?,
+            fast_path,
+            tcp_proxy: tcp_proxy?,
+        },
+        l.bind_port == Some(true),
+    ))
+}
+
+fn filter_chains(
+    l: &RawListener,
+    path: &str,
+    clusters: &Clusters,
+    d: &mut Diag,
+) -> Option<TcpProxyConfig> {
+    let chains = l.filter_chains.as_deref().unwrap_or_default();
+    if chains.is_empty() {
+        d.error(
+            &join(path, "filter_chains"),
+            "a listener needs one filter chain with a tcp_proxy filter",
+        );
+        return None;
+    }
+    if chains.len() > 1 {
+        d.error(
+            &index(path, "filter_chains", 1),
+            "only one filter chain per listener is supported",
+        );
+    }
+    let mut found: Option<(String, Option<TcpProxyConfig>)> = None;
+    for (c, chain) in chains.iter().enumerate() {
+        let cp = index(path, "filter_chains", c);
+        d.extra(&cp, &chain.extra, RawFilterChain::KEYS);
+        d.tls(&join(&cp, "tls_context"), chain.tls_context.as_ref());
+        d.tls(
+            &join(&cp, "tls_context_set"),
+            chain.tls_context_set.as_ref(),
+        );
+        let filters = chain.filters.as_deref().unwrap_or_default();
+        if filters.is_empty() {
+            d.error(
+                &join(&cp, "filters"),
+                format!("a filter chain needs a network filter ({SUPPORTED_FILTERS})"),
+            );
+        }
+        for (f, filter) in filters.iter().enumerate() {
+            let fp = index(&cp, "filters", f);
+            d.extra(&fp, &filter.extra, RawFilter::KEYS);
+            match filter.kind.as_deref() {
+                None => d.error(
+                    &join(&fp, "type"),
+                    format!("missing filter type ({SUPPORTED_FILTERS})"),
+                ),
+                Some("tcp_proxy") => {
+                    let config = tcp_proxy(filter.config.as_ref(), &fp, clusters, d);
+                    if let Some((first, _)) = &found {
+                        d.error(
+                            &fp,
+                            format!("only one tcp_proxy per listener (first at {first})"),
+                        );
+                    } else {
+                        found = Some((fp, config));
+                    }
+                }
+                Some(other) => d.error(
+                    &join(&fp, "type"),
+                    format!("filter type {other:?} is not supported yet ({SUPPORTED_FILTERS})"),
+                ),
+            }
+        }
+    }
+    found.and_then(|(_, config)| config)
+}
+
+fn tcp_proxy(
+    config: Option<&Value>,
+    filter_path: &str,
+    clusters: &Clusters,
+    d: &mut Diag,
+) -> Option<TcpProxyConfig> {
+    let path = join(filter_path, "config");
+    let Some(value) = config else {
+        d.error(
+            &path,
+            "missing tcp_proxy config (needs \"cluster\" or \"routes\")",
+        );
+        return None;
+    };
+    let raw: RawTcpProxy = match serde_path_to_error::deserialize(value) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let inner = e.path().to_string();
+            let at = if inner == "." {
+                path
+            } else {
+                join(&path, &inner)
+            };
+            d.error(&at, e.into_inner().to_string());
+            return None;
+        }
+    };
+    let errors_before = d.errors.len();
+    d.extra(&path, &raw.extra, RawTcpProxy::KEYS);
+
+    let mut referenced = Vec::new();
+    if let Some(cluster) = &raw.cluster {
+        clusters.check_ref(&join(&path, "cluster"), cluster, d);
+        referenced.push(cluster.clone());
+    }
+    let mut routes = Vec::new();
+    for (i, r) in raw.routes.iter().flatten().enumerate() {
+        let rp = index(&path, "routes", i);
+        if let Some(route) = tcp_route(r, &rp, clusters, d) {
+            referenced.push(route.cluster.clone());
+            routes.push(route);
+        }
+    }
+    if raw.cluster.is_none() && raw.routes.as_ref().is_none_or(Vec::is_empty) {
+        d.error(&path, "tcp_proxy needs \"cluster\" or \"routes\"");
+    }
+
+    let idle_timeout = match &raw.idle_timeout {
+        None => Some(DEFAULT_IDLE_TIMEOUT),
+        Some(t) => match d.duration(&join(&path, "idle_timeout"), t) {
+            Some(Duration::ZERO) => None,
+            other => other,
+        },
+    };
+    let max_connect_attempts = match raw.max_connect_attempts {
+        None => {
+            // Every host of the largest referenced cluster once, at most 3.
+            let hosts = referenced
+                .iter()
+                .filter_map(|c| clusters.host_counts.get(c))
+                .max()
+                .copied()
+                .unwrap_or(1);
+            (hosts as u32).clamp(1, DEFAULT_MAX_CONNECT_ATTEMPTS)
+        }
+        Some(n @ 1..=0xffff_ffff) => n as u32,
+        Some(n) => {
+            d.error(
+                &join(&path, "max_connect_attempts"),
+                format!(
+                    "max_connect_attempts must be between 1 and {}, not {n}",
+                    u32::MAX
+                ),
+            );
+            1
+        }
+    };
+    (d.errors.len() == errors_before).then(|| TcpProxyConfig {
+        cluster: raw.cluster.clone(),
+        routes,
+        idle_timeout,
+        max_connect_attempts,
+    })
+}
+
+fn tcp_route(r: &RawTcpRoute, path: &str, clusters: &Clusters, d: &mut Diag) -> Option<TcpRoute> {
+    let errors_before = d.errors.len();
+    d.extra(path, &r.extra, RawTcpRoute::KEYS);
+    let cluster = match &r.cluster {
+        None => {
+            d.error(&join(path, "cluster"), "missing cluster of route");
+            None
+        }
+        Some(c) => {
+            clusters.check_ref(&join(path, "cluster"), c, d);
+            Some(c.clone())
+        }
+    };
+    let cidrs = |key: &str, list: &Option<Vec<RawCidr>>, d: &mut Diag| -> Vec<Cidr> {
+        let mut out = Vec::new();
+        for (i, c) in list.iter().flatten().enumerate() {
+            out.extend(cidr(c, &index(path, key, i), d));
+        }
+        out
+    };
+    let source_addresses = cidrs("SourceAddrs", &r.source_addrs, d);
+    let destination_addresses = cidrs("DestinationAddrs", &r.destination_addrs, d);
+    let ports = |key: &str, raw: &Option<RawPorts>, d: &mut Diag| -> Vec<(u16, u16)> {
+        let Some(RawPorts(s)) = raw else {
+            return Vec::new();
+        };
+        parse_port_ranges(s).unwrap_or_else(|reason| {
+            d.error(
+                &join(path, key),
+                format!("invalid port list {s:?}: {reason}"),
+            );
+            Vec::new()
+        })
+    };
+    let source_ports = ports("SourcePort", &r.source_port, d);
+    let destination_ports = ports("DestinationPort", &r.destination_port, d);
+    if d.errors.len() != errors_before {
+        return None;
+    }
+    Some(TcpRoute {
+        cluster: cluster?,
+        destination_addresses,
+        source_addresses,
+        destination_ports,
+        source_ports,
+    })
+}
+
+fn cidr(c: &RawCidr, path: &str, d: &mut Diag) -> Option<Cidr> {
+    d.extra(path, &c.extra, RawCidr::KEYS);
+    let ap = join(path, "address");
+    let addr = match c.address.as_deref() {
+        None => {
+            d.error(&ap, "missing address");
+            None
+        }
+        Some(a) => parse_ip(a)
+            .map_err(|reason| d.error(&ap, format!("invalid address {a:?}: {reason}")))
+            .ok(),
+    }?;
+    let lp = join(path, "length");
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    match c.length {
+        None => {
+            d.error(&lp, format!("missing prefix length (0..={max})"));
+            None
+        }
+        Some(len) if len <= max => Some(Cidr {
+            addr,
+            prefix_len: len as u8,
+        }),
+        Some(len) => {
+            d.error(
+                &lp,
+                format!("prefix length {len} is out of range for {addr} (0..={max})"),
+            );
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin and top-level settings
+
+fn admin(a: &RawAdmin, d: &mut Diag) -> Option<SocketAddr> {
+    d.extra("admin", &a.extra, RawAdmin::KEYS);
+    let Some(address) = &a.address else {
+        d.error(
+            "admin.address",
+            "missing address (expected {\"socket_address\": {\"address\": \"0.0.0.0\", \
+             \"port_value\": 34901}})",
+        );
+        return None;
+    };
+    d.extra("admin.address", &address.extra, RawAdminAddress::KEYS);
+    let path = "admin.address.socket_address";
+    let Some(sa) = &address.socket_address else {
+        d.error(
+            path,
+            "missing socket_address (expected {\"address\": \"0.0.0.0\", \"port_value\": 34901})",
+        );
+        return None;
+    };
+    d.extra(path, &sa.extra, RawSocketAddress::KEYS);
+    let ip = match sa.address.as_deref() {
+        None => {
+            d.error(&join(path, "address"), "missing address");
+            None
+        }
+        Some(a) => parse_ip(a)
+            .map_err(|reason| {
+                d.error(
+                    &join(path, "address"),
+                    format!("invalid address {a:?}: {reason}"),
+                )
+            })
+            .ok(),
+    };
+    let port = match sa.port_value {
+        None => {
+            d.error(&join(path, "port_value"), "missing port_value");
+            None
+        }
+        Some(p) => u16::try_from(p)
+            .map_err(|_| d.error(&join(path, "port_value"), format!("invalid port {p}")))
+            .ok(),
+    };
+    Some(SocketAddr::new(ip?, port?))
+}
+
+/// `graceful_timeout` at top level (our extension) or in a server (MOSN's place); they must
+/// agree.
+fn drain_timeout(raw: &RawConfig, d: &mut Diag) -> Duration {
+    let mut first: Option<(String, Duration)> = None;
+    let top = raw
+        .graceful_timeout
+        .iter()
+        .map(|t| ("graceful_timeout".to_owned(), t));
+    let per_server = raw
+        .servers
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let t = s.graceful_timeout.as_ref()?;
+            Some((join(&index("", "servers", i), "graceful_timeout"), t))
+        });
+    for (path, raw) in top.chain(per_server) {
+        let Some(t) = d.duration(&path, raw) else {
+            continue;
+        };
+        match &first {
+            None => first = Some((path, t)),
+            Some((fp, ft)) if *ft != t => d.error(
+                &path,
+                format!("graceful_timeout {t:?} conflicts with {fp} ({ft:?})"),
+            ),
+            Some(_) => {}
+        }
+    }
+    first.map_or(DEFAULT_DRAIN_TIMEOUT, |(_, t)| t)
+}

@@ -1,0 +1,202 @@
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::{Arc, Mutex};
+
+use aya::Ebpf;
+use aya::maps::{HashMap, MapData, PerCpuArray, SockHash};
+use aya::programs::SkSkb;
+use mosn_ebpf_common::{
+    COUNTER_SLOTS, COUNTERS_NAME, Counter, DIR_DOWNSTREAM_TO_UPSTREAM, DIR_UPSTREAM_TO_DOWNSTREAM,
+    PAIRS_NAME, SOCKHASH_NAME, SplicePeer, VERDICT_PROG_NAME,
+};
+
+use super::BPF_OBJECT;
+use crate::network::sockopt;
+
+/// Why the kernel path is unavailable, or why one connection could not be spliced.
+#[derive(Debug, thiserror::Error)]
+pub enum SpliceError {
+    #[error(
+        "the BPF object was not built into this binary (run `cargo xtask build`, which installs the BPF toolchain)"
+    )]
+    NotBuilt,
+    #[error(
+        "loading the BPF programs needs root or CAP_BPF+CAP_NET_ADMIN (running as uid {uid}): {source}"
+    )]
+    NotPermitted {
+        uid: u32,
+        #[source]
+        source: aya::EbpfError,
+    },
+    #[error("loading the BPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("BPF object is missing {0}")]
+    Missing(&'static str),
+    #[error("attaching {VERDICT_PROG_NAME}: {0}")]
+    Program(#[from] aya::programs::ProgramError),
+    #[error("BPF map: {0}")]
+    Map(#[from] aya::maps::MapError),
+    #[error("socket option: {0}")]
+    Socket(#[from] std::io::Error),
+}
+
+/// The loaded programs and their maps. One per daemon; shared by every listener.
+pub struct Splicer {
+    maps: Mutex<Maps>,
+    counters: PerCpuArray<MapData, u64>,
+    /// Keeps the program (and its attachment to the SOCKHASH) alive.
+    _ebpf: Ebpf,
+}
+
+struct Maps {
+    socks: SockHash<MapData, u64>,
+    pairs: HashMap<MapData, u64, SplicePeer>,
+}
+
+/// Summed per-CPU fast path counters, indexed by [`Counter`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCounters(pub [u64; COUNTER_SLOTS as usize]);
+
+impl KernelCounters {
+    pub fn get(&self, c: Counter) -> u64 {
+        self.0[c as usize]
+    }
+}
+
+impl Splicer {
+    /// Loads the embedded object and attaches the stream verdict program.
+    pub fn load() -> Result<Splicer, SpliceError> {
+        if BPF_OBJECT.is_empty() {
+            return Err(SpliceError::NotBuilt);
+        }
+        bump_memlock_rlimit();
+        let mut ebpf = Ebpf::load(BPF_OBJECT).map_err(|e| {
+            if is_permission_error(&e) {
+                // SAFETY: getuid has no preconditions.
+                let uid = unsafe { libc::getuid() };
+                SpliceError::NotPermitted { uid, source: e }
+            } else {
+                SpliceError::Load(e)
+            }
+        })?;
+        let socks: SockHash<MapData, u64> = ebpf
+            .take_map(SOCKHASH_NAME)
+            .ok_or(SpliceError::Missing(SOCKHASH_NAME))?
+            .try_into()?;
+        let pairs: HashMap<MapData, u64, SplicePeer> = ebpf
+            .take_map(PAIRS_NAME)
+            .ok_or(SpliceError::Missing(PAIRS_NAME))?
+            .try_into()?;
+        let counters: PerCpuArray<MapData, u64> = ebpf
+            .take_map(COUNTERS_NAME)
+            .ok_or(SpliceError::Missing(COUNTERS_NAME))?
+            .try_into()?;
+        let prog: &mut SkSkb = ebpf
+            .program_mut(VERDICT_PROG_NAME)
+            .ok_or(SpliceError::Missing(VERDICT_PROG_NAME))?
+            .try_into()?;
+        prog.load()?;
+        prog.attach(socks.fd())?;
+        Ok(Splicer { maps: Mutex::new(Maps { socks, pairs }), counters, _ebpf: ebpf })
+    }
+
+    /// Pairs `downstream` and `upstream` in the kernel: from now on bytes arriving on either
+    /// socket are sent out of the other by the verdict program. Bytes already queued on
+    /// either socket are pushed through as well. Returns a guard that unpairs on drop.
+    pub fn splice(
+        self: &Arc<Self>,
+        downstream: &impl AsFd,
+        upstream: &impl AsFd,
+    ) -> Result<SpliceGuard, SpliceError> {
+        let down_cookie = sockopt::socket_cookie(downstream)?;
+        let up_cookie = sockopt::socket_cookie(upstream)?;
+        {
+            let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
+            let to_up = SplicePeer {
+                peer_cookie: up_cookie,
+                direction: DIR_DOWNSTREAM_TO_UPSTREAM,
+                active: 0,
+            };
+            let to_down = SplicePeer {
+                peer_cookie: down_cookie,
+                direction: DIR_UPSTREAM_TO_DOWNSTREAM,
+                active: 0,
+            };
+            // Pairs first, then sockets: a socket is only ever in the SOCKHASH with its
+            // peer entry present, so the verdict never sees a half-built pair.
+            let result = (|| {
+                maps.pairs.insert(down_cookie, to_up, 0)?;
+                maps.pairs.insert(up_cookie, to_down, 0)?;
+                maps.socks.insert(up_cookie, upstream.as_fd().as_raw_fd(), 0)?;
+                maps.socks.insert(down_cookie, downstream.as_fd().as_raw_fd(), 0)?;
+                Ok::<_, aya::maps::MapError>(())
+            })();
+            if let Err(e) = result {
+                maps.remove_pair(down_cookie, up_cookie);
+                return Err(e.into());
+            }
+        }
+        let guard = SpliceGuard { splicer: Arc::clone(self), down_cookie, up_cookie };
+        // Segments that were queued before the sockets entered the SOCKHASH are only looked
+        // at on the next data-ready event. Setting SO_RCVLOWAT makes TCP re-check its receive
+        // queue and call sk_data_ready (tcp_set_rcvlowat -> tcp_data_ready), which the
+        // verdict now owns, so those bytes are redirected in order before any new ones.
+        sockopt::kick_data_ready(downstream)?;
+        sockopt::kick_data_ready(upstream)?;
+        Ok(guard)
+    }
+
+    /// Fast-path counters summed over CPUs.
+    pub fn counters(&self) -> KernelCounters {
+        let mut out = KernelCounters::default();
+        for c in Counter::ALL {
+            if let Ok(values) = self.counters.get(&(c as u32), 0) {
+                out.0[c as usize] = values.iter().copied().fold(0u64, u64::wrapping_add);
+            }
+        }
+        out
+    }
+
+    /// Entries in (SOCKHASH, pair map); both 0 when no connection is spliced.
+    pub fn entries(&self) -> (usize, usize) {
+        let maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
+        (maps.socks.keys().count(), maps.pairs.keys().count())
+    }
+}
+
+impl Maps {
+    fn remove_pair(&mut self, down_cookie: u64, up_cookie: u64) {
+        // Errors here mean "not present" (the kernel drops a closed socket from the SOCKHASH
+        // by itself); nothing to do about them.
+        let _ = self.socks.remove(&down_cookie);
+        let _ = self.socks.remove(&up_cookie);
+        let _ = self.pairs.remove(&down_cookie);
+        let _ = self.pairs.remove(&up_cookie);
+    }
+}
+
+/// A spliced connection; removes its map entries when dropped.
+pub struct SpliceGuard {
+    splicer: Arc<Splicer>,
+    down_cookie: u64,
+    up_cookie: u64,
+}
+
+impl Drop for SpliceGuard {
+    fn drop(&mut self) {
+        let mut maps = self.splicer.maps.lock().unwrap_or_else(|e| e.into_inner());
+        maps.remove_pair(self.down_cookie, self.up_cookie);
+    }
+}
+
+fn is_permission_error(e: &aya::EbpfError) -> bool {
+    let text = format!("{e:?}");
+    text.contains("EPERM") || text.contains("Operation not permitted") || text.contains("EACCES")
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it where we may.
+fn bump_memlock_rlimit() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit reads a valid rlimit struct; failure is harmless (newer kernels use
+    // memcg accounting).
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+}

@@ -1,0 +1,13 @@
+//! mosn: the userspace daemon of mosn-rs.
+//!
+//! Modules follow MOSN's layer order; dependencies point one way:
+//! `config` -> `upstream` -> `network` (listeners, tcp_proxy) with `ebpf` (kernel fast path)
+//! beside them, and `admin`/`metrics` observing all of them. See `docs/ARCHITECTURE.md`.
+
+pub mod admin;
+pub mod config;
+pub mod ebpf;
+pub mod metrics;
+pub mod network;
+pub mod server;
+pub mod upstream;

@@ -1,0 +1,96 @@
+//! `mosn`: the daemon's command line (MOSN's shape: `mosn start -c <file>`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "mosn", about = "mosn-rs: an eBPF-accelerated service-mesh data plane", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the proxy on a config file (MOSN JSON, or YAML with the same schema).
+    Start {
+        /// The config file.
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+        /// Worker threads (default: one per CPU). 1 runs a single-threaded runtime.
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Check a config file and exit: non-zero, with the field path and reason, if it is bad.
+    Validate {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
+    /// Print the version.
+    Version,
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<mosn::config::Config> {
+    let loaded = mosn::config::load(path).with_context(|| format!("config {}", path.display()))?;
+    for w in &loaded.warnings {
+        tracing::warn!("config {}: {w}", path.display());
+    }
+    Ok(loaded.config)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}
+
+fn start(config: PathBuf, workers: Option<usize>) -> anyhow::Result<()> {
+    let config = load(&config)?;
+    let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let rt = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()?
+    };
+    rt.block_on(mosn::server::run(config, shutdown_signal()))?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Start { config, workers } => start(config, workers),
+        Command::Validate { config } => load(&config).map(|c| {
+            println!(
+                "config OK: {} listener(s), {} cluster(s)",
+                c.listeners.len(),
+                c.clusters.len()
+            );
+        }),
+        Command::Version => {
+            println!("mosn {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Listeners, connections and the `tcp_proxy` network filter (MOSN's network layer).
+
+mod copy;
+mod listener;
+pub mod sockopt;
+mod spliced;
+mod tcp_proxy;
+
+pub use copy::{BiCopy, COPY_BUFFER_SIZE, CopyEnd, DirectionStats};
+pub use listener::{BoundListener, ConnTracker};
+pub use spliced::SplicedEnd;
+pub use tcp_proxy::{AutoRule, DataPath, TcpProxy};

@@ -1,0 +1,196 @@
+//! Socket options and ioctls the proxy needs beyond what std/tokio/socket2 expose.
+//!
+//! This and `ebpf` are the only modules with `unsafe`; each block says why it is sound.
+
+use std::io;
+use std::mem::{MaybeUninit, size_of};
+use std::os::fd::{AsFd, AsRawFd};
+
+/// `SO_COOKIE` (include/uapi/asm-generic/socket.h): the socket's 64-bit cookie, the key the
+/// kernel program sees from `bpf_get_socket_cookie`.
+const SO_COOKIE: libc::c_int = 57;
+/// `SIOCOUTQ` (= TIOCOUTQ): bytes in the send queue not yet acknowledged by the peer.
+const SIOCOUTQ: libc::Ioctl = 0x5411;
+
+/// `TCP_ESTABLISHED` in `tcpi_state`.
+pub const TCP_ESTABLISHED: u8 = 1;
+
+/// The prefix of Linux's `struct tcp_info` (include/uapi/linux/tcp.h) up to
+/// `tcpi_bytes_retrans`; the kernel copies min(its size, ours).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TcpInfo {
+    pub state: u8,
+    pub ca_state: u8,
+    pub retransmits: u8,
+    pub probes: u8,
+    pub backoff: u8,
+    pub options: u8,
+    pub wscale: u8,
+    pub flags: u8,
+    pub rto: u32,
+    pub ato: u32,
+    pub snd_mss: u32,
+    pub rcv_mss: u32,
+    pub unacked: u32,
+    pub sacked: u32,
+    pub lost: u32,
+    pub retrans: u32,
+    pub fackets: u32,
+    pub last_data_sent: u32,
+    pub last_ack_sent: u32,
+    /// Milliseconds since data was last received.
+    pub last_data_recv: u32,
+    pub last_ack_recv: u32,
+    pub pmtu: u32,
+    pub rcv_ssthresh: u32,
+    pub rtt: u32,
+    pub rttvar: u32,
+    pub snd_ssthresh: u32,
+    pub snd_cwnd: u32,
+    pub advmss: u32,
+    pub reordering: u32,
+    pub rcv_rtt: u32,
+    pub rcv_space: u32,
+    pub total_retrans: u32,
+    pub pacing_rate: u64,
+    pub max_pacing_rate: u64,
+    /// Payload bytes the peer has acknowledged.
+    pub bytes_acked: u64,
+    /// Payload bytes received in order (whoever consumed them: the daemon or the verdict).
+    pub bytes_received: u64,
+    pub segs_out: u32,
+    pub segs_in: u32,
+    pub notsent_bytes: u32,
+    pub min_rtt: u32,
+    pub data_segs_in: u32,
+    pub data_segs_out: u32,
+    pub delivery_rate: u64,
+    pub busy_time: u64,
+    pub rwnd_limited: u64,
+    pub sndbuf_limited: u64,
+    pub delivered: u32,
+    pub delivered_ce: u32,
+    pub bytes_sent: u64,
+    pub bytes_retrans: u64,
+}
+const _: () = assert!(size_of::<TcpInfo>() == 216);
+
+fn getsockopt<T: Copy>(fd: &impl AsFd, level: libc::c_int, name: libc::c_int) -> io::Result<T> {
+    let mut value = MaybeUninit::<T>::zeroed();
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is a writable buffer of `len` bytes, zero-initialised, and T is a plain
+    // old data type for every caller (u64, TcpInfo), so any prefix the kernel fills is valid.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            level,
+            name,
+            value.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zero-initialised POD, partially overwritten by the kernel.
+    Ok(unsafe { value.assume_init() })
+}
+
+fn setsockopt_int(fd: &impl AsFd, level: libc::c_int, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_fd().as_raw_fd(),
+            level,
+            name,
+            (&v as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// The socket cookie (`SO_COOKIE`).
+pub fn socket_cookie(fd: &impl AsFd) -> io::Result<u64> {
+    getsockopt::<u64>(fd, libc::SOL_SOCKET, SO_COOKIE)
+}
+
+/// `TCP_INFO`.
+pub fn tcp_info(fd: &impl AsFd) -> io::Result<TcpInfo> {
+    getsockopt::<TcpInfo>(fd, libc::IPPROTO_TCP, libc::TCP_INFO)
+}
+
+/// Bytes written to the socket that the peer has not acknowledged yet (`SIOCOUTQ`).
+pub fn unacked_bytes(fd: &impl AsFd) -> io::Result<u64> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one c_int through the pointer.
+    let rc = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), SIOCOUTQ, &mut v) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v.max(0) as u64)
+}
+
+/// Makes TCP re-evaluate its receive queue and call `sk_data_ready` if data is queued
+/// (`tcp_set_rcvlowat` -> `tcp_data_ready`). Used right after a socket enters the SOCKHASH so
+/// the verdict program sees bytes that arrived before it was attached.
+pub fn kick_data_ready(fd: &impl AsFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, 1)
+}
+
+/// `SO_LINGER {on, 0}`: the next close sends RST instead of FIN (used to propagate a reset).
+pub fn set_linger_zero(fd: &impl AsFd) -> io::Result<()> {
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: passes a pointer to a live linger struct and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// `shutdown(fd, SHUT_WR)` without needing `&mut` on a tokio stream.
+pub fn shutdown_write(fd: &impl AsFd) -> io::Result<()> {
+    // SAFETY: shutdown on a valid fd.
+    let rc = unsafe { libc::shutdown(fd.as_fd().as_raw_fd(), libc::SHUT_WR) };
+    if rc != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Pending socket error (`SO_ERROR`), cleared by reading it.
+pub fn take_error(fd: &impl AsFd) -> io::Result<Option<io::Error>> {
+    let e = getsockopt::<libc::c_int>(fd, libc::SOL_SOCKET, libc::SO_ERROR)?;
+    Ok((e != 0).then(|| io::Error::from_raw_os_error(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn cookie_info_and_outq_on_real_sockets() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let c1 = socket_cookie(&c).unwrap();
+        let c2 = socket_cookie(&s).unwrap();
+        assert_ne!(c1, 0);
+        assert_ne!(c1, c2);
+        c.write_all(&[7u8; 1000]).unwrap();
+        let mut buf = [0u8; 1000];
+        s.read_exact(&mut buf).unwrap();
+        let ci = tcp_info(&c).unwrap();
+        let si = tcp_info(&s).unwrap();
+        assert_eq!(si.bytes_received, 1000);
+        assert_eq!(ci.bytes_acked + unacked_bytes(&c).unwrap(), 1000);
+        assert_eq!(ci.state, 1, "TCP_ESTABLISHED");
+        kick_data_ready(&s).unwrap();
+        assert!(take_error(&s).unwrap().is_none());
+    }
+}

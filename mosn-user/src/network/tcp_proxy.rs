@@ -1,0 +1,292 @@
+//! The `tcp_proxy` network filter: route a downstream connection to a cluster, connect
+//! upstream (with retries on other hosts) and move the bytes, in userspace or in the kernel.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tracing::{Instrument, debug, info_span, warn};
+
+use super::copy::{BiCopy, ByteCounters, CopyEnd, DirectionStats};
+use super::sockopt;
+use super::spliced::{self, Baseline, SplicedEnd};
+use crate::config::{FastPath, TcpProxyConfig, TcpRoute};
+use crate::ebpf::Splicer;
+use crate::metrics::{ErrorKind, ListenerMetrics};
+use crate::upstream::{Cluster, ClusterManager};
+
+/// The per-connection choice between the userspace copy and the kernel splice for
+/// `fast_path: auto`. The measurements behind it are in `docs/ARCHITECTURE.md` ("Choosing the
+/// data path"): the splice roughly doubles small request/response rates when the proxy has
+/// a core of its own, and loses on bulk transfer. So a connection starts in userspace and is
+/// handed to the kernel once it has shown request/response behaviour: at least
+/// `min_reads_each_way` reads in each direction, none of which filled the copy buffer.
+/// A connection that fills the buffer (bulk) stays in userspace for good.
+#[derive(Debug, Clone, Copy)]
+pub struct AutoRule {
+    pub min_reads_each_way: u64,
+}
+
+impl AutoRule {
+    pub const DEFAULT: AutoRule = AutoRule { min_reads_each_way: 2 };
+
+    pub fn wants_kernel(&self, d2u: &DirectionStats, u2d: &DirectionStats) -> bool {
+        d2u.full_reads == 0
+            && u2d.full_reads == 0
+            && d2u.reads >= self.min_reads_each_way
+            && u2d.reads >= self.min_reads_each_way
+    }
+}
+
+/// Which data path a connection of this listener starts on.
+#[derive(Clone)]
+pub enum DataPath {
+    Userspace,
+    Kernel(Arc<Splicer>),
+    Auto(Arc<Splicer>, AutoRule),
+}
+
+impl DataPath {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DataPath::Userspace => "userspace",
+            DataPath::Kernel(_) => "kernel",
+            DataPath::Auto(..) => "auto",
+        }
+    }
+
+    /// Resolves a listener's `fast_path` against what loaded.
+    pub fn resolve(fast_path: FastPath, splicer: Option<&Arc<Splicer>>) -> Option<DataPath> {
+        match (fast_path, splicer) {
+            (FastPath::Userspace, _) => Some(DataPath::Userspace),
+            (FastPath::Kernel, Some(s)) => Some(DataPath::Kernel(Arc::clone(s))),
+            (FastPath::Auto, Some(s)) => Some(DataPath::Auto(Arc::clone(s), AutoRule::DEFAULT)),
+            (FastPath::Auto, None) => Some(DataPath::Userspace),
+            (FastPath::Kernel, None) => None,
+        }
+    }
+}
+
+/// One listener's tcp_proxy filter, built once from config; `handle` runs per connection.
+pub struct TcpProxy {
+    pub listener: String,
+    default_cluster: Option<Arc<Cluster>>,
+    routes: Vec<(TcpRoute, Arc<Cluster>)>,
+    idle_timeout: Option<Duration>,
+    max_connect_attempts: usize,
+    data_path: DataPath,
+    metrics: ListenerMetrics,
+}
+
+impl TcpProxy {
+    /// `cfg` has been validated: every cluster it names exists in `clusters`.
+    pub fn new(
+        listener: &str,
+        cfg: &TcpProxyConfig,
+        clusters: &ClusterManager,
+        data_path: DataPath,
+        metrics: ListenerMetrics,
+    ) -> TcpProxy {
+        let cluster = |name: &str| {
+            Arc::clone(clusters.get(name).expect("validated config references known clusters"))
+        };
+        TcpProxy {
+            listener: listener.to_string(),
+            default_cluster: cfg.cluster.as_deref().map(cluster),
+            routes: cfg.routes.iter().map(|r| (r.clone(), cluster(&r.cluster))).collect(),
+            idle_timeout: cfg.idle_timeout,
+            max_connect_attempts: cfg.max_connect_attempts.max(1) as usize,
+            data_path,
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &ListenerMetrics {
+        &self.metrics
+    }
+
+    fn route(&self, src: SocketAddr, dst: SocketAddr) -> Option<&Arc<Cluster>> {
+        let port_in = |ranges: &[(u16, u16)], p: u16| {
+            ranges.is_empty() || ranges.iter().any(|&(lo, hi)| lo <= p && p <= hi)
+        };
+        let addr_in = |cidrs: &[crate::config::Cidr], ip| {
+            cidrs.is_empty() || cidrs.iter().any(|c| c.contains(ip))
+        };
+        self.routes
+            .iter()
+            .find(|(r, _)| {
+                addr_in(&r.source_addresses, src.ip())
+                    && addr_in(&r.destination_addresses, dst.ip())
+                    && port_in(&r.source_ports, src.port())
+                    && port_in(&r.destination_ports, dst.port())
+            })
+            .map(|(_, c)| c)
+            .or(self.default_cluster.as_ref())
+    }
+
+    /// Proxies one accepted connection to the end.
+    pub async fn handle(self: Arc<Self>, down: TcpStream, peer: SocketAddr) {
+        let local = down.local_addr().unwrap_or(peer);
+        let span = info_span!("conn", listener = %self.listener, %peer);
+        async move {
+            let m = &self.metrics;
+            m.connections_total.inc();
+            m.connections_active.inc();
+            self.proxy(down, peer, local).await;
+            m.connections_active.dec();
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn proxy(&self, mut down: TcpStream, peer: SocketAddr, local: SocketAddr) {
+        let m = &self.metrics;
+        let Some(cluster) = self.route(peer, local) else {
+            debug!("no tcp_proxy route matches; closing");
+            m.errors.inc(ErrorKind::Other);
+            return;
+        };
+        let (mut up, upstream) = match cluster.connect(self.max_connect_attempts).await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "closing downstream: no upstream connection");
+                m.errors.inc(ErrorKind::UpstreamConnect);
+                return;
+            }
+        };
+        let cm = &cluster.metrics;
+        cm.upstream_cx_active.inc();
+        debug!(%upstream, cluster = %cluster.name, path = self.data_path.name(), "upstream connected");
+        // Small request/response exchanges must not wait for Nagle on either hop.
+        let _ = down.set_nodelay(true);
+        let _ = up.set_nodelay(true);
+
+        let mut copied = (0u64, 0u64);
+        let splicer = match &self.data_path {
+            DataPath::Userspace => None,
+            DataPath::Kernel(s) => Some(s),
+            DataPath::Auto(s, rule) => {
+                let rule = *rule;
+                let mut bi = BiCopy::new();
+                m.userspace_copied_total.inc();
+                let end = bi
+                    .run(
+                        &mut down,
+                        &mut up,
+                        self.idle_timeout,
+                        ByteCounters { read_side: &m.bytes_received, write_side: &cm.upstream_bytes_sent },
+                        ByteCounters { read_side: &cm.upstream_bytes_received, write_side: &m.bytes_sent },
+                        &mut |a, b| rule.wants_kernel(a, b),
+                    )
+                    .await;
+                match end {
+                    CopyEnd::HandOff => {
+                        let (d2u, u2d) = bi.stats();
+                        copied = (d2u.bytes, u2d.bytes);
+                        Some(s)
+                    }
+                    other => {
+                        self.finish_copy(other, &down, &up);
+                        cm.upstream_cx_active.dec();
+                        return;
+                    }
+                }
+            }
+        };
+        // The baseline must be taken before the sockets enter the SOCKHASH.
+        let baseline = match splicer {
+            Some(_) => Baseline::capture(&down, &up, copied.0, copied.1).ok(),
+            None => None,
+        };
+        match splicer.zip(baseline) {
+            Some((s, baseline)) => match s.splice(&down, &up) {
+                Ok(guard) => {
+                    m.kernel_spliced_total.inc();
+                    let end = spliced::supervise(&down, &up, self.idle_timeout, baseline).await;
+                    match end {
+                        Ok(SplicedEnd::Done) => debug!("spliced connection closed"),
+                        Ok(SplicedEnd::IdleTimeout) => {
+                            debug!("idle timeout");
+                            m.errors.inc(ErrorKind::IdleTimeout);
+                        }
+                        Ok(SplicedEnd::Reset { downstream }) => {
+                            let (kind, other) = if downstream {
+                                (ErrorKind::DownstreamReset, &up)
+                            } else {
+                                (ErrorKind::UpstreamReset, &down)
+                            };
+                            debug!(?kind, "reset; resetting the other side");
+                            m.errors.inc(kind);
+                            let _ = sockopt::set_linger_zero(other);
+                        }
+                        Ok(SplicedEnd::Stalled { downstream_to_upstream, missing }) => {
+                            warn!(downstream_to_upstream, missing, "spliced bytes stopped moving; closing");
+                            m.errors.inc(ErrorKind::Other);
+                        }
+                        Err(e) => {
+                            debug!(error = %e, "spliced connection failed");
+                            m.errors.inc(ErrorKind::Other);
+                        }
+                    }
+                    drop(guard);
+                }
+                Err(e) => {
+                    // A socket that already saw FIN (CLOSE_WAIT) cannot enter a SOCKHASH; that
+                    // is expected for short connections, not an operator problem.
+                    let established = [&down, &up].iter().all(|sk| {
+                        sockopt::tcp_info(*sk).map(|i| i.state == sockopt::TCP_ESTABLISHED).unwrap_or(false)
+                    });
+                    if established {
+                        warn!(error = %e, "kernel splice failed for this connection; copying in userspace");
+                        m.errors.inc(ErrorKind::SpliceSetup);
+                    } else {
+                        debug!("connection already closing; copying in userspace");
+                    }
+                    self.copy(&mut down, &mut up, &cluster).await;
+                }
+            },
+            None => self.copy(&mut down, &mut up, &cluster).await,
+        }
+        cm.upstream_cx_active.dec();
+    }
+
+    async fn copy(&self, down: &mut TcpStream, up: &mut TcpStream, cluster: &Cluster) {
+        let m = &self.metrics;
+        let cm = &cluster.metrics;
+        m.userspace_copied_total.inc();
+        let end = BiCopy::new()
+            .run(
+                down,
+                up,
+                self.idle_timeout,
+                ByteCounters { read_side: &m.bytes_received, write_side: &cm.upstream_bytes_sent },
+                ByteCounters { read_side: &cm.upstream_bytes_received, write_side: &m.bytes_sent },
+                &mut |_, _| false,
+            )
+            .await;
+        self.finish_copy(end, down, up);
+    }
+
+    fn finish_copy(&self, end: CopyEnd, down: &TcpStream, up: &TcpStream) {
+        let m = &self.metrics;
+        match end {
+            CopyEnd::Done | CopyEnd::HandOff => debug!("connection closed"),
+            CopyEnd::IdleTimeout => {
+                debug!("idle timeout");
+                m.errors.inc(ErrorKind::IdleTimeout);
+            }
+            CopyEnd::Failed { downstream, error } => {
+                // The failed side decides the counter; the other side gets the reset.
+                let (kind, other) = if downstream {
+                    (ErrorKind::DownstreamReset, up)
+                } else {
+                    (ErrorKind::UpstreamReset, down)
+                };
+                debug!(%error, ?kind, "connection failed; resetting the other side");
+                m.errors.inc(kind);
+                let _ = sockopt::set_linger_zero(other);
+            }
+        }
+    }
+}

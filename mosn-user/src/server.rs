@@ -1,0 +1,192 @@
+//! Starting and stopping the daemon: fast path, clusters, listeners, admin, graceful drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arc_swap::ArcSwap;
+use mosn_ebpf_common::Counter;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::admin::{self, AdminState};
+use crate::config::{Config, FastPath};
+use crate::ebpf::{SpliceError, Splicer};
+use crate::metrics::{Metrics, Sample, SampleKind, SampleSource};
+use crate::network::{BoundListener, ConnTracker, DataPath, TcpProxy};
+use crate::upstream::ClusterManager;
+
+/// Why the daemon could not start. Nothing is left listening when this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("listener {listener}: fast_path \"kernel\" needs the kernel programs, which could not be loaded: {source}")]
+    KernelRequired {
+        listener: String,
+        #[source]
+        source: SpliceError,
+    },
+    #[error("listener {listener}: cannot listen on {address}: {source}")]
+    Bind {
+        listener: String,
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("admin: cannot listen on {address}: {source}")]
+    Admin {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Loads the kernel fast path if any listener may use it.
+///
+/// `kernel` listeners make a failure fatal; `auto` listeners fall back to userspace with a
+/// single warning.
+fn load_fast_path(config: &Config) -> Result<Option<Arc<Splicer>>, StartError> {
+    let wanted: Vec<_> = config.listeners.iter().filter(|l| l.fast_path != FastPath::Userspace).collect();
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    match Splicer::load() {
+        Ok(s) => {
+            info!("kernel fast path loaded (sk_skb splice)");
+            Ok(Some(Arc::new(s)))
+        }
+        Err(source) => {
+            if let Some(l) = wanted.iter().find(|l| l.fast_path == FastPath::Kernel) {
+                return Err(StartError::KernelRequired { listener: l.name.clone(), source });
+            }
+            warn!(error = %source, "kernel fast path unavailable; fast_path \"auto\" listeners copy in userspace");
+            Ok(None)
+        }
+    }
+}
+
+/// Exposes the kernel's per-CPU counters and map sizes on /metrics and /stats.
+struct KernelSamples(Arc<Splicer>);
+
+impl SampleSource for KernelSamples {
+    fn samples(&self) -> Vec<Sample> {
+        let c = self.0.counters();
+        let help = |k: Counter| match k {
+            Counter::SplicedStreams => "Connection directions whose first segment the kernel spliced",
+            Counter::BytesDownToUp => "Bytes the kernel spliced from downstream to upstream",
+            Counter::BytesUpToDown => "Bytes the kernel spliced from upstream to downstream",
+            Counter::Segments => "Segments the kernel spliced",
+            Counter::NoPeer => "Segments on a socket without a splice peer (left to the socket)",
+            Counter::RedirectErrors => "Segments the kernel failed to redirect (dropped)",
+            Counter::EmptySegments => "Payload-less segments (FIN) the verdict consumed; the daemon forwards FIN",
+        };
+        let name = |k: Counter| match k {
+            Counter::SplicedStreams => "kernel_spliced_streams",
+            Counter::BytesDownToUp => "kernel_bytes_downstream_to_upstream",
+            Counter::BytesUpToDown => "kernel_bytes_upstream_to_downstream",
+            Counter::Segments => "kernel_segments",
+            Counter::NoPeer => "kernel_no_peer",
+            Counter::RedirectErrors => "kernel_redirect_errors",
+            Counter::EmptySegments => "kernel_empty_segments",
+        };
+        let mut out: Vec<Sample> = Counter::ALL
+            .iter()
+            .map(|&k| Sample {
+                name: name(k),
+                help: help(k),
+                kind: SampleKind::Counter,
+                labels: Vec::new(),
+                value: c.get(k),
+            })
+            .collect();
+        let (socks, pairs) = self.0.entries();
+        out.push(Sample {
+            name: "kernel_sockhash_entries",
+            help: "Sockets currently in the splice SOCKHASH",
+            kind: SampleKind::Gauge,
+            labels: Vec::new(),
+            value: socks as u64,
+        });
+        out.push(Sample {
+            name: "kernel_pair_entries",
+            help: "Entries currently in the splice pair map",
+            kind: SampleKind::Gauge,
+            labels: Vec::new(),
+            value: pairs as u64,
+        });
+        out
+    }
+}
+
+/// Runs the daemon on `config` until `shutdown` resolves, then drains.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let metrics = Metrics::new();
+    let splicer = load_fast_path(&config)?;
+    if let Some(s) = &splicer {
+        metrics.add_collector(Box::new(KernelSamples(Arc::clone(s))));
+    }
+    let clusters = ClusterManager::new(&config, &metrics);
+
+    let mut bound = Vec::new();
+    for l in &config.listeners {
+        let data_path = DataPath::resolve(l.fast_path, splicer.as_ref())
+            .expect("kernel listeners without a splicer were rejected by load_fast_path");
+        let proxy = TcpProxy::new(&l.name, &l.tcp_proxy, &clusters, data_path.clone(), metrics.listener(&l.name));
+        let b = BoundListener::bind(&l.name, l.address, proxy).map_err(|source| StartError::Bind {
+            listener: l.name.clone(),
+            address: l.address,
+            source,
+        })?;
+        info!(listener = %l.name, address = %b.local_addr, fast_path = data_path.name(), "bound");
+        bound.push(b);
+    }
+
+    let drain_timeout = config.drain_timeout;
+    let state = Arc::new(AdminState {
+        config: Arc::new(ArcSwap::from_pointee(config.clone())),
+        metrics: Arc::clone(&metrics),
+        ready: Default::default(),
+    });
+    let stop_accepting = CancellationToken::new();
+    let stop_admin = CancellationToken::new();
+    let admin_task = match config.admin {
+        Some(address) => {
+            let (addr, task) = admin::serve(address, Arc::clone(&state), stop_admin.clone().cancelled_owned())
+                .await
+                .map_err(|source| StartError::Admin { address, source })?;
+            info!(address = %addr, "admin listening");
+            Some(task)
+        }
+        None => None,
+    };
+
+    let tracker = ConnTracker::new();
+    let mut accept_tasks = Vec::new();
+    for b in bound {
+        accept_tasks.push(tokio::spawn(b.serve(stop_accepting.clone(), tracker.clone())));
+    }
+    state.ready.store(true, Ordering::SeqCst);
+    info!("mosn started");
+
+    shutdown.await;
+    state.ready.store(false, Ordering::SeqCst);
+    info!(connections = tracker.len(), timeout = ?drain_timeout, "shutting down: no new connections, draining");
+    // Stop accepting first (the listening sockets close), keep admin up while draining.
+    stop_accepting.cancel();
+    for t in accept_tasks {
+        let _ = t.await;
+    }
+    tracker.close();
+    if tokio::time::timeout(drain_timeout, tracker.wait()).await.is_err() {
+        warn!(connections = tracker.len(), "drain timeout: closing remaining connections");
+    } else {
+        info!("all connections drained");
+    }
+    stop_admin.cancel();
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    Ok(())
+}
