@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -74,7 +75,11 @@ class Interrupted(Exception):
     pass
 
 
+_TERM_SIGNAL = [0]
+
+
 def _on_term(signum, frame):  # SIGTERM/SIGHUP -> the same cleanup path as Ctrl-C
+    _TERM_SIGNAL[0] = signum
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -105,7 +110,8 @@ def parse_args(argv=None):
     p.add_argument("--quiet-threshold", type=float, default=10.0,
                    help="max CPU%% (of one CPU) used outside the benchmark before/while measuring")
     p.add_argument("--quiet-max-wait", type=float, default=60.0, help="give up waiting for quiet after s")
-    p.add_argument("--retries", type=int, default=1, help="re-runs of a measurement that was disturbed")
+    p.add_argument("--retries", type=int, default=None,
+                   help="re-runs of a measurement that was disturbed (default 1, 0 with --quick)")
     p.add_argument("--time-limit", type=float, default=0, help="stop measuring after s (0 = automatic)")
     p.add_argument("--no-install", action="store_true", help="do not apt-get/pip install anything")
     p.add_argument("--no-build", action="store_true", help="do not cargo build mosn-bench (needs --bench-bin)")
@@ -116,6 +122,8 @@ def parse_args(argv=None):
     if a.quick:
         a.rounds, a.duration = 1, 2.0
         a.quiet_max_wait = min(a.quiet_max_wait, 10.0)
+    if a.retries is None:
+        a.retries = 0 if a.quick else 1
     a.targets = [t.strip() for t in a.targets.split(",") if t.strip()]
     a.workloads = [w.strip() for w in a.workloads.split(",") if w.strip()]
     for t in a.targets:
@@ -356,7 +364,8 @@ def outer_main(args) -> int:
             rc = 130
             if inner and inner.poll() is None:
                 try:
-                    inner.send_signal(signal.SIGINT)
+                    if _TERM_SIGNAL[0]:  # Ctrl-C reached it already (same process group); TERM did not
+                        inner.send_signal(signal.SIGTERM)
                     inner.wait(timeout=60)
                 except (subprocess.TimeoutExpired, KeyboardInterrupt):
                     inner.kill()
@@ -510,6 +519,9 @@ class Runner:
         self.echo_port = 0
         self.rows_path = self.out / "rows.csv"
         self.nginx_directive = nginx_stream_directive()
+        # Each proxied connection needs two descriptors; size the peers' limits to what we have.
+        self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.maxconn = max(1000, min(100000, (self.fd_limit - 1000) // 2))
 
     # ---------------------------------------------------------------- processes
     def port(self) -> int:
@@ -627,7 +639,7 @@ class Runner:
             cf = d / "haproxy.cfg"
             cf.write_text(f"""global
     nbthread 1
-    maxconn 100000
+    maxconn {self.maxconn}
 defaults
     mode tcp
     timeout connect 5s
@@ -644,11 +656,11 @@ listen bench
 daemon off;
 master_process on;
 worker_processes 1;
-worker_rlimit_nofile 200000;
+worker_rlimit_nofile {self.fd_limit};
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{
-    worker_connections 100000;
+    worker_connections {self.maxconn * 2};
 }}
 stream {{
     server {{

@@ -1,1 +1,219 @@
-fn main() {}
+//! `cargo xtask`: the project's own installer and task runner.
+//!
+//! - `setup`: what the kernel programs need and a fresh machine lacks (rust-src for nightly,
+//!   bpf-linker built against the nightly toolchain's own libLLVM, bpffs). Idempotent: a second
+//!   run only checks.
+//! - `build`: setup, the BPF object, then the daemon (release) with the object embedded.
+//! - `run`: build, then `mosn start` on an example config.
+//! - `test`: build, then every test of the workspace (CI runs this through `.ci/run`).
+//! - `bench`: build, then the benchmark harness in `bench/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// bpf-linker release known to build against LLVM 22 (the nightly toolchain's).
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the BPF toolchain pieces (idempotent).
+    Setup,
+    /// Build the kernel programs and the daemon (release).
+    Build,
+    /// Build, then run the daemon on a config (default: examples/tcpproxy.json).
+    Run {
+        #[arg(short = 'c', long, default_value = "examples/tcpproxy.json")]
+        config: PathBuf,
+        /// Extra arguments for `mosn start`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Build, then run the whole test suite.
+    Test {
+        /// Extra arguments for `cargo test` (after `--`: test filters, --nocapture ...).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Build, then run the benchmark (`bench/run.py`); arguments are passed through.
+    Bench {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("MOSN_TOOLCHAIN_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+        home.join(".cache/mosn")
+    })
+}
+
+fn bpf_linker_root() -> PathBuf {
+    cache_dir().join("bpf-linker")
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd.status().with_context(|| format!("spawning {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("spawning {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
+fn is_root() -> bool {
+    output(Command::new("id").arg("-u")).map(|u| u == "0").unwrap_or(false)
+}
+
+/// rust-src for nightly (build-std needs it).
+fn ensure_rust_src() -> Result<()> {
+    let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))
+        .unwrap_or_default();
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+/// The nightly toolchain's own libLLVM shared object.
+fn nightly_libllvm() -> Result<PathBuf> {
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let lib = Path::new(&sysroot).join("lib");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&lib)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libLLVM.so.")))
+        .collect();
+    found.sort();
+    found.pop().with_context(|| format!("no libLLVM.so.* in {} (is the nightly toolchain installed?)", lib.display()))
+}
+
+/// bpf-linker, linked against the nightly toolchain's libLLVM. Rebuilt when that library
+/// changes (a nightly update), recorded in a stamp file.
+fn ensure_bpf_linker() -> Result<()> {
+    let llvm = nightly_libllvm()?;
+    let stamp_path = bpf_linker_root().join("llvm.stamp");
+    let bin = bpf_linker_root().join("bin/bpf-linker");
+    let want = format!("{BPF_LINKER_VERSION} {}", llvm.display());
+    if bin.exists() && std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(want.as_str()) {
+        return Ok(());
+    }
+    // bpf-linker's build script only checks that `$LLVM_PREFIX/bin/llvm-config` exists and
+    // links `$LLVM_PREFIX/lib/libLLVM.so`; the second symlink, under the library's own name, is
+    // what the binary's RUNPATH finds at run time.
+    let prefix = cache_dir().join("llvm-prefix");
+    std::fs::create_dir_all(prefix.join("bin"))?;
+    std::fs::create_dir_all(prefix.join("lib"))?;
+    let llvm_config = prefix.join("bin/llvm-config");
+    std::fs::write(&llvm_config, "#!/bin/sh\nexit 0\n")?;
+    run(Command::new("chmod").arg("+x").arg(&llvm_config))?;
+    for name in [std::ffi::OsStr::new("libLLVM.so"), llvm.file_name().expect("file")] {
+        let link = prefix.join("lib").join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&llvm, &link)?;
+    }
+    run(Command::new("cargo")
+        .args(["+nightly", "install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--force"])
+        .args(["--no-default-features", "--features", BPF_LINKER_LLVM_FEATURE])
+        .arg("--root")
+        .arg(bpf_linker_root())
+        .env("LLVM_PREFIX", &prefix))?;
+    std::fs::write(&stamp_path, want)?;
+    Ok(())
+}
+
+/// bpffs at /sys/fs/bpf (for pinning); needs root, skipped with a note otherwise.
+fn ensure_bpffs() -> Result<()> {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf")) {
+        return Ok(());
+    }
+    if !is_root() {
+        eprintln!("xtask: not root: skipping the bpffs mount at /sys/fs/bpf (the kernel path needs root anyway)");
+        return Ok(());
+    }
+    run(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
+}
+
+fn setup() -> Result<()> {
+    ensure_rust_src()?;
+    ensure_bpf_linker()?;
+    ensure_bpffs()?;
+    Ok(())
+}
+
+fn path_with_linker() -> std::ffi::OsString {
+    let mut paths = vec![bpf_linker_root().join("bin")];
+    if let Some(p) = std::env::var_os("PATH") {
+        paths.extend(std::env::split_paths(&p));
+    }
+    std::env::join_paths(paths).expect("valid PATH")
+}
+
+/// Builds the kernel object (nightly, build-std) where build.rs finds it.
+fn build_ebpf() -> Result<()> {
+    run(Command::new("cargo")
+        .args(["+nightly", "build", "--release"])
+        .current_dir(root().join("mosn-ebpf/programs"))
+        .env("PATH", path_with_linker())
+        // The outer cargo (stable) sets these for xtask; they must not leak into nightly's.
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO")
+        .env_remove("RUSTC"))
+}
+
+fn build() -> Result<()> {
+    setup()?;
+    build_ebpf()?;
+    run(Command::new("cargo").args(["build", "--release", "-p", "mosn-user"]).current_dir(root()))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Setup => setup(),
+        Cmd::Build => build(),
+        Cmd::Run { config, args } => {
+            build()?;
+            let config = if config.is_absolute() { config } else { root().join(config) };
+            run(Command::new(root().join("target/release/mosn")).arg("start").arg("-c").arg(config).args(args))
+        }
+        Cmd::Test { args } => {
+            build()?;
+            // Release: the suite moves GiBs through the proxy; the daemon under test is the
+            // release binary the integration tests find next to themselves.
+            run(Command::new("cargo").args(["test", "--workspace", "--release", "--"]).args(args).current_dir(root()))
+        }
+        Cmd::Bench { args } => {
+            build()?;
+            run(Command::new("python3")
+                .arg(root().join("bench/run.py"))
+                .arg("--mosn")
+                .arg(root().join("target/release/mosn"))
+                .args(args)
+                .current_dir(root()))
+        }
+    }
+}

@@ -107,6 +107,11 @@ impl Splicer {
         downstream: &impl AsFd,
         upstream: &impl AsFd,
     ) -> Result<SpliceGuard, SpliceError> {
+        if let Some(b) = std::env::var("MOSN_SPLICE_BUF").ok().and_then(|v| v.parse::<i32>().ok()) {
+            for fd in [downstream.as_fd(), upstream.as_fd()] {
+                sockopt::set_buffers(&fd, b)?;
+            }
+        }
         let down_cookie = sockopt::socket_cookie(downstream)?;
         let up_cookie = sockopt::socket_cookie(upstream)?;
         {

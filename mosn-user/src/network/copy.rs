@@ -13,9 +13,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-/// Userspace copy buffer per direction. 64 KiB matches loopback's TSO segment size so one
-/// read/write pair moves a whole segment; measured against 16 KiB and 256 KiB in `bench/`.
-pub const COPY_BUFFER_SIZE: usize = 64 * 1024;
+/// First buffer of a direction, allocated only once its socket is readable: an idle
+/// connection holds no copy buffer at all, a request/response one 16 KiB per direction.
+pub const COPY_BUFFER_INITIAL: usize = 16 * 1024;
+/// A read that fills the buffer doubles it, up to this size (bulk transfers). 256 KiB
+/// moves several 64 KiB loopback TSO segments per read/write pair.
+pub const COPY_BUFFER_MAX: usize = 256 * 1024;
 
 /// What the copy saw of one direction; input to the auto fast-path rule.
 #[derive(Debug, Default, Clone, Copy)]
@@ -59,7 +62,8 @@ pub struct ByteCounters<'a> {
 }
 
 struct Pump {
-    buf: Box<[u8]>,
+    /// Empty until the first readable event.
+    buf: Vec<u8>,
     pos: usize,
     cap: usize,
     eof: bool,
@@ -70,7 +74,7 @@ struct Pump {
 impl Pump {
     fn new() -> Pump {
         Pump {
-            buf: vec![0u8; COPY_BUFFER_SIZE].into_boxed_slice(),
+            buf: Vec::new(),
             pos: 0,
             cap: 0,
             eof: false,
@@ -95,6 +99,10 @@ impl Pump {
     ) -> Poll<Result<(), (Side, io::Error)>> {
         loop {
             if self.pos == self.cap && !self.eof {
+                if self.buf.is_empty() {
+                    ready!(r.poll_read_ready(cx)).map_err(|e| (Side::Reader, e))?;
+                    self.buf = vec![0u8; COPY_BUFFER_INITIAL];
+                }
                 let mut rb = ReadBuf::new(&mut self.buf);
                 ready!(r.as_mut().poll_read(cx, &mut rb)).map_err(|e| (Side::Reader, e))?;
                 let n = rb.filled().len();
@@ -120,6 +128,14 @@ impl Pump {
                 self.pos += n;
                 self.stats.bytes += n as u64;
                 counters.write_side.inc_by(n as u64);
+            }
+            if !self.buf.is_empty() && self.cap == self.buf.len() && self.buf.len() < COPY_BUFFER_MAX {
+                // The sender had more than a buffer's worth queued: grow (the buffer is empty
+                // here, nothing to copy over).
+                let bigger = (self.buf.len() * 2).min(COPY_BUFFER_MAX);
+                self.buf = vec![0u8; bigger];
+                self.cap = 0;
+                self.pos = 0;
             }
             if self.eof {
                 if !self.shut {

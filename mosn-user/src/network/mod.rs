@@ -6,7 +6,7 @@ pub mod sockopt;
 mod spliced;
 mod tcp_proxy;
 
-pub use copy::{BiCopy, COPY_BUFFER_SIZE, CopyEnd, DirectionStats};
+pub use copy::{BiCopy, COPY_BUFFER_INITIAL, COPY_BUFFER_MAX, CopyEnd, DirectionStats};
 pub use listener::{BoundListener, ConnTracker};
 pub use spliced::SplicedEnd;
 pub use tcp_proxy::{AutoRule, DataPath, TcpProxy};

@@ -188,9 +188,30 @@ mod tests {
         let ci = tcp_info(&c).unwrap();
         let si = tcp_info(&s).unwrap();
         assert_eq!(si.bytes_received, 1000);
-        assert_eq!(ci.bytes_acked + unacked_bytes(&c).unwrap(), 1000);
-        assert_eq!(ci.state, 1, "TCP_ESTABLISHED");
+        // The splice close path relies on these two kernel accounting facts:
+        // an actively opened socket's bytes_acked counts its SYN ...
+        assert_eq!(ci.bytes_acked + unacked_bytes(&c).unwrap(), 1001);
+        // ... and a passively opened one's does not.
+        s.write_all(&[1u8; 10]).unwrap();
+        let mut b10 = [0u8; 10];
+        c.read_exact(&mut b10).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(tcp_info(&s).unwrap().bytes_acked + unacked_bytes(&s).unwrap(), 10);
+        assert_eq!(ci.state, TCP_ESTABLISHED);
+        // bytes_received counts the FIN as one byte.
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(s.read(&mut buf).unwrap(), 0);
+        assert_eq!(tcp_info(&s).unwrap().bytes_received, 1001);
         kick_data_ready(&s).unwrap();
         assert!(take_error(&s).unwrap().is_none());
     }
+}
+
+/// Sets SO_SNDBUF and SO_RCVBUF (the kernel doubles the value; 0 leaves them).
+pub fn set_buffers(fd: &impl AsFd, bytes: i32) -> io::Result<()> {
+    if bytes > 0 {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, bytes)?;
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)?;
+    }
+    Ok(())
 }
