@@ -54,7 +54,7 @@ FIELDS = [
     "round", "workload", "target", "layout", "status", "attempts", "value", "unit",
     "rate", "requests", "errors", "p50_us", "p99_us", "p999_us", "mean_us", "retransmits",
     "duration_s", "wall_s", "proxy_cpu_pct", "proxy_user_pct", "proxy_sys_pct", "proxy_pids",
-    "value_per_proxy_core", "client_cpu_pct", "cpu0_busy_pct", "cpu1_busy_pct",
+    "value_per_proxy_core", "value_per_cpu1", "client_cpu_pct", "cpu0_busy_pct", "cpu1_busy_pct",
     "cpu0_softirq_pct", "cpu1_softirq_pct", "steal_pct", "noise_before_pct", "quiet_wait_s",
     "quiet_reached", "outside_user_pct", "disturbed", "mosn_metrics_delta", "note", "started_at",
 ]
@@ -849,6 +849,9 @@ stream {{
             pc = row.get("proxy_cpu_pct")
             if pc and pc > 1 and row["value"] > 0:
                 row["value_per_proxy_core"] = round(row["value"] / (pc / 100), 3 if w["unit"] == "Gbit/s" else 0)
+            c1 = row.get("cpu1_busy_pct")
+            if self.a.layout == "split" and proxy and c1 and c1 > 1 and row["value"] > 0:
+                row["value_per_cpu1"] = round(row["value"] / (c1 / 100), 3 if w["unit"] == "Gbit/s" else 0)
             row["disturbed"] = int(row.get("outside_user_pct", 0) > self.a.quiet_threshold)
             row["note"] = note.replace("\n", " | ")
             return row
@@ -907,7 +910,8 @@ stream {{
                     for attempt in range(1, a.retries + 2):
                         row = self.measure(rnd, wl, target)
                         row["attempts"] = attempt
-                        if row.get("status") in ("start_failed", "failed") or not row.get("disturbed"):
+                        if row.get("status") in ("start_failed", "failed") or not row.get("disturbed") \
+                                or attempt > a.retries:
                             break
                         warn(f"{target}/{wl}: disturbed ({row.get('outside_user_pct')}% CPU outside the "
                              f"benchmark); retrying")
@@ -1021,6 +1025,8 @@ def analyze(out: Path, plot: bool) -> None:
                 "p99_us_median": med(fnum(r["p99_us"]) for r in rs),
                 "proxy_cpu_pct_median": med(fnum(r["proxy_cpu_pct"]) for r in rs),
                 "value_per_proxy_core_median": med(fnum(r["value_per_proxy_core"]) for r in rs),
+                "value_per_cpu1_median": med(fnum(r.get("value_per_cpu1")) for r in rs),
+                "cpu0_busy_pct_median": med(fnum(r["cpu0_busy_pct"]) for r in rs),
                 "cpu1_busy_pct_median": med(fnum(r["cpu1_busy_pct"]) for r in rs),
                 "noise_before_pct_max": max((fnum(r["noise_before_pct"]) or 0) for r in rs),
                 "outside_user_pct_max": max((fnum(r["outside_user_pct"]) or 0) for r in rs),
@@ -1035,6 +1041,11 @@ def analyze(out: Path, plot: bool) -> None:
             w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()})
 
     failed = [r for r in rows if r["status"] not in ("ok",)]
+    if not summary:
+        warn("no completed measurements to summarise")
+        for r in failed:
+            print(f"- r{r['round']} {r['workload'] or '*'} {r['target']}: {r['status']} {r['note'][:300]}")
+        return
     lines = []
     title = (f"Layout {meta.get('layout', '?')} (client+origin CPU{meta.get('client_cpu', '?')}, "
              f"proxy CPU{meta.get('proxy_cpu', '?')}), {meta.get('rounds', '?')} round(s) x "
@@ -1057,21 +1068,27 @@ def analyze(out: Path, plot: bool) -> None:
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("| workload | target | ratio (min..max) | median | unit | p50 µs | p99 µs | proxy CPU % "
-                 "| per proxy core | CPU1 busy % | noise % | errors |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+                 "| per proxy core | CPU0/CPU1 busy % | per CPU1 | noise % | errors |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in summary:
         ratio = "-" if s["ratio_median"] is None else f"{s['ratio_median']:.2f} ({s['ratio_min']:.2f}..{s['ratio_max']:.2f})"
+        mark = " *" if s["disturbed_rounds"] else ""
         lines.append(
-            f"| {s['workload']} | {s['target']} | {ratio} | {fmt(s['value_median'], s['unit'])} | {s['unit']} "
+            f"| {s['workload']} | {s['target']} | {ratio}{mark} | {fmt(s['value_median'], s['unit'])} | {s['unit']} "
             f"| {fmt(s['p50_us_median'])} | {fmt(s['p99_us_median'])} | {fmt(s['proxy_cpu_pct_median'])} "
-            f"| {fmt(s['value_per_proxy_core_median'], s['unit'])} | {fmt(s['cpu1_busy_pct_median'])} "
+            f"| {fmt(s['value_per_proxy_core_median'], s['unit'])} "
+            f"| {fmt(s['cpu0_busy_pct_median'])}/{fmt(s['cpu1_busy_pct_median'])} "
+            f"| {fmt(s['value_per_cpu1_median'], s['unit'])} "
             f"| {fmt(s['noise_before_pct_max'])}/{fmt(s['outside_user_pct_max'])} | {s['errors_total']} |")
     if failed:
         lines.append("\nNot ok:\n")
         for r in failed:
             lines.append(f"- r{r['round']} {r['workload'] or '*'} {r['target']}: {r['status']} {r['note'][:300]}")
-    lines.append("\nnoise % = max CPU% (of one CPU) outside the benchmark before / during the runs. "
-                 "per proxy core = median / (proxy CPU% / 100).")
+    lines.append("\nnoise % = max CPU% (of one CPU) used outside the benchmark before / during the runs; "
+                 "* = at least one round was disturbed (outside use above the threshold during the run). "
+                 "per proxy core = median / (proxy process CPU% / 100): kernel (softirq, kworker) work "
+                 "on behalf of the proxy is not in it; per CPU1 = median / (CPU1 busy% / 100), the whole "
+                 "proxy CPU in the split layout (only meaningful when the noise is low).")
     table = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(table)
     print()
@@ -1097,7 +1114,7 @@ def make_plot(out: Path, summary, workloads, targets, title) -> None:
     colors = {"mosn-userspace": "#4c72b0", "mosn-kernel": "#dd8452", "mosn-auto": "#55a868",
               "haproxy": "#8172b3", "nginx": "#937860"}
     for i, t in enumerate(targets):
-        xs, ys, lo, hi = [], [], [], []
+        xs, ys, lo, hi, marks = [], [], [], [], []
         for j, wl in enumerate(workloads):
             s = by.get((wl, t))
             if not s or s["ratio_median"] is None:
@@ -1106,13 +1123,16 @@ def make_plot(out: Path, summary, workloads, targets, title) -> None:
             ys.append(s["ratio_median"])
             lo.append(s["ratio_median"] - s["ratio_min"])
             hi.append(s["ratio_max"] - s["ratio_median"])
+            marks.append("*" if s["disturbed_rounds"] else "")
         ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=t, color=colors.get(t))
-        for x, y in zip(xs, ys):
-            ax.text(x, y + 0.02, f"{y:.2f}", ha="center", va="bottom", fontsize=7)
+        for x, y, mk in zip(xs, ys, marks):
+            ax.text(x, y + 0.02, f"{y:.2f}{mk}", ha="center", va="bottom", fontsize=7)
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--", label="direct = 1")
     ax.set_xticks(range(len(workloads)))
     ax.set_xticklabels([WORKLOADS[w]["label"] for w in workloads], fontsize=8)
     ax.set_ylabel("throughput / direct (median of rounds, min..max)")
+    if any(s["disturbed_rounds"] for s in summary):
+        title += "\n* = a round was disturbed by other load on the machine"
     ax.set_title(title, fontsize=8)
     ax.legend(fontsize=8, ncol=3)
     ax.set_ylim(0, max(1.2, max((s["ratio_max"] or 0) for s in summary) * 1.15))
@@ -1126,6 +1146,7 @@ def make_plot(out: Path, summary, workloads, targets, title) -> None:
 
 def main() -> int:
     args = parse_args()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGHUP, _on_term)
     if args._inner:

@@ -1,1 +1,459 @@
+//! The kernel fast path (`fast_path: kernel`, and `auto` moving connections to it), tested
+//! for real: the daemon loads its sk_skb program and SOCKHASH, real TCP connections go through
+//! it, and the bytes (SHA-256) and the kernel's own counters and map sizes are checked.
+//!
+//! Every test needs root (BPF + SOCKHASH): without it, it says SKIP and returns; in CI (env
+//! `CI` set) that is a failure instead.
 
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mosn_tests::data::{Transfer, hex, recv_hashed, send_random, transfer};
+use mosn_tests::scenarios::{
+    self, assert_kernel_maps_empty, assert_no_errors, check_data_path, close_cleanly, connect, echo_round, message,
+};
+use mosn_tests::upstream::echo;
+use mosn_tests::{FastPath, LISTENER, Mosn, ProxyConfig, Upstream, heavy, require_root, timing, within};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc};
+
+const TEST_LIMIT: Duration = Duration::from_secs(240);
+const K: FastPath = FastPath::Kernel;
+
+/// Kernel counters with no labels (`mosn_kernel_*`).
+async fn kernel_metric(m: &Mosn, name: &str) -> u64 {
+    m.metrics().await.value(name, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_echo() {
+    if !require_root("kernel_echo") {
+        return;
+    }
+    within(TEST_LIMIT, "echo", async {
+        let m = scenarios::echo_exchanges(K).await;
+        // Both directions' first segments went through the verdict, and every segment of
+        // this connection was redirected.
+        assert_eq!(kernel_metric(&m, "mosn_kernel_spliced_streams_total").await, 2);
+        assert!(kernel_metric(&m, "mosn_kernel_segments_total").await >= 20);
+        assert_eq!(kernel_metric(&m, "mosn_kernel_no_peer_total").await, 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_bulk_256mib_each_way_hash_checked() {
+    if !require_root("kernel_bulk_256mib_each_way_hash_checked") {
+        return;
+    }
+    // check_data_path: kernel byte counters >= the bytes sent each way, the listener's
+    // userspace byte counters 0, map entries back to 0.
+    within(TEST_LIMIT, "bulk", scenarios::bulk_each_way(K)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_half_close_client_first() {
+    if !require_root("kernel_half_close_client_first") {
+        return;
+    }
+    within(TEST_LIMIT, "half close", scenarios::half_close_client_first(K)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_half_close_upstream_first() {
+    if !require_root("kernel_half_close_upstream_first") {
+        return;
+    }
+    within(TEST_LIMIT, "half close", scenarios::half_close_upstream_first(K)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_upstream_reset_midstream() {
+    if !require_root("kernel_upstream_reset_midstream") {
+        return;
+    }
+    within(TEST_LIMIT, "upstream reset", scenarios::upstream_reset_midstream(K)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_concurrent_1000_connections() {
+    if !require_root("kernel_concurrent_1000_connections") {
+        return;
+    }
+    within(TEST_LIMIT, "1000 connections", scenarios::concurrent(K, 1000)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_idle_timeout() {
+    if !require_root("kernel_idle_timeout") {
+        return;
+    }
+    within(TEST_LIMIT, "idle timeout", scenarios::idle_timeout(K)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_graceful_shutdown_drains_live_connection() {
+    if !require_root("kernel_graceful_shutdown_drains_live_connection") {
+        return;
+    }
+    within(TEST_LIMIT, "graceful drain", scenarios::graceful_drain(K)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_graceful_shutdown_gives_up_after_timeout() {
+    if !require_root("kernel_graceful_shutdown_gives_up_after_timeout") {
+        return;
+    }
+    within(TEST_LIMIT, "graceful timeout", scenarios::graceful_timeout(K)).await;
+}
+
+/// The seed of the random sizes: `MOSN_TEST_SEED` to replay a failure, else fresh.
+fn seed() -> u64 {
+    std::env::var("MOSN_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random)
+}
+
+/// A size in 1..=max, log-uniform, so small and large transfers are both common.
+fn random_size(rng: &mut SmallRng, max: u64) -> u64 {
+    let exp = rng.random_range(0.0..=(max as f64).ln());
+    (exp.exp() as u64).clamp(1, max)
+}
+
+/// Many short connections, each carrying a random amount each way (1 B .. 4 MiB) and then
+/// closing: every byte must arrive before each FIN (a prototype lost the tail of a stream on
+/// close). Odd-numbered connections are spliced before either end sends a byte (the test
+/// waits for the splice), so the spliced close path is always covered; even-numbered ones
+/// start sending at once, racing the splice setup (short ones then legitimately fall back to
+/// the userspace copy, which must not lose bytes either).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_repeated_random_transfers_lose_no_byte() {
+    if !require_root("kernel_repeated_random_transfers_lose_no_byte") {
+        return;
+    }
+    const N: usize = 50;
+    const MAX: u64 = 4 << 20;
+    const ONE_TRANSFER: Duration = Duration::from_secs(20);
+    let seed = seed();
+    eprintln!("kernel_repeated_random_transfers_lose_no_byte: MOSN_TEST_SEED={seed}");
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut sizes: Vec<(u64, u64)> = (0..N).map(|_| (random_size(&mut rng, MAX), random_size(&mut rng, MAX))).collect();
+    // The extremes, always, both started at once and spliced first.
+    for (i, pair) in [(1, 1), (1, MAX), (MAX, 1), (MAX, MAX)].into_iter().enumerate() {
+        sizes[2 * i] = pair;
+        sizes[2 * i + 1] = pair;
+    }
+    let sizes = Arc::new(sizes);
+    let gates: Arc<Vec<Notify>> = Arc::new((0..N).map(|_| Notify::new()).collect());
+
+    within(TEST_LIMIT, "repeated transfers", async {
+        let _load = heavy().await;
+        let (tx, mut rx) = mpsc::unbounded_channel::<(usize, io::Result<Transfer>)>();
+        let (up_sizes, up_gates) = (Arc::clone(&sizes), Arc::clone(&gates));
+        let up = Upstream::spawn(move |s, i| {
+            let tx = tx.clone();
+            let len = up_sizes.get(i).map_or(0, |s| s.1);
+            let gates = Arc::clone(&up_gates);
+            async move {
+                if i % 2 == 1 {
+                    gates[i].notified().await;
+                }
+                let _ = tx.send((i, transfer(s, len, seed ^ (0xabc0_0000 + i as u64)).await));
+            }
+        })
+        .await;
+        let m = Mosn::start(&ProxyConfig::new(K, &[up.addr])).await;
+        let l = [("listener", LISTENER)];
+        let started = Instant::now();
+        let mut lost = Vec::new();
+        for (i, &(d2u, u2d)) in sizes.iter().enumerate() {
+            let spliced_before = m.metrics().await.value("mosn_listener_kernel_spliced_total", &l);
+            let s = connect(&m).await;
+            if i % 2 == 1 {
+                m.metric_until("mosn_listener_kernel_spliced_total", &l, Duration::from_secs(5), "spliced", |v| {
+                    v > spliced_before
+                })
+                .await;
+                gates[i].notify_one();
+            }
+            let what = format!("transfer #{i} ({d2u} B up, {u2d} B down, MOSN_TEST_SEED={seed})");
+            let client = match tokio::time::timeout(ONE_TRANSFER, transfer(s, d2u, seed ^ i as u64)).await {
+                Ok(r) => r.unwrap_or_else(|e| panic!("{what}: client side failed: {e}")),
+                Err(_) => panic!("{what}: not done within {ONE_TRANSFER:?}; {}", kernel_counters(&m).await),
+            };
+            let (j, server) = within(ONE_TRANSFER, "upstream result", rx.recv()).await.expect("upstream reported");
+            assert_eq!(j, i, "upstream connections arrive in order");
+            let server = server.unwrap_or_else(|e| panic!("{what}: upstream side failed: {e}"));
+            if server.received != d2u || server.received_hash != client.sent_hash {
+                lost.push(format!("#{i} downstream->upstream: sent {d2u} B, upstream received {} B", server.received));
+            }
+            if client.received != u2d || client.received_hash != server.sent_hash {
+                lost.push(format!("#{i} upstream->downstream: sent {u2d} B, client received {} B", client.received));
+            }
+        }
+        assert!(lost.is_empty(), "byte loss with MOSN_TEST_SEED={seed}:\n{}", lost.join("\n"));
+
+        m.wait_idle().await;
+        let k = m.metrics().await;
+        let (spliced, copied) = (
+            k.value("mosn_listener_kernel_spliced_total", &l),
+            k.value("mosn_listener_userspace_copied_total", &l),
+        );
+        eprintln!("{N} transfers in {:.2?}: {spliced} spliced, {copied} copied in userspace", started.elapsed());
+        assert_eq!(spliced + copied, N as u64, "every connection took one data path");
+        assert!(spliced >= (N / 2) as u64, "the gated half was spliced");
+        let total = |f: fn(&(u64, u64)) -> u64| sizes.iter().map(f).sum::<u64>();
+        let (d2u, u2d) = (total(|s| s.0), total(|s| s.1));
+        let received = k.value("mosn_listener_bytes_received_total", &l);
+        let sent = k.value("mosn_listener_bytes_sent_total", &l);
+        assert!(received + k.value("mosn_kernel_bytes_downstream_to_upstream_total", &[]) >= d2u);
+        assert!(sent + k.value("mosn_kernel_bytes_upstream_to_downstream_total", &[]) >= u2d);
+        assert_eq!(k.value("mosn_kernel_redirect_errors_total", &[]), 0, "kernel redirect errors");
+        assert_kernel_maps_empty(&m).await;
+        assert_no_errors(&m).await;
+    })
+    .await;
+}
+
+/// The kernel counters that tell where missing bytes went.
+async fn kernel_counters(m: &Mosn) -> String {
+    let k = m.metrics().await;
+    let c = |name: &str| k.value(name, &[]);
+    format!(
+        "kernel counters: redirect_errors={} no_peer={} segments={} spliced_streams={} empty_segments={}",
+        c("mosn_kernel_redirect_errors_total"),
+        c("mosn_kernel_no_peer_total"),
+        c("mosn_kernel_segments_total"),
+        c("mosn_kernel_spliced_streams_total"),
+        c("mosn_kernel_empty_segments_total"),
+    )
+}
+
+/// Bytes that arrive before the sockets enter the SOCKHASH (the client's request sent with
+/// the connect, an upstream's greeting sent on accept) are not left stuck in the receive
+/// queue: the reply comes within 1 s. 200 connections each way (`MOSN_TEST_EARLY_ROUNDS`).
+///
+/// KNOWN DAEMON BUG (fails now, in the "upstream speaks first" half): `Splicer::splice`
+/// (mosn-user/src/ebpf/splicer.rs) puts the upstream socket into MOSN_SOCKS before the
+/// downstream one. A segment arriving on the upstream socket in between is redirected to a
+/// socket not yet in the map; `bpf_sk_redirect_hash` returns SK_DROP and the bytes, already
+/// acknowledged by TCP, are gone (`mosn_kernel_redirect_errors_total` +1): the client never
+/// gets the greeting. Seen about once in 30-50 connections on a 2-vCPU VM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_data_queued_before_splice_is_not_stuck() {
+    if !require_root("kernel_data_queued_before_splice_is_not_stuck") {
+        return;
+    }
+    let rounds: usize = std::env::var("MOSN_TEST_EARLY_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    const REPLY_WITHIN: Duration = Duration::from_secs(1);
+    within(TEST_LIMIT, "early data", async {
+        let _timing = timing().await;
+        let mut slowest = (Duration::ZERO, Duration::ZERO);
+        // Client speaks first, at once.
+        let up = Upstream::echo().await;
+        let m = Mosn::start(&ProxyConfig::new(K, &[up.addr])).await;
+        let mut total = 0;
+        for i in 0..rounds {
+            let mut s = TcpStream::connect(m.listen).await.expect("connect");
+            let req = message(i);
+            total += req.len() as u64;
+            s.write_all(&req).await.unwrap();
+            let sent = Instant::now();
+            let back = read_n_within(&m, &mut s, req.len(), REPLY_WITHIN, &format!("round {i}: reply to a request sent with the connect")).await;
+            assert_eq!(back, req);
+            slowest.0 = slowest.0.max(sent.elapsed());
+            close_cleanly(s).await;
+        }
+        check_data_path(&m, K, rounds as u64, total, total).await;
+        assert_no_errors(&m).await;
+
+        // Upstream speaks first, on accept.
+        let up = Upstream::spawn(|mut s, i| async move {
+            if s.write_all(format!("welcome {i:04}\n").as_bytes()).await.is_ok() {
+                echo(s).await;
+            }
+        })
+        .await;
+        let m = Mosn::start(&ProxyConfig::new(K, &[up.addr])).await;
+        for i in 0..rounds {
+            let mut s = TcpStream::connect(m.listen).await.expect("connect");
+            let connected = Instant::now();
+            let greeting = read_n_within(&m, &mut s, 13, REPLY_WITHIN, &format!("round {i}: greeting the upstream sent on accept")).await;
+            assert_eq!(&greeting[..], format!("welcome {i:04}\n").as_bytes());
+            slowest.1 = slowest.1.max(connected.elapsed());
+            echo_round(&mut s, b"and then echo").await;
+            close_cleanly(s).await;
+        }
+        let n = rounds as u64;
+        check_data_path(&m, K, n, 13 * n, 26 * n).await;
+        assert_no_errors(&m).await;
+        eprintln!("{rounds} rounds: slowest reply to an early request {:?}, slowest early greeting {:?}", slowest.0, slowest.1);
+    })
+    .await;
+}
+
+/// An upstream that starts streaming small segments the moment it accepts, so segments are
+/// arriving on the daemon's upstream socket while the splice is being set up: none may be
+/// lost or stuck. 30 connections, 400 segments of 16 bytes each.
+///
+/// KNOWN DAEMON BUG (fails now): the same race as in
+/// `kernel_data_queued_before_splice_is_not_stuck`, hit on nearly every run. A segment that
+/// lands between `Splicer::splice` inserting the upstream socket and the downstream socket
+/// into MOSN_SOCKS is dropped by the verdict (redirect to a socket not yet in the map), so
+/// `mosn_kernel_redirect_errors_total` grows and the client is short of bytes for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_upstream_streaming_during_splice_setup_loses_nothing() {
+    if !require_root("kernel_upstream_streaming_during_splice_setup_loses_nothing") {
+        return;
+    }
+    const ROUNDS: usize = 30;
+    const SEGMENTS: usize = 400;
+    const SEGMENT: usize = 16;
+    fn stream_bytes(i: usize) -> Vec<u8> {
+        (0..SEGMENTS).flat_map(|k| format!("{i:05}:{k:09}\n").into_bytes()).collect()
+    }
+    within(TEST_LIMIT, "streaming upstream", async {
+        let _timing = timing().await;
+        let up = Upstream::spawn(|mut s, i| async move {
+            let _ = s.set_nodelay(true);
+            for seg in stream_bytes(i).chunks(SEGMENT) {
+                if s.write_all(seg).await.is_err() {
+                    return;
+                }
+                // One segment per write, spread out in time.
+                tokio::task::yield_now().await;
+            }
+            echo(s).await;
+        })
+        .await;
+        let m = Mosn::start(&ProxyConfig::new(K, &[up.addr])).await;
+        for i in 0..ROUNDS {
+            let mut s = TcpStream::connect(m.listen).await.expect("connect");
+            let want = stream_bytes(i);
+            let got = read_n_within(&m, &mut s, want.len(), Duration::from_secs(2), &format!("round {i}: streamed bytes")).await;
+            assert!(got == want, "round {i}: streamed bytes differ");
+            echo_round(&mut s, b"and then echo").await;
+            close_cleanly(s).await;
+        }
+        let n = ROUNDS as u64;
+        check_data_path(&m, K, n, 13 * n, (SEGMENTS * SEGMENT + 13) as u64 * n).await;
+        assert_no_errors(&m).await;
+    })
+    .await;
+}
+
+/// Reads exactly `n` bytes within `limit`. If they do not come, waits 3 s more to tell "late"
+/// from "lost", and panics with the kernel counters that say where they went.
+async fn read_n_within(m: &Mosn, s: &mut TcpStream, n: usize, limit: Duration, what: &str) -> Vec<u8> {
+    let mut got = Vec::with_capacity(n);
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    let mut fill = async |got: &mut Vec<u8>, until: Instant| -> io::Result<bool> {
+        while got.len() < n {
+            let want = (n - got.len()).min(buf.len());
+            match tokio::time::timeout_at(until.into(), s.read(&mut buf[..want])).await {
+                Err(_) => return Ok(false),
+                Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(Ok(k)) => got.extend_from_slice(&buf[..k]),
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+        Ok(true)
+    };
+    match fill(&mut got, start + limit).await {
+        Ok(true) => return got,
+        Ok(false) => {}
+        Err(e) => panic!("{what}: {e} after {} of {n} bytes", got.len()),
+    }
+    let late = fill(&mut got, start + limit + Duration::from_secs(3)).await;
+    panic!(
+        "{what}: {} of {n} bytes within {limit:?}; 3 s later: {}. {}",
+        got.len(),
+        if late.as_ref().is_ok_and(|ok| *ok) { "arrived late" } else { "still missing (lost)" },
+        kernel_counters(m).await,
+    );
+}
+
+/// `fast_path: auto` hands a request/response connection to the kernel and keeps a bulk one
+/// in userspace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_splices_request_response_not_bulk() {
+    if !require_root("auto_splices_request_response_not_bulk") {
+        return;
+    }
+    const BULK: u64 = 64 << 20;
+    within(TEST_LIMIT, "auto", async {
+        let _load = heavy().await;
+        let (tx, mut rx) = mpsc::unbounded_channel::<io::Result<(u64, [u8; 32])>>();
+        // Connection 0: echo. Connection 1: a sink that acknowledges every MiB with 8 bytes,
+        // so both directions are active but one carries bulk.
+        let up = Upstream::spawn(move |mut s, i| {
+            let tx = tx.clone();
+            async move {
+                if i == 0 {
+                    return echo(s).await;
+                }
+                let r = async {
+                    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+                    let mut buf = vec![0u8; 256 * 1024];
+                    let mut total = 0u64;
+                    loop {
+                        let n = s.read(&mut buf).await?;
+                        if n == 0 {
+                            break;
+                        }
+                        sha2::Digest::update(&mut hasher, &buf[..n]);
+                        let before = total >> 20;
+                        total += n as u64;
+                        if total >> 20 != before {
+                            s.write_all(&total.to_be_bytes()).await?;
+                        }
+                    }
+                    s.shutdown().await?;
+                    Ok((total, sha2::Digest::finalize(hasher).into()))
+                }
+                .await;
+                let _ = tx.send(r);
+            }
+        })
+        .await;
+        let m = Mosn::start(&ProxyConfig::new(FastPath::Auto, &[up.addr])).await;
+        let l = [("listener", LISTENER)];
+
+        let mut s = connect(&m).await;
+        let mut small = 0;
+        for i in 0..10 {
+            let msg = message(i);
+            echo_round(&mut s, &msg).await;
+            small += msg.len() as u64;
+        }
+        close_cleanly(s).await;
+        m.wait_idle().await;
+        let metrics = m.metrics().await;
+        assert_eq!(metrics.value("mosn_listener_kernel_spliced_total", &l), 1, "request/response connection spliced");
+        assert!(metrics.value("mosn_listener_bytes_received_total", &l) < small, "the splice moved some bytes");
+        assert_kernel_maps_empty(&m).await;
+
+        let s = connect(&m).await;
+        let (mut r, mut w) = s.into_split();
+        let writer = tokio::spawn(async move {
+            let h = send_random(&mut w, BULK, 42).await?;
+            w.shutdown().await?;
+            Ok::<_, io::Error>(h)
+        });
+        let (ack_bytes, _) = recv_hashed(&mut r).await.expect("read acks");
+        let sent_hash = writer.await.unwrap().expect("bulk write");
+        let (received, received_hash) = rx.recv().await.expect("sink reported").expect("sink");
+        assert_eq!((received, hex(&received_hash)), (BULK, hex(&sent_hash)), "bulk bytes at the upstream");
+        assert_eq!(ack_bytes, 8 * (BULK >> 20), "acks from the sink");
+        m.wait_idle().await;
+        let metrics = m.metrics().await;
+        assert_eq!(metrics.value("mosn_listener_kernel_spliced_total", &l), 1, "the bulk connection was spliced");
+        assert_eq!(metrics.value("mosn_listener_userspace_copied_total", &l), 2);
+        assert!(metrics.value("mosn_listener_bytes_received_total", &l) >= BULK, "bulk bytes copied in userspace");
+        assert_no_errors(&m).await;
+    })
+    .await;
+}

@@ -69,6 +69,20 @@ fn start(config: PathBuf, workers: Option<usize>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The error and its causes, each cause once: our error messages already quote their source
+/// where it helps the operator, so causes a message already contains are not repeated.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
@@ -89,7 +103,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -13,7 +13,7 @@ use crate::admin::{self, AdminState};
 use crate::config::{Config, FastPath};
 use crate::ebpf::{SpliceError, Splicer};
 use crate::metrics::{Metrics, Sample, SampleKind, SampleSource};
-use crate::network::{BoundListener, ConnTracker, DataPath, TcpProxy};
+use crate::network::{AutoRule, BoundListener, ConnTracker, DataPath, TcpProxy};
 use crate::upstream::ClusterManager;
 
 /// Why the daemon could not start. Nothing is left listening when this is returned.
@@ -23,7 +23,7 @@ pub enum StartError {
     KernelRequired {
         listener: String,
         #[source]
-        source: SpliceError,
+        source: Box<SpliceError>,
     },
     #[error("listener {listener}: cannot listen on {address}: {source}")]
     Bind {
@@ -56,7 +56,7 @@ fn load_fast_path(config: &Config) -> Result<Option<Arc<Splicer>>, StartError> {
         }
         Err(source) => {
             if let Some(l) = wanted.iter().find(|l| l.fast_path == FastPath::Kernel) {
-                return Err(StartError::KernelRequired { listener: l.name.clone(), source });
+                return Err(StartError::KernelRequired { listener: l.name.clone(), source: Box::new(source) });
             }
             warn!(error = %source, "kernel fast path unavailable; fast_path \"auto\" listeners copy in userspace");
             Ok(None)
@@ -129,9 +129,10 @@ pub async fn run(
     }
     let clusters = ClusterManager::new(&config, &metrics);
 
+    let auto = AutoRule::default();
     let mut bound = Vec::new();
     for l in &config.listeners {
-        let data_path = DataPath::resolve(l.fast_path, splicer.as_ref())
+        let data_path = DataPath::resolve(l.fast_path, splicer.as_ref(), &auto)
             .expect("kernel listeners without a splicer were rejected by load_fast_path");
         let proxy = TcpProxy::new(&l.name, &l.tcp_proxy, &clusters, data_path.clone(), metrics.listener(&l.name));
         let b = BoundListener::bind(&l.name, l.address, proxy).map_err(|source| StartError::Bind {

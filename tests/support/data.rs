@@ -75,8 +75,14 @@ pub struct Transfer {
 /// write side, while reading (and hashing) everything the other end sends until EOF. The
 /// writer runs on its own task, so both directions and their hashing proceed in parallel.
 pub async fn transfer(stream: TcpStream, send_len: u64, seed: u64) -> io::Result<Transfer> {
+    transfer_after(stream, Duration::ZERO, send_len, seed).await
+}
+
+/// [`transfer`], with the first byte written only after `delay`.
+pub async fn transfer_after(stream: TcpStream, delay: Duration, send_len: u64, seed: u64) -> io::Result<Transfer> {
     let (mut r, mut w) = stream.into_split();
     let writer = tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
         let h = send_random(&mut w, send_len, seed).await?;
         w.shutdown().await?;
         Ok::<_, io::Error>((h, w))

@@ -109,7 +109,7 @@ impl Splicer {
     ) -> Result<SpliceGuard, SpliceError> {
         if let Some(b) = std::env::var("MOSN_SPLICE_BUF").ok().and_then(|v| v.parse::<i32>().ok()) {
             for fd in [downstream.as_fd(), upstream.as_fd()] {
-                sockopt::set_buffers(&fd, b)?;
+                sockopt::set_send_buffer(&fd, b)?;
             }
         }
         let down_cookie = sockopt::socket_cookie(downstream)?;

@@ -168,6 +168,13 @@ pub fn take_error(fd: &impl AsFd) -> io::Result<Option<io::Error>> {
     Ok((e != 0).then(|| io::Error::from_raw_os_error(e)))
 }
 
+/// Sets SO_SNDBUF, past net.core.wmem_max where privileged (SO_SNDBUFFORCE); the kernel
+/// doubles the value for bookkeeping overhead.
+pub fn set_send_buffer(fd: &impl AsFd, bytes: i32) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, bytes)
+        .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,11 +214,3 @@ mod tests {
     }
 }
 
-/// Sets SO_SNDBUF and SO_RCVBUF (the kernel doubles the value; 0 leaves them).
-pub fn set_buffers(fd: &impl AsFd, bytes: i32) -> io::Result<()> {
-    if bytes > 0 {
-        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, bytes)?;
-        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)?;
-    }
-    Ok(())
-}

@@ -17,25 +17,72 @@ use crate::metrics::{ErrorKind, ListenerMetrics};
 use crate::upstream::{Cluster, ClusterManager};
 
 /// The per-connection choice between the userspace copy and the kernel splice for
-/// `fast_path: auto`. The measurements behind it are in `docs/ARCHITECTURE.md` ("Choosing the
-/// data path"): the splice roughly doubles small request/response rates when the proxy has
-/// a core of its own, and loses on bulk transfer. So a connection starts in userspace and is
-/// handed to the kernel once it has shown request/response behaviour: at least
-/// `min_reads_each_way` reads in each direction, none of which filled the copy buffer.
-/// A connection that fills the buffer (bulk) stays in userspace for good.
-#[derive(Debug, Clone, Copy)]
+/// `fast_path: auto`; the measurements behind it are in `docs/ARCHITECTURE.md` ("Choosing the
+/// data path").
+///
+/// The kernel splice saves the daemon a wake-up per message, which is what bounds a
+/// request/response connection when the daemon is otherwise idle (single-connection rates
+/// triple); but its work runs in softirq and a kworker on the CPU that received the segment and
+/// is not batched, so it loses to the userspace copy on bulk transfer and once the daemon is busy
+/// enough that its wake-ups are amortised over many connections. So a connection starts in
+/// userspace and is handed to the kernel when
+/// 1. it behaves as request/response: at least `min_reads_each_way` reads in each direction,
+///    none of which filled the copy buffer (a bulk connection stays in userspace for good), and
+/// 2. fewer than `max_spliced` connections handed off by `auto` are currently spliced on this
+///    daemon (the latency-bound regime; past it, more splicing lowers the total rate).
+#[derive(Debug, Clone)]
 pub struct AutoRule {
     pub min_reads_each_way: u64,
+    pub max_spliced: usize,
+    spliced: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Default of [`AutoRule::min_reads_each_way`]: one exchange can be a greeting; two show the
+/// request/response pattern.
+pub const AUTO_MIN_READS_EACH_WAY: u64 = 2;
+/// Default of [`AutoRule::max_spliced`], from the crossover measured in `docs/ARCHITECTURE.md`.
+pub const AUTO_MAX_SPLICED: usize = 2;
+
+impl Default for AutoRule {
+    fn default() -> Self {
+        AutoRule {
+            min_reads_each_way: AUTO_MIN_READS_EACH_WAY,
+            max_spliced: std::env::var("MOSN_EXPERIMENT_MAX_SPLICED").ok().and_then(|v| v.parse().ok()).unwrap_or(AUTO_MAX_SPLICED),
+            spliced: Default::default(),
+        }
+    }
+}
+
+/// A slot in the auto rule's splice budget; frees it on drop.
+pub struct AutoSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for AutoSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl AutoRule {
-    pub const DEFAULT: AutoRule = AutoRule { min_reads_each_way: 2 };
-
-    pub fn wants_kernel(&self, d2u: &DirectionStats, u2d: &DirectionStats) -> bool {
+    /// Does this connection's traffic so far look like request/response?
+    pub fn is_request_response(&self, d2u: &DirectionStats, u2d: &DirectionStats) -> bool {
         d2u.full_reads == 0
             && u2d.full_reads == 0
             && d2u.reads >= self.min_reads_each_way
             && u2d.reads >= self.min_reads_each_way
+    }
+
+    /// Takes a splice slot if the budget allows.
+    pub fn try_take_slot(&self) -> Option<AutoSlot> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.spliced
+            .fetch_update(Relaxed, Relaxed, |n| (n < self.max_spliced).then_some(n + 1))
+            .ok()
+            .map(|_| AutoSlot(Arc::clone(&self.spliced)))
+    }
+
+    /// Connections currently spliced by this rule.
+    pub fn spliced_now(&self) -> usize {
+        self.spliced.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -57,11 +104,12 @@ impl DataPath {
     }
 
     /// Resolves a listener's `fast_path` against what loaded.
-    pub fn resolve(fast_path: FastPath, splicer: Option<&Arc<Splicer>>) -> Option<DataPath> {
+    /// `auto` is shared by every `auto` listener of the daemon (one splice budget).
+    pub fn resolve(fast_path: FastPath, splicer: Option<&Arc<Splicer>>, auto: &AutoRule) -> Option<DataPath> {
         match (fast_path, splicer) {
             (FastPath::Userspace, _) => Some(DataPath::Userspace),
             (FastPath::Kernel, Some(s)) => Some(DataPath::Kernel(Arc::clone(s))),
-            (FastPath::Auto, Some(s)) => Some(DataPath::Auto(Arc::clone(s), AutoRule::DEFAULT)),
+            (FastPath::Auto, Some(s)) => Some(DataPath::Auto(Arc::clone(s), auto.clone())),
             (FastPath::Auto, None) => Some(DataPath::Userspace),
             (FastPath::Kernel, None) => None,
         }
@@ -163,11 +211,11 @@ impl TcpProxy {
         let _ = up.set_nodelay(true);
 
         let mut copied = (0u64, 0u64);
+        let mut _auto_slot = None;
         let splicer = match &self.data_path {
             DataPath::Userspace => None,
             DataPath::Kernel(s) => Some(s),
             DataPath::Auto(s, rule) => {
-                let rule = *rule;
                 let mut bi = BiCopy::new();
                 m.userspace_copied_total.inc();
                 let end = bi
@@ -177,7 +225,13 @@ impl TcpProxy {
                         self.idle_timeout,
                         ByteCounters { read_side: &m.bytes_received, write_side: &cm.upstream_bytes_sent },
                         ByteCounters { read_side: &cm.upstream_bytes_received, write_side: &m.bytes_sent },
-                        &mut |a, b| rule.wants_kernel(a, b),
+                        &mut |a, b| {
+                            // Only ask for a slot once the traffic qualifies; keep it if granted.
+                            if _auto_slot.is_none() && rule.is_request_response(a, b) {
+                                _auto_slot = rule.try_take_slot();
+                            }
+                            _auto_slot.is_some()
+                        },
                     )
                     .await;
                 match end {
@@ -243,10 +297,10 @@ impl TcpProxy {
                     } else {
                         debug!("connection already closing; copying in userspace");
                     }
-                    self.copy(&mut down, &mut up, &cluster).await;
+                    self.copy(&mut down, &mut up, cluster).await;
                 }
             },
-            None => self.copy(&mut down, &mut up, &cluster).await,
+            None => self.copy(&mut down, &mut up, cluster).await,
         }
         cm.upstream_cx_active.dec();
     }
