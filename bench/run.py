@@ -1006,6 +1006,9 @@ def analyze(out: Path, plot: bool) -> None:
         meta = json.loads((out / "run.json").read_text())
     good = [r for r in rows if r["status"] in ("ok", "errors") and (fnum(r["value"]) or 0) > 0]
     direct = {(r["round"], r["workload"]): fnum(r["value"]) for r in good if r["target"] == "direct"}
+    # a ratio is only as clean as both of its runs: the target's and direct's of the same round
+    direct_disturbed = {(r["round"], r["workload"]) for r in good
+                        if r["target"] == "direct" and int(fnum(r["disturbed"]) or 0)}
     workloads = [w for w in ALL_WORKLOADS if any(r["workload"] == w for r in rows)]
     targets = [t for t in ALL_TARGETS if any(r["target"] == t for r in good)]
     summary = []
@@ -1031,7 +1034,8 @@ def analyze(out: Path, plot: bool) -> None:
                 "noise_before_pct_max": max((fnum(r["noise_before_pct"]) or 0) for r in rs),
                 "outside_user_pct_max": max((fnum(r["outside_user_pct"]) or 0) for r in rs),
                 "errors_total": sum(int(fnum(r["errors"]) or 0) for r in rs),
-                "disturbed_rounds": sum(int(fnum(r["disturbed"]) or 0) for r in rs),
+                "disturbed_rounds": sum(1 for r in rs if int(fnum(r["disturbed"]) or 0)
+                                        or (r["round"], wl) in direct_disturbed),
             }
             summary.append(s)
     with open(out / "summary.csv", "w", newline="") as f:
@@ -1085,7 +1089,7 @@ def analyze(out: Path, plot: bool) -> None:
         for r in failed:
             lines.append(f"- r{r['round']} {r['workload'] or '*'} {r['target']}: {r['status']} {r['note'][:300]}")
     lines.append("\nnoise % = max CPU% (of one CPU) used outside the benchmark before / during the runs; "
-                 "* = at least one round was disturbed (outside use above the threshold during the run). "
+                 "* = in at least one round this run or direct's was disturbed (outside use above the threshold). "
                  "per proxy core = median / (proxy process CPU% / 100): kernel (softirq, kworker) work "
                  "on behalf of the proxy is not in it; per CPU1 = median / (CPU1 busy% / 100), the whole "
                  "proxy CPU in the split layout (only meaningful when the noise is low).")

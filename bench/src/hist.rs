@@ -24,7 +24,12 @@ impl Default for Histogram {
 
 impl Histogram {
     pub fn new() -> Self {
-        Self { counts: vec![0; BUCKETS], total: 0, sum: 0, max: 0 }
+        Self {
+            counts: vec![0; BUCKETS],
+            total: 0,
+            sum: 0,
+            max: 0,
+        }
     }
 
     fn index(v: u64) -> usize {
@@ -66,7 +71,11 @@ impl Histogram {
     }
 
     pub fn mean(&self) -> f64 {
-        if self.total == 0 { 0.0 } else { self.sum as f64 / self.total as f64 }
+        if self.total == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.total as f64
+        }
     }
 
     /// Value at quantile `q` in [0,1] (bucket midpoint, capped at the recorded maximum).

@@ -26,7 +26,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "mosn-bench", about = "L4 proxy benchmark load generator and echo origin")]
+#[command(
+    name = "mosn-bench",
+    about = "L4 proxy benchmark load generator and echo origin"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -84,13 +87,23 @@ fn main() -> Result<()> {
         .build()
         .context("building tokio runtime")?;
     match cli.cmd {
-        Cmd::EchoServer { listen, max_seconds } => {
+        Cmd::EchoServer {
+            listen,
+            max_seconds,
+        } => {
             if max_seconds > 0 {
                 watchdog(max_seconds as f64, 0);
             }
             rt.block_on(echo_server(listen))
         }
-        Cmd::Rr { target, conns, duration, size, warmup, grace } => {
+        Cmd::Rr {
+            target,
+            conns,
+            duration,
+            size,
+            warmup,
+            grace,
+        } => {
             check_load_args(duration, warmup, grace, conns, size)?;
             watchdog(warmup + duration + grace + 10.0, 3);
             let local = tokio::task::LocalSet::new();
@@ -98,19 +111,34 @@ fn main() -> Result<()> {
             println!("{}", serde_json::to_string(&out)?);
             Ok(())
         }
-        Cmd::Connrate { target, duration, concurrency, size, warmup, grace } => {
+        Cmd::Connrate {
+            target,
+            duration,
+            concurrency,
+            size,
+            warmup,
+            grace,
+        } => {
             check_load_args(duration, warmup, grace, concurrency, size)?;
             watchdog(warmup + duration + grace + 10.0, 3);
             let local = tokio::task::LocalSet::new();
-            let out =
-                local.block_on(&rt, connrate(target, concurrency, duration, size, warmup, grace));
+            let out = local.block_on(
+                &rt,
+                connrate(target, concurrency, duration, size, warmup, grace),
+            );
             println!("{}", serde_json::to_string(&out)?);
             Ok(())
         }
     }
 }
 
-fn check_load_args(duration: f64, warmup: f64, grace: f64, conns: usize, size: usize) -> Result<()> {
+fn check_load_args(
+    duration: f64,
+    warmup: f64,
+    grace: f64,
+    conns: usize,
+    size: usize,
+) -> Result<()> {
     if !(duration > 0.0 && duration <= 3600.0) {
         bail!("--duration must be in (0, 3600] seconds");
     }
@@ -147,7 +175,8 @@ async fn echo_server(listen: SocketAddr) -> Result<()> {
         Some(socket2::Protocol::TCP),
     )?;
     sock.set_reuse_address(true)?;
-    sock.bind(&listen.into()).with_context(|| format!("bind {listen}"))?;
+    sock.bind(&listen.into())
+        .with_context(|| format!("bind {listen}"))?;
     sock.listen(8192)?;
     sock.set_nonblocking(true)?;
     let listener = TcpListener::from_std(sock.into())?;
