@@ -32,17 +32,32 @@ macro_rules! l4_tests {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn half_close_client_first() {
-                within(TEST_LIMIT, "half close", scenarios::half_close_client_first(FP)).await;
+                within(
+                    TEST_LIMIT,
+                    "half close",
+                    scenarios::half_close_client_first(FP),
+                )
+                .await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn half_close_upstream_first() {
-                within(TEST_LIMIT, "half close", scenarios::half_close_upstream_first(FP)).await;
+                within(
+                    TEST_LIMIT,
+                    "half close",
+                    scenarios::half_close_upstream_first(FP),
+                )
+                .await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_1000_connections() {
-                within(TEST_LIMIT, "1000 connections", scenarios::concurrent(FP, 1000)).await;
+                within(
+                    TEST_LIMIT,
+                    "1000 connections",
+                    scenarios::concurrent(FP, 1000),
+                )
+                .await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +82,12 @@ macro_rules! l4_tests {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn upstream_reset_midstream() {
-                within(TEST_LIMIT, "upstream reset", scenarios::upstream_reset_midstream(FP)).await;
+                within(
+                    TEST_LIMIT,
+                    "upstream reset",
+                    scenarios::upstream_reset_midstream(FP),
+                )
+                .await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +102,12 @@ macro_rules! l4_tests {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn graceful_shutdown_gives_up_after_timeout() {
-                within(TEST_LIMIT, "graceful timeout", scenarios::graceful_timeout(FP)).await;
+                within(
+                    TEST_LIMIT,
+                    "graceful timeout",
+                    scenarios::graceful_timeout(FP),
+                )
+                .await;
             }
         }
     };

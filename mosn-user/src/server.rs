@@ -76,8 +76,9 @@ impl SampleSource for KernelSamples {
             Counter::BytesUpToDown => "Bytes the kernel spliced from upstream to downstream",
             Counter::Segments => "Segments the kernel spliced",
             Counter::NoPeer => "Segments on a socket without a splice peer (left to the socket)",
-            Counter::RedirectErrors => "Segments the kernel failed to redirect (dropped)",
+            Counter::RedirectErrors => "Redirects refused during pair set-up (the direction was diverted to the daemon, nothing dropped)",
             Counter::EmptySegments => "Payload-less segments (FIN) the verdict consumed; the daemon forwards FIN",
+            Counter::Diverted => "Segments of diverted directions passed to the daemon to copy",
         };
         let name = |k: Counter| match k {
             Counter::SplicedStreams => "kernel_spliced_streams",
@@ -87,6 +88,7 @@ impl SampleSource for KernelSamples {
             Counter::NoPeer => "kernel_no_peer",
             Counter::RedirectErrors => "kernel_redirect_errors",
             Counter::EmptySegments => "kernel_empty_segments",
+            Counter::Diverted => "kernel_diverted_segments",
         };
         let mut out: Vec<Sample> = Counter::ALL
             .iter()

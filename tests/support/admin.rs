@@ -22,7 +22,12 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)>
     };
     tokio::time::timeout(ADMIN_TIMEOUT, request)
         .await
-        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, format!("GET {path}: timed out"))))
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("GET {path}: timed out"),
+            ))
+        })
 }
 
 fn bad(msg: impl Into<String>) -> io::Error {
@@ -30,7 +35,10 @@ fn bad(msg: impl Into<String>) -> io::Error {
 }
 
 fn parse_response(raw: &[u8]) -> io::Result<(u16, String)> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no end of headers"))?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
     let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad("headers not UTF-8"))?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
@@ -42,7 +50,9 @@ fn parse_response(raw: &[u8]) -> io::Result<(u16, String)> {
     let mut length = None;
     let mut chunked = false;
     for line in lines {
-        let Some((k, v)) = line.split_once(':') else { continue };
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
         let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
         if k == "content-length" {
             length = v.parse::<usize>().ok();
@@ -54,17 +64,25 @@ fn parse_response(raw: &[u8]) -> io::Result<(u16, String)> {
     let body = if chunked {
         dechunk(rest)?
     } else if let Some(n) = length {
-        rest.get(..n).ok_or_else(|| bad("body shorter than Content-Length"))?.to_vec()
+        rest.get(..n)
+            .ok_or_else(|| bad("body shorter than Content-Length"))?
+            .to_vec()
     } else {
         rest.to_vec()
     };
-    Ok((status, String::from_utf8(body).map_err(|_| bad("body not UTF-8"))?))
+    Ok((
+        status,
+        String::from_utf8(body).map_err(|_| bad("body not UTF-8"))?,
+    ))
 }
 
 fn dechunk(mut rest: &[u8]) -> io::Result<Vec<u8>> {
     let mut body = Vec::new();
     loop {
-        let eol = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(|| bad("bad chunk"))?;
+        let eol = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| bad("bad chunk"))?;
         let size_text = std::str::from_utf8(&rest[..eol]).map_err(|_| bad("bad chunk size"))?;
         let size_text = size_text.split(';').next().unwrap_or_default().trim();
         let size = usize::from_str_radix(size_text, 16).map_err(|_| bad("bad chunk size"))?;
@@ -99,16 +117,25 @@ impl Metrics {
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .filter_map(parse_line)
             .collect();
-        Metrics { samples, text: text.to_owned() }
+        Metrics {
+            samples,
+            text: text.to_owned(),
+        }
     }
 
     /// The value of the one series `name` whose labels include `labels`, if there is one.
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let mut found = self.samples.iter().filter(|s| {
-            s.name == name && labels.iter().all(|(k, v)| s.labels.iter().any(|(sk, sv)| sk == k && sv == v))
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.iter().any(|(sk, sv)| sk == k && sv == v))
         });
         let first = found.next()?;
-        assert!(found.next().is_none(), "{name}{labels:?} matches more than one series");
+        assert!(
+            found.next().is_none(),
+            "{name}{labels:?} matches more than one series"
+        );
         Some(first.value)
     }
 
@@ -134,10 +161,17 @@ fn parse_line(line: &str) -> Option<Sample> {
     // The value is the first field after the series (a timestamp may follow).
     let value: f64 = rest.split_whitespace().next()?.parse().ok()?;
     let (name, labels) = match series.find('{') {
-        Some(open) => (&series[..open], parse_labels(&series[open + 1..series.len() - 1])?),
+        Some(open) => (
+            &series[..open],
+            parse_labels(&series[open + 1..series.len() - 1])?,
+        ),
         None => (series, Vec::new()),
     };
-    Some(Sample { name: name.to_owned(), labels, value })
+    Some(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
 }
 
 /// `k="v",k2="v\"2"` -> pairs, undoing the exposition format's escapes.
@@ -186,8 +220,17 @@ mod tests {
              mosn_listener_errors_total{listener=\"a\\\"b\",kind=\"other\"} 1\n\
              mosn_kernel_pair_entries 0\n# EOF\n",
         );
-        assert_eq!(m.value("mosn_listener_errors_total", &[("listener", "l1"), ("kind", "idle_timeout")]), 3);
-        assert_eq!(m.value("mosn_listener_errors_total", &[("listener", "a\"b")]), 1);
+        assert_eq!(
+            m.value(
+                "mosn_listener_errors_total",
+                &[("listener", "l1"), ("kind", "idle_timeout")]
+            ),
+            3
+        );
+        assert_eq!(
+            m.value("mosn_listener_errors_total", &[("listener", "a\"b")]),
+            1
+        );
         assert_eq!(m.value("mosn_kernel_pair_entries", &[]), 0);
         assert!(m.get("mosn_nope", &[]).is_none());
     }

@@ -18,6 +18,10 @@ pub const LISTENER: &str = "l1";
 /// Name of the cluster every generated config has.
 pub const CLUSTER: &str = "c1";
 
+/// Lines of a failed test's daemon log printed from its start and from its end.
+const LOG_HEAD: usize = 15;
+const LOG_TAIL: usize = 40;
+
 /// How long the daemon may take from spawn to `GET /ready` = 200.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -30,21 +34,64 @@ pub fn mosn_bin() -> PathBuf {
         return p;
     }
     let exe = std::env::current_exe().expect("path of the test executable");
-    let mut dir = exe.parent().expect("test executable has a directory").to_path_buf();
+    let mut dir = exe
+        .parent()
+        .expect("test executable has a directory")
+        .to_path_buf();
     if dir.ends_with("deps") {
         dir.pop();
     }
     let bin = dir.join("mosn");
     if !bin.is_file() {
         let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
-        let flag = if profile == "release" { " --release" } else { "" };
+        let flag = if profile == "release" {
+            " --release"
+        } else {
+            ""
+        };
         panic!(
             "the daemon binary {} does not exist: run `cargo build -p mosn-user{flag}` first \
              (`cargo xtask test` builds it), or point MOSN_BIN at a mosn binary",
             bin.display()
         );
     }
+    warn_if_stale(&bin);
     bin
+}
+
+/// Says so (once) when the binary is older than the daemon's sources: the tests would then
+/// exercise old code. `cargo test` does not rebuild other packages' binaries.
+fn warn_if_stale(bin: &Path) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mosn-user/src");
+        let newest = newest_mtime(&src);
+        let built = fs::metadata(bin).and_then(|m| m.modified()).ok();
+        if let (Some(newest), Some(built)) = (newest, built)
+            && newest > built
+        {
+            eprintln!(
+                "WARNING: {} is older than the sources in {}: rebuild it (cargo build -p mosn-user) \
+                 or these tests run old code",
+                bin.display(),
+                src.display()
+            );
+        }
+    });
+}
+
+fn newest_mtime(dir: &Path) -> Option<SystemTime> {
+    let mut newest = None;
+    for entry in fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest_mtime(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
 }
 
 /// A port on 127.0.0.1 that was free a moment ago (bound to port 0, read, released). Another
@@ -60,7 +107,9 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         let path = std::env::temp_dir().join(format!(
             "mosn-test-{tag}-{}-{}-{nanos}",
             std::process::id(),
@@ -150,7 +199,11 @@ impl ProxyConfig {
 
     /// The MOSN JSON config with the listener on `listen_port` and admin on `admin_port`.
     pub fn to_json(&self, listen_port: u16, admin_port: u16) -> Value {
-        let hosts: Vec<Value> = self.hosts.iter().map(|h| json!({ "address": h.to_string() })).collect();
+        let hosts: Vec<Value> = self
+            .hosts
+            .iter()
+            .map(|h| json!({ "address": h.to_string() }))
+            .collect();
         json!({
             "servers": [{
                 "listeners": [{
@@ -221,7 +274,8 @@ impl Mosn {
             let log = dir.path().join("mosn.log");
             let out = fs::File::create(&log).expect("create daemon log");
             let err = out.try_clone().expect("dup log fd");
-            let filter = std::env::var("MOSN_TEST_LOG").unwrap_or_else(|_| "info,mosn=debug".into());
+            let filter =
+                std::env::var("MOSN_TEST_LOG").unwrap_or_else(|_| "info,mosn=debug".into());
             let child = Command::new(mosn_bin())
                 .arg("start")
                 .arg("-c")
@@ -248,10 +302,15 @@ impl Mosn {
                     if last_log.contains("cannot listen on") {
                         continue;
                     }
-                    panic!("mosn exited during startup ({status}); config:\n{text}\nlog:\n{last_log}");
+                    panic!(
+                        "mosn exited during startup ({status}); config:\n{text}\nlog:\n{last_log}"
+                    );
                 }
                 Err(StartFailure::TimedOut) => {
-                    panic!("mosn not ready within {READY_TIMEOUT:?}; config:\n{text}\nlog:\n{}", m.log());
+                    panic!(
+                        "mosn not ready within {READY_TIMEOUT:?}; config:\n{text}\nlog:\n{}",
+                        m.log()
+                    );
                 }
             }
         }
@@ -324,7 +383,9 @@ impl Mosn {
 
     /// One scrape of `/metrics`.
     pub async fn metrics(&self) -> Metrics {
-        let (status, body) = http_get(self.admin, "/metrics").await.expect("GET /metrics");
+        let (status, body) = http_get(self.admin, "/metrics")
+            .await
+            .expect("GET /metrics");
         assert_eq!(status, 200, "GET /metrics: {body}");
         Metrics::parse(&body)
     }
@@ -336,7 +397,10 @@ impl Mosn {
 
     /// `mosn_listener_errors_total{listener="l1",kind=kind}`.
     pub async fn errors(&self, kind: &str) -> u64 {
-        self.metrics().await.value("mosn_listener_errors_total", &[("listener", LISTENER), ("kind", kind)])
+        self.metrics().await.value(
+            "mosn_listener_errors_total",
+            &[("listener", LISTENER), ("kind", kind)],
+        )
     }
 
     /// `name{cluster="c1"}`.
@@ -371,8 +435,14 @@ impl Mosn {
     /// Waits until no downstream connection is active (tasks finished their bookkeeping).
     pub async fn wait_idle(&self) {
         let l = [("listener", LISTENER)];
-        self.metric_until("mosn_listener_connections_active", &l, Duration::from_secs(10), "0", |v| v == 0)
-            .await;
+        self.metric_until(
+            "mosn_listener_connections_active",
+            &l,
+            Duration::from_secs(10),
+            "0",
+            |v| v == 0,
+        )
+        .await;
     }
 }
 
@@ -383,12 +453,29 @@ impl Drop for Mosn {
             let _ = self.child.wait();
         }
         if std::thread::panicking() {
+            // The test failed: keep the whole log (the temp dir goes away) and print its ends.
+            let log = self.log();
+            let kept = std::env::temp_dir().join(format!("mosn-failed-{}.log", self.child.id()));
+            let kept = match fs::write(&kept, &log) {
+                Ok(()) => format!("full log: {}", kept.display()),
+                Err(e) => format!("(could not keep the full log: {e})"),
+            };
+            let lines: Vec<&str> = log.lines().collect();
+            let shown = if lines.len() <= LOG_HEAD + LOG_TAIL {
+                lines.join("\n")
+            } else {
+                format!(
+                    "{}\n[... {} lines ...]\n{}",
+                    lines[..LOG_HEAD].join("\n"),
+                    lines.len() - LOG_HEAD - LOG_TAIL,
+                    lines[lines.len() - LOG_TAIL..].join("\n")
+                )
+            };
             eprintln!(
-                "----- mosn log (pid {}, listener {}, admin {}) -----\n{}\n----- end of mosn log -----",
+                "----- mosn log (pid {}, listener {}, admin {}; {kept}) -----\n{shown}\n----- end of mosn log -----",
                 self.child.id(),
                 self.listen,
                 self.admin,
-                self.log()
             );
         }
     }

@@ -79,7 +79,12 @@ pub async fn transfer(stream: TcpStream, send_len: u64, seed: u64) -> io::Result
 }
 
 /// [`transfer`], with the first byte written only after `delay`.
-pub async fn transfer_after(stream: TcpStream, delay: Duration, send_len: u64, seed: u64) -> io::Result<Transfer> {
+pub async fn transfer_after(
+    stream: TcpStream,
+    delay: Duration,
+    send_len: u64,
+    seed: u64,
+) -> io::Result<Transfer> {
     let (mut r, mut w) = stream.into_split();
     let writer = tokio::spawn(async move {
         tokio::time::sleep(delay).await;
@@ -92,7 +97,12 @@ pub async fn transfer_after(stream: TcpStream, delay: Duration, send_len: u64, s
     let (received, received_hash) = read?;
     let (sent_hash, w) = written?;
     drop(w.reunite(r));
-    Ok(Transfer { sent: send_len, sent_hash, received, received_hash })
+    Ok(Transfer {
+        sent: send_len,
+        sent_hash,
+        received,
+        received_hash,
+    })
 }
 
 /// How a stream ended when read to the end.

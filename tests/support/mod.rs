@@ -17,6 +17,7 @@ pub use data::{Sha, hex, recv_hashed, send_random};
 pub use upstream::Upstream;
 
 use std::future::Future;
+use std::io::Write as _;
 use std::time::Duration;
 
 /// Whether a privileged test can run. Not root: in CI (env `CI` set) that is a failure;
@@ -29,7 +30,9 @@ pub fn require_root(test: &str) -> bool {
     if std::env::var_os("CI").is_some() {
         panic!("privileged test must run in CI: not root ({test})");
     }
-    eprintln!(
+    // Straight to stderr, past libtest's output capture, so the skip shows in every run.
+    let _ = writeln!(
+        std::io::stderr(),
         "SKIP {test}: needs root (BPF programs, SOCKHASH, setpriv); run the suite as root to cover it"
     );
     false
@@ -38,7 +41,10 @@ pub fn require_root(test: &str) -> bool {
 /// Raises this process's soft RLIMIT_NOFILE to `want` (or the hard limit, if lower). The
 /// daemon started afterwards inherits it. Returns the soft limit in force.
 pub fn raise_nofile(want: u64) -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the valid rlimit struct we pass.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return 0;
@@ -46,7 +52,10 @@ pub fn raise_nofile(want: u64) -> u64 {
     if lim.rlim_cur >= want {
         return lim.rlim_cur;
     }
-    let target = libc::rlimit { rlim_cur: want.min(lim.rlim_max), rlim_max: lim.rlim_max };
+    let target = libc::rlimit {
+        rlim_cur: want.min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
     // SAFETY: setrlimit reads the valid rlimit struct we pass.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &target) } == 0 {
         target.rlim_cur

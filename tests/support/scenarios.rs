@@ -14,11 +14,16 @@ use tokio::task::JoinSet;
 
 use crate::data::{Transfer, hex, random_bytes, read_to_end_within, transfer};
 use crate::upstream::{dead_addr, echo};
-use crate::{CLUSTER, FastPath, LISTENER, Mosn, ProxyConfig, Upstream, heavy, raise_nofile, timing, within};
+use crate::{
+    CLUSTER, FastPath, LISTENER, Mosn, ProxyConfig, Upstream, heavy, raise_nofile, timing, within,
+};
 
 /// Size of the bulk transfer each way: 256 MiB, or `MOSN_TEST_BULK_MIB`.
 pub fn bulk_size() -> u64 {
-    let mib = std::env::var("MOSN_TEST_BULK_MIB").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(256);
+    let mib = std::env::var("MOSN_TEST_BULK_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(256);
     mib << 20
 }
 
@@ -27,15 +32,23 @@ const STEP: Duration = Duration::from_secs(5);
 
 /// Connects to the daemon's listener.
 pub async fn connect(m: &Mosn) -> TcpStream {
-    within(STEP, "connect to mosn", TcpStream::connect(m.listen)).await.expect("connect to mosn")
+    within(STEP, "connect to mosn", TcpStream::connect(m.listen))
+        .await
+        .expect("connect to mosn")
 }
 
 /// Writes `msg` and expects it back.
 pub async fn echo_round(s: &mut TcpStream, msg: &[u8]) {
     s.write_all(msg).await.expect("write to mosn");
     let mut back = vec![0u8; msg.len()];
-    within(STEP, "echo reply", s.read_exact(&mut back)).await.expect("read the echo");
-    assert!(back == msg, "echo mismatch: sent {} bytes, got different bytes back", msg.len());
+    within(STEP, "echo reply", s.read_exact(&mut back))
+        .await
+        .expect("read the echo");
+    assert!(
+        back == msg,
+        "echo mismatch: sent {} bytes, got different bytes back",
+        msg.len()
+    );
 }
 
 /// A small message of varying length.
@@ -47,17 +60,30 @@ pub fn message(i: usize) -> Vec<u8> {
 pub async fn close_cleanly(mut s: TcpStream) {
     s.shutdown().await.expect("shutdown(Write)");
     let end = read_to_end_within(&mut s, STEP, "close").await;
-    assert!(end.data.is_empty(), "unexpected {} bytes before EOF", end.data.len());
+    assert!(
+        end.data.is_empty(),
+        "unexpected {} bytes before EOF",
+        end.data.len()
+    );
     end.result.expect("a clean EOF after both sides closed");
 }
 
 /// Per-listener error counters that must all be 0 in a test without failures.
 pub async fn assert_no_errors(m: &Mosn) {
     let metrics = m.metrics().await;
-    for kind in
-        ["upstream_connect", "no_healthy_host", "downstream_reset", "upstream_reset", "idle_timeout", "splice_setup", "other"]
-    {
-        let v = metrics.value("mosn_listener_errors_total", &[("listener", LISTENER), ("kind", kind)]);
+    for kind in [
+        "upstream_connect",
+        "no_healthy_host",
+        "downstream_reset",
+        "upstream_reset",
+        "idle_timeout",
+        "splice_setup",
+        "other",
+    ] {
+        let v = metrics.value(
+            "mosn_listener_errors_total",
+            &[("listener", LISTENER), ("kind", kind)],
+        );
         assert_eq!(v, 0, "mosn_listener_errors_total{{kind=\"{kind}\"}}");
     }
 }
@@ -65,7 +91,14 @@ pub async fn assert_no_errors(m: &Mosn) {
 /// Polls until the kernel splice maps are empty (every spliced pair removed).
 pub async fn assert_kernel_maps_empty(m: &Mosn) {
     for name in ["mosn_kernel_sockhash_entries", "mosn_kernel_pair_entries"] {
-        m.metric_until(name, &[], Duration::from_secs(5), "0 after every connection closed", |v| v == 0).await;
+        m.metric_until(
+            name,
+            &[],
+            Duration::from_secs(5),
+            "0 after every connection closed",
+            |v| v == 0,
+        )
+        .await;
     }
 }
 
@@ -80,26 +113,63 @@ pub async fn check_data_path(m: &Mosn, fp: FastPath, conns: u64, d2u: u64, u2d: 
     let sent = metrics.value("mosn_listener_bytes_sent_total", &l);
     let spliced = metrics.value("mosn_listener_kernel_spliced_total", &l);
     let copied = metrics.value("mosn_listener_userspace_copied_total", &l);
-    let kernel = metrics.get("mosn_kernel_bytes_downstream_to_upstream_total", &[]).map(|_| {
-        (
-            metrics.value("mosn_kernel_bytes_downstream_to_upstream_total", &[]),
-            metrics.value("mosn_kernel_bytes_upstream_to_downstream_total", &[]),
-        )
-    });
+    let kernel = metrics
+        .get("mosn_kernel_bytes_downstream_to_upstream_total", &[])
+        .map(|_| {
+            (
+                metrics.value("mosn_kernel_bytes_downstream_to_upstream_total", &[]),
+                metrics.value("mosn_kernel_bytes_upstream_to_downstream_total", &[]),
+            )
+        });
     match fp {
         FastPath::Userspace => {
-            assert_eq!((received, sent), (d2u, u2d), "userspace bytes (received, sent) by the listener");
-            assert_eq!(metrics.value("mosn_cluster_upstream_bytes_sent_total", &c), d2u, "cluster bytes sent");
-            assert_eq!(metrics.value("mosn_cluster_upstream_bytes_received_total", &c), u2d, "cluster bytes received");
-            assert_eq!((copied, spliced), (conns, 0), "(userspace_copied_total, kernel_spliced_total)");
+            assert_eq!(
+                (received, sent),
+                (d2u, u2d),
+                "userspace bytes (received, sent) by the listener"
+            );
+            assert_eq!(
+                metrics.value("mosn_cluster_upstream_bytes_sent_total", &c),
+                d2u,
+                "cluster bytes sent"
+            );
+            assert_eq!(
+                metrics.value("mosn_cluster_upstream_bytes_received_total", &c),
+                u2d,
+                "cluster bytes received"
+            );
+            assert_eq!(
+                (copied, spliced),
+                (conns, 0),
+                "(userspace_copied_total, kernel_spliced_total)"
+            );
         }
         FastPath::Kernel => {
-            assert_eq!((received, sent), (0, 0), "a kernel listener copies no byte in userspace");
-            assert_eq!((copied, spliced), (0, conns), "(userspace_copied_total, kernel_spliced_total)");
-            let (kd2u, ku2d) = kernel.expect("kernel metrics are exported when the BPF object loaded");
-            assert!(kd2u >= d2u, "mosn_kernel_bytes_downstream_to_upstream_total {kd2u} < {d2u} sent");
-            assert!(ku2d >= u2d, "mosn_kernel_bytes_upstream_to_downstream_total {ku2d} < {u2d} sent");
-            assert_eq!(metrics.value("mosn_kernel_redirect_errors_total", &[]), 0, "kernel redirect errors");
+            assert_eq!(
+                (received, sent),
+                (0, 0),
+                "a kernel listener copies no byte in userspace"
+            );
+            assert_eq!(
+                (copied, spliced),
+                (0, conns),
+                "(userspace_copied_total, kernel_spliced_total)"
+            );
+            let (kd2u, ku2d) =
+                kernel.expect("kernel metrics are exported when the BPF object loaded");
+            assert!(
+                kd2u >= d2u,
+                "mosn_kernel_bytes_downstream_to_upstream_total {kd2u} < {d2u} sent"
+            );
+            assert!(
+                ku2d >= u2d,
+                "mosn_kernel_bytes_upstream_to_downstream_total {ku2d} < {u2d} sent"
+            );
+            assert_eq!(
+                metrics.value("mosn_kernel_redirect_errors_total", &[]),
+                0,
+                "kernel redirect errors"
+            );
             assert_kernel_maps_empty(m).await;
         }
         FastPath::Auto => {
@@ -107,11 +177,24 @@ pub async fn check_data_path(m: &Mosn, fp: FastPath, conns: u64, d2u: u64, u2d: 
             assert_eq!(copied, conns, "auto connections all start in userspace");
             assert!(spliced <= conns);
             let (kd2u, ku2d) = kernel.unwrap_or((0, 0));
-            assert!(received <= d2u && sent <= u2d, "userspace counted more than was sent");
-            assert!(received + kd2u >= d2u, "bytes downstream->upstream unaccounted for");
-            assert!(sent + ku2d >= u2d, "bytes upstream->downstream unaccounted for");
+            assert!(
+                received <= d2u && sent <= u2d,
+                "userspace counted more than was sent"
+            );
+            assert!(
+                received + kd2u >= d2u,
+                "bytes downstream->upstream unaccounted for"
+            );
+            assert!(
+                sent + ku2d >= u2d,
+                "bytes upstream->downstream unaccounted for"
+            );
             if spliced == 0 {
-                assert_eq!((received, sent), (d2u, u2d), "no splice: userspace moved every byte");
+                assert_eq!(
+                    (received, sent),
+                    (d2u, u2d),
+                    "no splice: userspace moved every byte"
+                );
             }
             if kernel.is_some() {
                 assert_kernel_maps_empty(m).await;
@@ -126,7 +209,14 @@ pub async fn check_data_path(m: &Mosn, fp: FastPath, conns: u64, d2u: u64, u2d: 
 pub async fn wait_spliced(m: &Mosn, fp: FastPath, n: u64) {
     if fp == FastPath::Kernel {
         let l = [("listener", LISTENER)];
-        m.metric_until("mosn_listener_kernel_spliced_total", &l, STEP, "the connection spliced", |v| v >= n).await;
+        m.metric_until(
+            "mosn_listener_kernel_spliced_total",
+            &l,
+            STEP,
+            "the connection spliced",
+            |v| v >= n,
+        )
+        .await;
     }
 }
 
@@ -144,9 +234,18 @@ pub async fn echo_exchanges(fp: FastPath) -> Mosn {
     close_cleanly(s).await;
     check_data_path(&m, fp, 1, total, total).await;
     let metrics = m.metrics().await;
-    assert_eq!(metrics.value("mosn_listener_connections_total", &[("listener", LISTENER)]), 1);
-    assert_eq!(metrics.value("mosn_cluster_upstream_cx_total", &[("cluster", CLUSTER)]), 1);
-    assert_eq!(metrics.value("mosn_cluster_upstream_cx_active", &[("cluster", CLUSTER)]), 0);
+    assert_eq!(
+        metrics.value("mosn_listener_connections_total", &[("listener", LISTENER)]),
+        1
+    );
+    assert_eq!(
+        metrics.value("mosn_cluster_upstream_cx_total", &[("cluster", CLUSTER)]),
+        1
+    );
+    assert_eq!(
+        metrics.value("mosn_cluster_upstream_cx_active", &[("cluster", CLUSTER)]),
+        0
+    );
     assert_eq!(up.accepted(), 1);
     assert_no_errors(&m).await;
     m
@@ -167,11 +266,18 @@ pub async fn bulk_each_way(fp: FastPath) -> Mosn {
     let m = Mosn::start(&ProxyConfig::new(fp, &[up.addr])).await;
     let s = connect(&m).await;
     let started = Instant::now();
-    let client = within(Duration::from_secs(300), "bulk transfer", transfer(s, size, 0xc11e_0001))
-        .await
-        .expect("client side of the bulk transfer");
+    let client = within(
+        Duration::from_secs(300),
+        "bulk transfer",
+        transfer(s, size, 0xc11e_0001),
+    )
+    .await
+    .expect("client side of the bulk transfer");
     let elapsed = started.elapsed();
-    let server = within(STEP, "upstream result", rx.recv()).await.expect("upstream reported").expect("upstream side");
+    let server = within(STEP, "upstream result", rx.recv())
+        .await
+        .expect("upstream reported")
+        .expect("upstream side");
     eprintln!(
         "bulk {}: {} MiB each way in {:.2?} ({:.0} MiB/s each way)",
         fp.as_str(),
@@ -180,9 +286,17 @@ pub async fn bulk_each_way(fp: FastPath) -> Mosn {
         (size >> 20) as f64 / elapsed.as_secs_f64()
     );
     assert_eq!(server.received, size, "bytes the upstream received");
-    assert_eq!(hex(&server.received_hash), hex(&client.sent_hash), "downstream -> upstream SHA-256");
+    assert_eq!(
+        hex(&server.received_hash),
+        hex(&client.sent_hash),
+        "downstream -> upstream SHA-256"
+    );
     assert_eq!(client.received, size, "bytes the client received");
-    assert_eq!(hex(&client.received_hash), hex(&server.sent_hash), "upstream -> downstream SHA-256");
+    assert_eq!(
+        hex(&client.received_hash),
+        hex(&server.sent_hash),
+        "upstream -> downstream SHA-256"
+    );
     check_data_path(&m, fp, 1, size, size).await;
     assert_no_errors(&m).await;
     m
@@ -210,7 +324,12 @@ pub async fn half_close_client_first(fp: FastPath) -> Mosn {
     end.result.expect("clean EOF after the reply");
     let mut want = b"reply to: ".to_vec();
     want.extend_from_slice(&req);
-    assert!(end.data == want, "reply after half-close: got {} bytes, want {}", end.data.len(), want.len());
+    assert!(
+        end.data == want,
+        "reply after half-close: got {} bytes, want {}",
+        end.data.len(),
+        want.len()
+    );
     check_data_path(&m, fp, 1, req.len() as u64, want.len() as u64).await;
     assert_no_errors(&m).await;
     m
@@ -242,17 +361,27 @@ pub async fn half_close_upstream_first(fp: FastPath) -> Mosn {
     wait_spliced(&m, fp, 1).await;
     go.notify_one();
     let end = read_to_end_within(&mut s, STEP, "upstream's greeting and FIN").await;
-    end.result.expect("clean EOF from the upstream's half-close");
+    end.result
+        .expect("clean EOF from the upstream's half-close");
     assert_eq!(end.data, GREETING);
     // Half-closed: our direction is still open.
     let late = random_bytes(100_000, 9);
     for chunk in late.chunks(10_000) {
-        s.write_all(chunk).await.expect("write after the upstream's FIN");
+        s.write_all(chunk)
+            .await
+            .expect("write after the upstream's FIN");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     s.shutdown().await.expect("shutdown(Write)");
-    let got = within(STEP, "upstream receives the late bytes", rx.recv()).await.expect("upstream reported");
-    assert!(got == late, "upstream got {} bytes after its half-close, want {}", got.len(), late.len());
+    let got = within(STEP, "upstream receives the late bytes", rx.recv())
+        .await
+        .expect("upstream reported");
+    assert!(
+        got == late,
+        "upstream got {} bytes after its half-close, want {}",
+        got.len(),
+        late.len()
+    );
     drop(s);
     check_data_path(&m, fp, 1, late.len() as u64, GREETING.len() as u64).await;
     assert_no_errors(&m).await;
@@ -263,7 +392,10 @@ pub async fn half_close_upstream_first(fp: FastPath) -> Mosn {
 pub async fn concurrent(fp: FastPath, n: usize) -> Mosn {
     let _load = heavy().await;
     let limit = raise_nofile(4 * n as u64 + 1024);
-    assert!(limit >= 2 * n as u64 + 100, "RLIMIT_NOFILE {limit} is too low for {n} connections");
+    assert!(
+        limit >= 2 * n as u64 + 100,
+        "RLIMIT_NOFILE {limit} is too low for {n} connections"
+    );
     let up = Upstream::echo().await;
     let m = Mosn::start(&ProxyConfig::new(fp, &[up.addr])).await;
     let started = Instant::now();
@@ -286,7 +418,12 @@ pub async fn concurrent(fp: FastPath, n: usize) -> Mosn {
         }
     })
     .await;
-    assert!(failures.is_empty(), "{} of {n} connects failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} of {n} connects failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
 
     // Phase 2: an echo exchange on every connection, all at once.
     let mut set = JoinSet::new();
@@ -318,11 +455,23 @@ pub async fn concurrent(fp: FastPath, n: usize) -> Mosn {
         }
     })
     .await;
-    assert!(failures.is_empty(), "{} of {n} exchanges failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} of {n} exchanges failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
     let l = [("listener", LISTENER)];
     let metrics = m.metrics().await;
-    assert_eq!(metrics.value("mosn_listener_connections_active", &l), n as u64, "connections open at once");
-    assert_eq!(metrics.value("mosn_cluster_upstream_cx_active", &[("cluster", CLUSTER)]), n as u64);
+    assert_eq!(
+        metrics.value("mosn_listener_connections_active", &l),
+        n as u64,
+        "connections open at once"
+    );
+    assert_eq!(
+        metrics.value("mosn_cluster_upstream_cx_active", &[("cluster", CLUSTER)]),
+        n as u64
+    );
     assert_eq!(up.accepted(), n, "upstream connections");
 
     // Phase 3: close all.
@@ -336,10 +485,18 @@ pub async fn concurrent(fp: FastPath, n: usize) -> Mosn {
         }
     })
     .await;
-    eprintln!("{} concurrent connections ({}): {:.2?}", n, fp.as_str(), started.elapsed());
+    eprintln!(
+        "{} concurrent connections ({}): {:.2?}",
+        n,
+        fp.as_str(),
+        started.elapsed()
+    );
     let total: u64 = (0..n).map(|i| message(i).len() as u64).sum();
     check_data_path(&m, fp, n as u64, total, total).await;
-    assert_eq!(m.listener_metric("mosn_listener_connections_total").await, n as u64);
+    assert_eq!(
+        m.listener_metric("mosn_listener_connections_total").await,
+        n as u64
+    );
     assert_no_errors(&m).await;
     m
 }
@@ -348,7 +505,11 @@ pub async fn concurrent(fp: FastPath, n: usize) -> Mosn {
 async fn expect_clean_close_without_data(m: &Mosn) {
     let mut s = connect(m).await;
     let end = read_to_end_within(&mut s, STEP, "close of a connection without upstream").await;
-    assert!(end.data.is_empty(), "got {} bytes from a connection with no upstream", end.data.len());
+    assert!(
+        end.data.is_empty(),
+        "got {} bytes from a connection with no upstream",
+        end.data.len()
+    );
     end.result.expect("a clean close (FIN), not a reset");
 }
 
@@ -359,11 +520,32 @@ async fn check_connect_failures(m: &Mosn, conns: u64, attempts: u64) {
     let metrics = m.metrics().await;
     let l = [("listener", LISTENER)];
     let c = [("cluster", CLUSTER)];
-    let err = |kind| metrics.value("mosn_listener_errors_total", &[("listener", LISTENER), ("kind", kind)]);
-    assert_eq!(err("upstream_connect"), conns, "errors_total{{kind=upstream_connect}}");
-    assert_eq!(metrics.value("mosn_cluster_no_healthy_host_total", &c), conns, "no_healthy_host_total");
-    assert_eq!(metrics.value("mosn_cluster_upstream_cx_connect_fail_total", &c), conns * attempts, "connect_fail_total");
-    assert_eq!(metrics.value("mosn_cluster_upstream_cx_total", &c), conns * attempts, "upstream_cx_total");
+    let err = |kind| {
+        metrics.value(
+            "mosn_listener_errors_total",
+            &[("listener", LISTENER), ("kind", kind)],
+        )
+    };
+    assert_eq!(
+        err("upstream_connect"),
+        conns,
+        "errors_total{{kind=upstream_connect}}"
+    );
+    assert_eq!(
+        metrics.value("mosn_cluster_no_healthy_host_total", &c),
+        conns,
+        "no_healthy_host_total"
+    );
+    assert_eq!(
+        metrics.value("mosn_cluster_upstream_cx_connect_fail_total", &c),
+        conns * attempts,
+        "connect_fail_total"
+    );
+    assert_eq!(
+        metrics.value("mosn_cluster_upstream_cx_total", &c),
+        conns * attempts,
+        "upstream_cx_total"
+    );
     assert_eq!(metrics.value("mosn_cluster_upstream_cx_active", &c), 0);
     assert_eq!(metrics.value("mosn_listener_connections_total", &l), conns);
     assert_eq!(metrics.value("mosn_listener_bytes_sent_total", &l), 0);
@@ -405,12 +587,24 @@ pub async fn retry_next_host(fp: FastPath) -> Mosn {
         close_cleanly(s).await;
     }
     m.wait_idle().await;
-    assert_eq!(up.accepted() as u64, n, "every connection reached the live host");
+    assert_eq!(
+        up.accepted() as u64,
+        n,
+        "every connection reached the live host"
+    );
     let metrics = m.metrics().await;
     let c = [("cluster", CLUSTER)];
     // Round robin starts every other connection at the dead host, which is then skipped.
-    assert_eq!(metrics.value("mosn_cluster_upstream_cx_connect_fail_total", &c), n / 2, "failed attempts");
-    assert_eq!(metrics.value("mosn_cluster_upstream_cx_total", &c), n + n / 2, "attempts");
+    assert_eq!(
+        metrics.value("mosn_cluster_upstream_cx_connect_fail_total", &c),
+        n / 2,
+        "failed attempts"
+    );
+    assert_eq!(
+        metrics.value("mosn_cluster_upstream_cx_total", &c),
+        n + n / 2,
+        "attempts"
+    );
     assert_eq!(metrics.value("mosn_cluster_no_healthy_host_total", &c), 0);
     assert_no_errors(&m).await;
     m
@@ -435,8 +629,15 @@ pub async fn round_robin(fp: FastPath) -> Mosn {
         close_cleanly(s).await;
     }
     let order = log.lock().unwrap().clone();
-    assert_eq!((a.accepted(), b.accepted()), (n / 2, n / 2), "connections per host; order {order:?}");
-    assert!(order.windows(2).all(|w| w[0] != w[1]), "round robin must alternate hosts: {order:?}");
+    assert_eq!(
+        (a.accepted(), b.accepted()),
+        (n / 2, n / 2),
+        "connections per host; order {order:?}"
+    );
+    assert!(
+        order.windows(2).all(|w| w[0] != w[1]),
+        "round robin must alternate hosts: {order:?}"
+    );
     assert_no_errors(&m).await;
     m
 }
@@ -464,17 +665,37 @@ pub async fn upstream_reset_midstream(fp: FastPath) -> Mosn {
     let mut s = connect(&m).await;
     s.write_all(b"hello").await.unwrap();
     let mut b = [0u8; 7];
-    within(STEP, "partial reply", s.read_exact(&mut b)).await.expect("partial reply");
+    within(STEP, "partial reply", s.read_exact(&mut b))
+        .await
+        .expect("partial reply");
     assert_eq!(&b, b"partial");
     s.write_all(b"more").await.unwrap();
     let end = read_to_end_within(&mut s, STEP, "connection after the upstream's reset").await;
-    assert!(end.data.is_empty(), "unexpected bytes after the upstream reset");
-    assert!(end.result.is_ok() || end.is_reset(), "expected a reset or EOF, got {:?}", end.result);
+    assert!(
+        end.data.is_empty(),
+        "unexpected bytes after the upstream reset"
+    );
+    assert!(
+        end.result.is_ok() || end.is_reset(),
+        "expected a reset or EOF, got {:?}",
+        end.result
+    );
     drop(s);
     let l = [("listener", LISTENER), ("kind", "upstream_reset")];
-    m.metric_until("mosn_listener_errors_total", &l, STEP, "1 upstream reset", |v| v == 1).await;
+    m.metric_until(
+        "mosn_listener_errors_total",
+        &l,
+        STEP,
+        "1 upstream reset",
+        |v| v == 1,
+    )
+    .await;
     m.wait_idle().await;
-    assert_eq!(m.errors("downstream_reset").await, 0, "the reset came from upstream");
+    assert_eq!(
+        m.errors("downstream_reset").await,
+        0,
+        "the reset came from upstream"
+    );
     m.assert_up().await;
 
     let mut s = connect(&m).await;
@@ -482,10 +703,17 @@ pub async fn upstream_reset_midstream(fp: FastPath) -> Mosn {
     close_cleanly(s).await;
     m.wait_idle().await;
     assert_eq!(up.accepted(), 2);
-    assert_eq!(m.listener_metric("mosn_listener_connections_total").await, 2);
+    assert_eq!(
+        m.listener_metric("mosn_listener_connections_total").await,
+        2
+    );
     assert_eq!(m.errors("upstream_reset").await, 1);
     if fp == FastPath::Kernel {
-        assert_eq!(m.listener_metric("mosn_listener_kernel_spliced_total").await, 2);
+        assert_eq!(
+            m.listener_metric("mosn_listener_kernel_spliced_total")
+                .await,
+            2
+        );
         assert_kernel_maps_empty(&m).await;
     }
     m
@@ -520,11 +748,23 @@ pub async fn idle_timeout(fp: FastPath) -> Mosn {
         "idle connection closed {after:?} after the last byte; idle_timeout is 1s ({:?})",
         end.result
     );
-    let up_closed = within(STEP, "upstream side closed", rx.recv()).await.expect("upstream closed");
+    let up_closed = within(STEP, "upstream side closed", rx.recv())
+        .await
+        .expect("upstream closed");
     let up_after = up_closed.saturating_duration_since(last);
-    assert!(up_after <= Duration::from_millis(3500), "upstream side closed {up_after:?} after the last byte");
+    assert!(
+        up_after <= Duration::from_millis(3500),
+        "upstream side closed {up_after:?} after the last byte"
+    );
     let l = [("listener", LISTENER), ("kind", "idle_timeout")];
-    m.metric_until("mosn_listener_errors_total", &l, STEP, "1 idle timeout", |v| v == 1).await;
+    m.metric_until(
+        "mosn_listener_errors_total",
+        &l,
+        STEP,
+        "1 idle timeout",
+        |v| v == 1,
+    )
+    .await;
     m.wait_idle().await;
     if fp == FastPath::Kernel {
         assert_kernel_maps_empty(&m).await;
@@ -554,24 +794,42 @@ pub async fn graceful_drain(fp: FastPath) {
             Err(e) => panic!("connect during drain: unexpected error {e}"),
             Ok(probe) => drop(probe),
         }
-        assert!(Instant::now() < deadline, "the listener still accepts 3 s after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the listener still accepts 3 s after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (status, _) = crate::http_get(m.admin, "/ready").await.expect("admin stays up while draining");
+    let (status, _) = crate::http_get(m.admin, "/ready")
+        .await
+        .expect("admin stays up while draining");
     assert_eq!(status, 503, "/ready while draining");
 
     for i in 0..5 {
         echo_round(&mut s, &message(i)).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(m.try_wait().is_none(), "mosn exited while a connection was still live");
+        assert!(
+            m.try_wait().is_none(),
+            "mosn exited while a connection was still live"
+        );
     }
     close_cleanly(s).await;
     let closed = Instant::now();
-    let status = m.wait_exit(Duration::from_secs(6)).await.expect("mosn exits after the last connection ends");
+    let status = m
+        .wait_exit(Duration::from_secs(6))
+        .await
+        .expect("mosn exits after the last connection ends");
     assert!(status.success(), "exit status after a drain: {status}");
     let after_close = closed.elapsed();
-    assert!(after_close < Duration::from_millis(1500), "exit took {after_close:?} after the last connection closed");
-    assert!(term.elapsed() < Duration::from_secs(5), "exit after {:?}, past graceful_timeout", term.elapsed());
+    assert!(
+        after_close < Duration::from_millis(1500),
+        "exit took {after_close:?} after the last connection closed"
+    );
+    assert!(
+        term.elapsed() < Duration::from_secs(5),
+        "exit after {:?}, past graceful_timeout",
+        term.elapsed()
+    );
 }
 
 /// SIGTERM with a connection that never finishes: the process exits 0 once graceful_timeout
@@ -584,9 +842,15 @@ pub async fn graceful_timeout(fp: FastPath) {
     echo_round(&mut s, b"stay open").await;
     m.signal(libc::SIGTERM);
     let term = Instant::now();
-    let status = m.wait_exit(Duration::from_secs(8)).await.expect("mosn exits after graceful_timeout");
+    let status = m
+        .wait_exit(Duration::from_secs(8))
+        .await
+        .expect("mosn exits after graceful_timeout");
     let took = term.elapsed();
-    assert!(status.success(), "exit status after the drain timeout: {status}");
+    assert!(
+        status.success(),
+        "exit status after the drain timeout: {status}"
+    );
     assert!(
         (Duration::from_millis(1800)..=Duration::from_millis(4000)).contains(&took),
         "exit {took:?} after SIGTERM; graceful_timeout is 2s"

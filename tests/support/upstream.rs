@@ -30,7 +30,9 @@ impl Upstream {
     {
         let socket = TcpSocket::new_v4().expect("socket");
         socket.set_reuseaddr(true).expect("SO_REUSEADDR");
-        socket.bind("127.0.0.1:0".parse().unwrap()).expect("bind upstream");
+        socket
+            .bind("127.0.0.1:0".parse().unwrap())
+            .expect("bind upstream");
         let listener = socket.listen(BACKLOG).expect("listen upstream");
         let addr = listener.local_addr().expect("local_addr");
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -53,7 +55,11 @@ impl Upstream {
                 }
             }
         });
-        Upstream { addr, accepted, task }
+        Upstream {
+            addr,
+            accepted,
+            task,
+        }
     }
 
     /// An echo server: writes back what it reads; on EOF shuts its write side down.
@@ -97,9 +103,17 @@ pub async fn echo(mut s: TcpStream) {
 pub fn dead_addr() -> SocketAddr {
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+        })
         .unwrap_or(32768);
-    let (from, to) = if low > 11000 { (10000u16, low - 1) } else { (1024, low.max(1100) - 1) };
+    let (from, to) = if low > 11000 {
+        (10000u16, low - 1)
+    } else {
+        (1024, low.max(1100) - 1)
+    };
     for _ in 0..200 {
         let port = rand::random_range(from..=to);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));

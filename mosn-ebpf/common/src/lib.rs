@@ -31,9 +31,16 @@ pub struct SplicePeer {
     pub peer_cookie: u64,
     /// [`DIR_DOWNSTREAM_TO_UPSTREAM`] or [`DIR_UPSTREAM_TO_DOWNSTREAM`].
     pub direction: u32,
-    /// Set to 1 by the kernel when it first splices a segment for this entry.
-    pub active: u32,
+    /// `PEER_*` bits, set by the kernel.
+    pub flags: u32,
 }
+
+/// [`SplicePeer::flags`]: the kernel has spliced a segment for this entry.
+pub const PEER_ACTIVE: u32 = 1;
+/// [`SplicePeer::flags`]: a redirect failed (the peer was not in the SOCKHASH yet, which can
+/// only happen while a pair is being set up). From then on every segment of this direction is
+/// passed to the socket itself, in order, and the daemon copies the direction in userspace.
+pub const PEER_DIVERTED: u32 = 2;
 const _: () = assert!(size_of::<SplicePeer>() == 16);
 
 /// Indexes of the per-CPU counter array.
@@ -51,15 +58,18 @@ pub enum Counter {
     Segments = 3,
     /// A segment arrived on a socket with no pair entry: passed to the socket itself.
     NoPeer = 4,
-    /// The redirect helper refused (peer not in the SOCKHASH): the segment was dropped.
+    /// The redirect helper refused (peer not in the SOCKHASH): the direction is diverted to
+    /// the daemon (see [`PEER_DIVERTED`]); nothing is dropped.
     RedirectErrors = 5,
     /// Segments without payload (the FIN) seen by the verdict and dropped: TCP has already
     /// recorded the FIN; the daemon forwards it after the last byte.
     EmptySegments = 6,
+    /// Segments of a diverted direction passed to their own socket for the daemon to copy.
+    Diverted = 7,
 }
 
 /// Number of slots in the counter array.
-pub const COUNTER_SLOTS: u32 = 7;
+pub const COUNTER_SLOTS: u32 = 8;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_SLOTS as usize] = [
@@ -70,6 +80,7 @@ impl Counter {
         Counter::NoPeer,
         Counter::RedirectErrors,
         Counter::EmptySegments,
+        Counter::Diverted,
     ];
 
     /// Prometheus-style name suffix.
@@ -82,6 +93,7 @@ impl Counter {
             Counter::NoPeer => "no_peer",
             Counter::RedirectErrors => "redirect_errors",
             Counter::EmptySegments => "empty_segments",
+            Counter::Diverted => "diverted_segments",
         }
     }
 }

@@ -18,7 +18,8 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use mosn_ebpf_common::{
-    COUNTER_SLOTS, Counter, DIR_DOWNSTREAM_TO_UPSTREAM, MAX_SPLICED_SOCKETS, SplicePeer,
+    COUNTER_SLOTS, Counter, DIR_DOWNSTREAM_TO_UPSTREAM, MAX_SPLICED_SOCKETS, PEER_ACTIVE,
+    PEER_DIVERTED, SplicePeer,
 };
 
 #[map(name = "MOSN_SOCKS")]
@@ -66,14 +67,26 @@ fn try_splice(ctx: &SkBuffContext) -> Result<u32, u32> {
     };
     // SAFETY: the map value stays valid for the duration of the program (RCU).
     let peer = unsafe { &mut *peer };
+    if peer.flags & PEER_DIVERTED != 0 {
+        // Sticky: once one segment went to the daemon, all later ones must too, or the
+        // daemon's copy and the kernel's redirect would reorder the stream.
+        count(Counter::Diverted, 1);
+        return Ok(sk_action::SK_PASS);
+    }
     let mut peer_cookie = peer.peer_cookie;
     let verdict = MOSN_SOCKS.redirect_skb(ctx, &mut peer_cookie, 0) as u32;
     if verdict != sk_action::SK_PASS {
+        // The peer is not in the SOCKHASH: the pair is still being set up and the daemon's
+        // hold (SO_RCVLOWAT) leaked (FIN or memory pressure). TCP has already acknowledged
+        // these bytes, so dropping them would lose them: pass them to this socket instead and
+        // divert the direction to the daemon.
+        peer.flags |= PEER_DIVERTED;
         count(Counter::RedirectErrors, 1);
-        return Err(verdict);
+        count(Counter::Diverted, 1);
+        return Err(sk_action::SK_PASS);
     }
-    if peer.active == 0 {
-        peer.active = 1;
+    if peer.flags & PEER_ACTIVE == 0 {
+        peer.flags |= PEER_ACTIVE;
         count(Counter::SplicedStreams, 1);
     }
     count(Counter::Segments, 1);

@@ -107,11 +107,6 @@ impl Splicer {
         downstream: &impl AsFd,
         upstream: &impl AsFd,
     ) -> Result<SpliceGuard, SpliceError> {
-        if let Some(b) = std::env::var("MOSN_SPLICE_BUF").ok().and_then(|v| v.parse::<i32>().ok()) {
-            for fd in [downstream.as_fd(), upstream.as_fd()] {
-                sockopt::set_send_buffer(&fd, b)?;
-            }
-        }
         let down_cookie = sockopt::socket_cookie(downstream)?;
         let up_cookie = sockopt::socket_cookie(upstream)?;
         {
@@ -119,15 +114,22 @@ impl Splicer {
             let to_up = SplicePeer {
                 peer_cookie: up_cookie,
                 direction: DIR_DOWNSTREAM_TO_UPSTREAM,
-                active: 0,
+                flags: 0,
             };
             let to_down = SplicePeer {
                 peer_cookie: down_cookie,
                 direction: DIR_UPSTREAM_TO_DOWNSTREAM,
-                active: 0,
+                flags: 0,
             };
-            // Pairs first, then sockets: a socket is only ever in the SOCKHASH with its
-            // peer entry present, so the verdict never sees a half-built pair.
+            // Hold both sockets' data-ready callbacks (SO_RCVLOWAT) so the verdict does not run
+            // while only one of them is in the SOCKHASH: a segment redirected to a peer that is
+            // not there yet cannot be delivered. Arrivals wait in the TCP receive queue and are
+            // redirected, in order, when the hold is released below. If the hold leaks (a FIN,
+            // or memory pressure, still wake the callback), the verdict diverts that direction
+            // to the daemon instead of dropping (PEER_DIVERTED).
+            sockopt::hold_data_ready(downstream)?;
+            sockopt::hold_data_ready(upstream)?;
+            // Pairs first, then sockets, so every socket in the SOCKHASH has its pair entry.
             let result = (|| {
                 maps.pairs.insert(down_cookie, to_up, 0)?;
                 maps.pairs.insert(up_cookie, to_down, 0)?;
@@ -137,14 +139,15 @@ impl Splicer {
             })();
             if let Err(e) = result {
                 maps.remove_pair(down_cookie, up_cookie);
+                let _ = sockopt::kick_data_ready(downstream);
+                let _ = sockopt::kick_data_ready(upstream);
                 return Err(e.into());
             }
         }
         let guard = SpliceGuard { splicer: Arc::clone(self), down_cookie, up_cookie };
-        // Segments that were queued before the sockets entered the SOCKHASH are only looked
-        // at on the next data-ready event. Setting SO_RCVLOWAT makes TCP re-check its receive
-        // queue and call sk_data_ready (tcp_set_rcvlowat -> tcp_data_ready), which the
-        // verdict now owns, so those bytes are redirected in order before any new ones.
+        // Release the hold. Lowering SO_RCVLOWAT makes TCP re-check its receive queue and call
+        // sk_data_ready (tcp_set_rcvlowat -> tcp_data_ready), which the verdict now owns, so
+        // bytes that arrived before or during the set-up are redirected in order.
         sockopt::kick_data_ready(downstream)?;
         sockopt::kick_data_ready(upstream)?;
         Ok(guard)
@@ -204,4 +207,74 @@ fn bump_memlock_rlimit() {
     // SAFETY: setrlimit reads a valid rlimit struct; failure is harmless (newer kernels use
     // memcg accounting).
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Root-only: skips with a reason outside CI, fails in CI.
+    fn splicer_or_skip() -> Option<Arc<Splicer>> {
+        // SAFETY: getuid has no preconditions.
+        let root = unsafe { libc::getuid() } == 0;
+        let ci = std::env::var_os("CI").is_some();
+        if !root || BPF_OBJECT.is_empty() {
+            let why = if root { "the BPF object is not built in" } else { "not root" };
+            assert!(!ci, "privileged test must run in CI, but {why}");
+            eprintln!("SKIP: {why} (run `cargo xtask test` as root)");
+            return None;
+        }
+        Some(Arc::new(Splicer::load().expect("load the kernel programs as root")))
+    }
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        (c, s)
+    }
+
+    /// The set-up window the hold protects, forced: a socket in the SOCKHASH whose peer is not.
+    /// Its bytes must be diverted to itself, in order and stickily, never dropped.
+    #[test]
+    fn a_redirect_to_a_missing_peer_diverts_instead_of_dropping() {
+        let Some(splicer) = splicer_or_skip() else { return };
+        let (mut client, x) = pair();
+        let (y, mut server) = pair();
+        let (xc, yc) = (sockopt::socket_cookie(&x).unwrap(), sockopt::socket_cookie(&y).unwrap());
+        {
+            let mut maps = splicer.maps.lock().unwrap();
+            let peer = SplicePeer { peer_cookie: yc, direction: DIR_DOWNSTREAM_TO_UPSTREAM, flags: 0 };
+            maps.pairs.insert(xc, peer, 0).unwrap();
+            maps.socks.insert(xc, x.as_raw_fd(), 0).unwrap();
+        }
+        let before = splicer.counters();
+        client.write_all(b"hello").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(sockopt::readable_bytes(&x).unwrap(), 5, "diverted bytes are queued on the socket itself");
+        let mut got = [0u8; 5];
+        (&x).read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hello");
+        // The peer arrives; the direction stays diverted so nothing can overtake "hello".
+        splicer.maps.lock().unwrap().socks.insert(yc, y.as_raw_fd(), 0).unwrap();
+        client.write_all(b"world").unwrap();
+        (&x).read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"world");
+        server.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut none = [0u8; 1];
+        assert!(server.read(&mut none).is_err(), "nothing was redirected past the diverted bytes");
+        let after = splicer.counters();
+        assert_eq!(after.get(Counter::RedirectErrors) - before.get(Counter::RedirectErrors), 1);
+        assert!(after.get(Counter::Diverted) - before.get(Counter::Diverted) >= 2);
+        let flags = splicer.maps.lock().unwrap().pairs.get(&xc, 0).unwrap().flags;
+        assert_eq!(flags & mosn_ebpf_common::PEER_DIVERTED, mosn_ebpf_common::PEER_DIVERTED);
+        splicer.maps.lock().unwrap().remove_pair(xc, yc);
+        assert_eq!(splicer.entries(), (0, 0));
+    }
 }

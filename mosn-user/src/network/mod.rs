@@ -2,6 +2,7 @@
 
 mod copy;
 mod listener;
+mod pipe;
 pub mod sockopt;
 mod spliced;
 mod tcp_proxy;

@@ -139,6 +139,29 @@ pub fn kick_data_ready(fd: &impl AsFd) -> io::Result<()> {
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, 1)
 }
 
+/// How much data may arrive while a socket's data-ready callback is held: TCP wakes the
+/// callback only once this much is queued (or on FIN / memory pressure). Setting it also
+/// raises the socket's receive buffer to fit (tcp_set_rcvlowat), so it is kept moderate.
+pub const HOLD_RCVLOWAT: libc::c_int = 1 << 20;
+
+/// Holds the socket's `sk_data_ready` callback until [`kick_data_ready`] (see
+/// [`HOLD_RCVLOWAT`]).
+pub fn hold_data_ready(fd: &impl AsFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, HOLD_RCVLOWAT)
+}
+
+/// Bytes readable from the socket (`SIOCINQ`); for a socket in a SOCKHASH this is what the
+/// verdict passed to it.
+pub fn readable_bytes(fd: &impl AsFd) -> io::Result<u64> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: SIOCINQ (FIONREAD) writes one c_int through the pointer.
+    let rc = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::FIONREAD, &mut v) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v.max(0) as u64)
+}
+
 /// `SO_LINGER {on, 0}`: the next close sends RST instead of FIN (used to propagate a reset).
 pub fn set_linger_zero(fd: &impl AsFd) -> io::Result<()> {
     let l = libc::linger { l_onoff: 1, l_linger: 0 };
@@ -168,12 +191,6 @@ pub fn take_error(fd: &impl AsFd) -> io::Result<Option<io::Error>> {
     Ok((e != 0).then(|| io::Error::from_raw_os_error(e)))
 }
 
-/// Sets SO_SNDBUF, past net.core.wmem_max where privileged (SO_SNDBUFFORCE); the kernel
-/// doubles the value for bookkeeping overhead.
-pub fn set_send_buffer(fd: &impl AsFd, bytes: i32) -> io::Result<()> {
-    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, bytes)
-        .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, bytes))
-}
 
 #[cfg(test)]
 mod tests {

@@ -13,13 +13,15 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep};
 
+use super::copy::ByteCounters;
 use super::sockopt;
 
 /// How a spliced connection ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SplicedEnd {
-    /// FIN seen and forwarded both ways, every byte delivered.
-    Done,
+    /// FIN seen and forwarded both ways, every byte delivered; `diverted` when a direction
+    /// had to be finished in userspace (see `PEER_DIVERTED`).
+    Done { diverted: bool },
     /// No data either way for the idle timeout.
     IdleTimeout,
     /// One side reset (or failed); the other is to be reset too.
@@ -70,17 +72,38 @@ fn undelivered(from: &TcpStream, to: &TcpStream, to_offset: u64) -> io::Result<u
     Ok(received.saturating_sub(delivered))
 }
 
+/// How one direction of a spliced connection ended.
+enum DirEnd {
+    /// FIN forwarded after every byte.
+    Fin,
+    /// The direction was diverted to the daemon and copied to EOF in userspace.
+    Copied,
+    Reset,
+    Stalled(u64),
+}
+
+/// Why [`wait_delivered`] returned.
+enum Delivery {
+    Done,
+    Stalled(u64),
+    /// Bytes showed up on `from` itself: the direction was diverted.
+    Diverted,
+}
+
 /// Waits until every byte received on `from` has been queued on `to`.
-async fn wait_delivered(from: &TcpStream, to: &TcpStream, to_offset: u64) -> io::Result<u64> {
+async fn wait_delivered(from: &TcpStream, to: &TcpStream, to_offset: u64) -> io::Result<Delivery> {
     let mut missing = undelivered(from, to, to_offset)?;
     let mut last_progress = Instant::now();
     let mut backoff = Duration::from_micros(50);
     while missing > 0 {
+        if sockopt::readable_bytes(from)? > 0 {
+            return Ok(Delivery::Diverted);
+        }
         if let Some(e) = sockopt::take_error(to)? {
             return Err(e);
         }
         if last_progress.elapsed() > DELIVERY_STALL_TIMEOUT {
-            return Ok(missing);
+            return Ok(Delivery::Stalled(missing));
         }
         sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(20));
@@ -90,70 +113,114 @@ async fn wait_delivered(from: &TcpStream, to: &TcpStream, to_offset: u64) -> io:
         }
         missing = now;
     }
-    Ok(0)
+    Ok(Delivery::Done)
 }
 
-/// Is this readiness a FIN (Ok(true)), a reset/error (Err), or nothing (Ok(false))?
-fn classify(stream: &TcpStream, ready: tokio::io::Ready) -> io::Result<bool> {
-    if ready.is_error() || ready.is_read_closed() {
-        if let Some(e) = sockopt::take_error(stream)? {
-            tracing::debug!(?ready, error = %e, "socket error");
-            return Err(e);
+/// Copies a diverted direction in userspace until EOF, then forwards the FIN. The verdict
+/// passes every segment of a diverted direction to `from` itself, in order, so reading `from`
+/// yields the rest of the stream.
+async fn copy_rest(from: &TcpStream, to: &TcpStream, counters: &ByteCounters<'_>) -> io::Result<()> {
+    let mut buf = vec![0u8; super::copy::COPY_BUFFER_INITIAL];
+    loop {
+        from.readable().await?;
+        let n = match from.try_read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        counters.read_side.inc_by(n as u64);
+        let mut off = 0;
+        while off < n {
+            to.writable().await?;
+            match to.try_write(&buf[off..n]) {
+                Ok(w) => off += w,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
         }
-        // Both read and write closed with no pending error: the peer reset and the error was
-        // already consumed, or the socket is fully closed. Treat read-closed as FIN.
-        return Ok(ready.is_read_closed());
+        counters.write_side.inc_by(n as u64);
     }
-    // Readable without EOF: the verdict passed a segment up (no pair entry). Clear readiness.
-    let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
-    Ok(false)
+    sockopt::shutdown_write(to)
 }
 
-/// Runs until both directions have been closed or the connection idles out.
+/// Supervises one direction: FIN forwarding, resets, and the diverted fallback.
+async fn direction(
+    from: &TcpStream,
+    to: &TcpStream,
+    to_offset: u64,
+    counters: ByteCounters<'_>,
+) -> io::Result<DirEnd> {
+    let interest = Interest::READABLE | Interest::ERROR;
+    loop {
+        let ready = from.ready(interest).await?;
+        if sockopt::readable_bytes(from)? > 0 {
+            tracing::debug!("direction diverted to userspace during splice set-up");
+            return copy_rest(from, to, &counters).await.map(|()| DirEnd::Copied);
+        }
+        if ready.is_error() || ready.is_read_closed() {
+            if let Some(e) = sockopt::take_error(from)? {
+                tracing::debug!(?ready, error = %e, "socket error");
+                return Ok(DirEnd::Reset);
+            }
+        }
+        if ready.is_read_closed() {
+            return match wait_delivered(from, to, to_offset).await? {
+                Delivery::Done => sockopt::shutdown_write(to).map(|()| DirEnd::Fin),
+                Delivery::Stalled(missing) => Ok(DirEnd::Stalled(missing)),
+                Delivery::Diverted => {
+                    copy_rest(from, to, &counters).await.map(|()| DirEnd::Copied)
+                }
+            };
+        }
+        // Woken without EOF or queued bytes: clear the readiness and wait again.
+        let _ = from.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+    }
+}
+
+/// Runs until both directions have been closed or the connection idles out. `d2u`/`u2d`
+/// count bytes of a direction the kernel diverted to userspace.
 pub async fn supervise(
     down: &TcpStream,
     up: &TcpStream,
     idle: Option<Duration>,
     base: Baseline,
+    d2u: ByteCounters<'_>,
+    u2d: ByteCounters<'_>,
 ) -> io::Result<SplicedEnd> {
-    let mut down_fin = false;
-    let mut up_fin = false;
     // Idle is judged from TCP's own "ms since data was last received" on both sockets, so the
     // data path never has to report activity to userspace.
-    let check_every = idle.map(|d| (d / 4).clamp(Duration::from_millis(10), Duration::from_secs(30)));
+    let check_every =
+        idle.map(|d| (d / 4).clamp(Duration::from_millis(10), Duration::from_secs(30)));
     let mut idle_tick = tokio::time::interval(check_every.unwrap_or(Duration::from_secs(3600)));
     idle_tick.tick().await;
-    let interest = Interest::READABLE | Interest::ERROR;
-    while !(down_fin && up_fin) {
+    let down_to_up = direction(down, up, base.up_offset, d2u);
+    let up_to_down = direction(up, down, base.down_offset, u2d);
+    tokio::pin!(down_to_up, up_to_down);
+    let (mut d_done, mut u_done) = (false, false);
+    let mut diverted = false;
+    while !(d_done && u_done) {
         tokio::select! {
-            r = down.ready(interest), if !down_fin => {
-                match classify(down, r?) {
-                    Err(_) => return Ok(SplicedEnd::Reset { downstream: true }),
-                    Ok(false) => {}
-                    Ok(true) => {
-                        let missing = wait_delivered(down, up, base.up_offset).await?;
-                        if missing > 0 {
-                            return Ok(SplicedEnd::Stalled { downstream_to_upstream: true, missing });
-                        }
-                        sockopt::shutdown_write(up)?;
-                        down_fin = true;
-                    }
+            r = &mut down_to_up, if !d_done => match r? {
+                DirEnd::Reset => return Ok(SplicedEnd::Reset { downstream: true }),
+                DirEnd::Stalled(missing) => {
+                    return Ok(SplicedEnd::Stalled { downstream_to_upstream: true, missing });
                 }
-            }
-            r = up.ready(interest), if !up_fin => {
-                match classify(up, r?) {
-                    Err(_) => return Ok(SplicedEnd::Reset { downstream: false }),
-                    Ok(false) => {}
-                    Ok(true) => {
-                        let missing = wait_delivered(up, down, base.down_offset).await?;
-                        if missing > 0 {
-                            return Ok(SplicedEnd::Stalled { downstream_to_upstream: false, missing });
-                        }
-                        sockopt::shutdown_write(down)?;
-                        up_fin = true;
-                    }
+                end => {
+                    diverted |= matches!(end, DirEnd::Copied);
+                    d_done = true;
                 }
-            }
+            },
+            r = &mut up_to_down, if !u_done => match r? {
+                DirEnd::Reset => return Ok(SplicedEnd::Reset { downstream: false }),
+                DirEnd::Stalled(missing) => {
+                    return Ok(SplicedEnd::Stalled { downstream_to_upstream: false, missing });
+                }
+                end => {
+                    diverted |= matches!(end, DirEnd::Copied);
+                    u_done = true;
+                }
+            },
             _ = idle_tick.tick(), if idle.is_some() => {
                 let idle = idle.unwrap_or_default();
                 let quiet = sockopt::tcp_info(down)?.last_data_recv.min(sockopt::tcp_info(up)?.last_data_recv);
@@ -163,5 +230,5 @@ pub async fn supervise(
             }
         }
     }
-    Ok(SplicedEnd::Done)
+    Ok(SplicedEnd::Done { diverted })
 }

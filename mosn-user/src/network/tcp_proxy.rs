@@ -257,9 +257,17 @@ impl TcpProxy {
             Some((s, baseline)) => match s.splice(&down, &up) {
                 Ok(guard) => {
                     m.kernel_spliced_total.inc();
-                    let end = spliced::supervise(&down, &up, self.idle_timeout, baseline).await;
+                    let end = spliced::supervise(
+                        &down,
+                        &up,
+                        self.idle_timeout,
+                        baseline,
+                        ByteCounters { read_side: &m.bytes_received, write_side: &cm.upstream_bytes_sent },
+                        ByteCounters { read_side: &cm.upstream_bytes_received, write_side: &m.bytes_sent },
+                    )
+                    .await;
                     match end {
-                        Ok(SplicedEnd::Done) => debug!("spliced connection closed"),
+                        Ok(SplicedEnd::Done { diverted }) => debug!(diverted, "spliced connection closed"),
                         Ok(SplicedEnd::IdleTimeout) => {
                             debug!("idle timeout");
                             m.errors.inc(ErrorKind::IdleTimeout);
