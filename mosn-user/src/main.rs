@@ -24,6 +24,10 @@ enum Command {
         /// Worker threads (default: one per CPU). 1 runs a single-threaded runtime.
         #[arg(long)]
         workers: Option<usize>,
+        /// `fast_path: auto` listeners splice at most this many connections at once
+        /// (0: never splice). See docs/ARCHITECTURE.md, "Choosing the data path".
+        #[arg(long, default_value_t = mosn::network::AUTO_MAX_SPLICED)]
+        auto_max_spliced: usize,
     },
     /// Check a config file and exit: non-zero, with the field path and reason, if it is bad.
     Validate {
@@ -57,15 +61,16 @@ async fn shutdown_signal() {
     }
 }
 
-fn start(config: PathBuf, workers: Option<usize>) -> anyhow::Result<()> {
+fn start(config: PathBuf, workers: Option<usize>, options: mosn::server::Options) -> anyhow::Result<()> {
     let config = load(&config)?;
+    mosn::network::sockopt::raise_nofile_limit();
     let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let rt = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()?
     } else {
         tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()?
     };
-    rt.block_on(mosn::server::run(config, shutdown_signal()))?;
+    rt.block_on(mosn::server::run(config, options, shutdown_signal()))?;
     Ok(())
 }
 
@@ -87,7 +92,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Start { config, workers } => start(config, workers),
+        Command::Start { config, workers, auto_max_spliced } => {
+            start(config, workers, mosn::server::Options { auto_max_spliced })
+        }
         Command::Validate { config } => load(&config).map(|c| {
             println!(
                 "config OK: {} listener(s), {} cluster(s)",

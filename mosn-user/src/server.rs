@@ -119,9 +119,23 @@ impl SampleSource for KernelSamples {
     }
 }
 
+/// Process-wide settings that are not part of the (MOSN-shaped) config file.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `fast_path: auto`: at most this many connections spliced at once (see `AutoRule`).
+    pub auto_max_spliced: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { auto_max_spliced: crate::network::AUTO_MAX_SPLICED }
+    }
+}
+
 /// Runs the daemon on `config` until `shutdown` resolves, then drains.
 pub async fn run(
     config: Config,
+    options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let metrics = Metrics::new();
@@ -131,7 +145,7 @@ pub async fn run(
     }
     let clusters = ClusterManager::new(&config, &metrics);
 
-    let auto = AutoRule::default();
+    let auto = AutoRule::with_max_spliced(options.auto_max_spliced);
     let mut bound = Vec::new();
     for l in &config.listeners {
         let data_path = DataPath::resolve(l.fast_path, splicer.as_ref(), &auto)

@@ -20,10 +20,6 @@ pub const COPY_BUFFER_INITIAL: usize = 16 * 1024;
 /// moves several 64 KiB loopback TSO segments per read/write pair.
 pub const COPY_BUFFER_MAX: usize = 256 * 1024;
 
-fn pipe_for_bulk() -> bool {
-    std::env::var_os("MOSN_EXPERIMENT_PIPE").is_some()
-}
-
 /// What the copy saw of one direction; input to the auto fast-path rule.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DirectionStats {
@@ -68,10 +64,6 @@ pub struct ByteCounters<'a> {
 struct Pump {
     /// Empty until the first readable event.
     buf: Vec<u8>,
-    /// Set once this direction moved to `splice(2)` (bulk, when enabled).
-    pipe: Option<super::pipe::PipePump>,
-    /// Move to `splice(2)` when a read fills the largest buffer.
-    pipe_for_bulk: bool,
     pos: usize,
     cap: usize,
     eof: bool,
@@ -83,8 +75,6 @@ impl Pump {
     fn new() -> Pump {
         Pump {
             buf: Vec::new(),
-            pipe: None,
-            pipe_for_bulk: pipe_for_bulk(),
             pos: 0,
             cap: 0,
             eof: false,
@@ -107,17 +97,6 @@ impl Pump {
         counters: &ByteCounters<'_>,
         moved: &mut bool,
     ) -> Poll<Result<(), (Side, io::Error)>> {
-        if let Some(p) = &mut self.pipe {
-            let before = p.bytes;
-            let res = p.poll_copy(cx, &r, &w, counters.read_side, counters.write_side);
-            if p.bytes != before {
-                *moved = true;
-                self.stats.bytes += p.bytes - before;
-            }
-            self.shut = p.is_done();
-            self.eof = self.eof || self.shut;
-            return res.map_err(|(from_reader, e)| (if from_reader { Side::Reader } else { Side::Writer }, e));
-        }
         loop {
             if self.pos == self.cap && !self.eof {
                 if self.buf.is_empty() {
@@ -149,15 +128,6 @@ impl Pump {
                 self.pos += n;
                 self.stats.bytes += n as u64;
                 counters.write_side.inc_by(n as u64);
-            }
-            if self.pipe_for_bulk && self.buf.len() == COPY_BUFFER_MAX && self.cap == self.buf.len() && !self.eof {
-                // Bulk even at the largest buffer: hand this direction to splice(2). The
-                // buffer is empty here, so no byte is reordered.
-                if let Ok(p) = super::pipe::PipePump::new() {
-                    self.pipe = Some(p);
-                    self.buf = Vec::new();
-                    return self.poll_copy(cx, r, w, counters, moved);
-                }
             }
             if !self.buf.is_empty() && self.cap == self.buf.len() && self.buf.len() < COPY_BUFFER_MAX {
                 // The sender had more than a buffer's worth queued: grow (the buffer is empty

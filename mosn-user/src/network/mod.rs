@@ -2,7 +2,6 @@
 
 mod copy;
 mod listener;
-mod pipe;
 pub mod sockopt;
 mod spliced;
 mod tcp_proxy;

@@ -192,6 +192,21 @@ pub fn take_error(fd: &impl AsFd) -> io::Result<Option<io::Error>> {
 }
 
 
+/// A proxy holds two sockets per connection: lift the open-files soft limit to the hard limit
+/// (the usual soft default of 1024 caps it near 500 connections).
+pub fn raise_nofile_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                tracing::debug!(from = lim.rlim_cur, to = lim.rlim_max, "raised the open-files limit");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

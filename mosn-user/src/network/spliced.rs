@@ -158,11 +158,11 @@ async fn direction(
             tracing::debug!("direction diverted to userspace during splice set-up");
             return copy_rest(from, to, &counters).await.map(|()| DirEnd::Copied);
         }
-        if ready.is_error() || ready.is_read_closed() {
-            if let Some(e) = sockopt::take_error(from)? {
-                tracing::debug!(?ready, error = %e, "socket error");
-                return Ok(DirEnd::Reset);
-            }
+        if (ready.is_error() || ready.is_read_closed())
+            && let Some(e) = sockopt::take_error(from)?
+        {
+            tracing::debug!(?ready, error = %e, "socket error");
+            return Ok(DirEnd::Reset);
         }
         if ready.is_read_closed() {
             return match wait_delivered(from, to, to_offset).await? {

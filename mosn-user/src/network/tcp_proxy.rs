@@ -40,14 +40,17 @@ pub struct AutoRule {
 /// Default of [`AutoRule::min_reads_each_way`]: one exchange can be a greeting; two show the
 /// request/response pattern.
 pub const AUTO_MIN_READS_EACH_WAY: u64 = 2;
-/// Default of [`AutoRule::max_spliced`], from the crossover measured in `docs/ARCHITECTURE.md`.
-pub const AUTO_MAX_SPLICED: usize = 2;
+/// Default of [`AutoRule::max_spliced`] (`mosn start --auto-max-spliced`), from the crossover
+/// measured in `docs/ARCHITECTURE.md`: on loopback every spliced connection's work lands on the
+/// softirq CPU, and one spliced connection beside the daemon's own core beat every other split
+/// at 1 to 64 connections.
+pub const AUTO_MAX_SPLICED: usize = 1;
 
 impl Default for AutoRule {
     fn default() -> Self {
         AutoRule {
             min_reads_each_way: AUTO_MIN_READS_EACH_WAY,
-            max_spliced: std::env::var("MOSN_EXPERIMENT_MAX_SPLICED").ok().and_then(|v| v.parse().ok()).unwrap_or(AUTO_MAX_SPLICED),
+            max_spliced: AUTO_MAX_SPLICED,
             spliced: Default::default(),
         }
     }
@@ -63,6 +66,11 @@ impl Drop for AutoSlot {
 }
 
 impl AutoRule {
+    /// The rule with its default read threshold and a splice budget of `max_spliced`.
+    pub fn with_max_spliced(max_spliced: usize) -> AutoRule {
+        AutoRule { max_spliced, ..AutoRule::default() }
+    }
+
     /// Does this connection's traffic so far look like request/response?
     pub fn is_request_response(&self, d2u: &DirectionStats, u2d: &DirectionStats) -> bool {
         d2u.full_reads == 0
