@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use mosn_tests::{FastPath, ProxyConfig, TempDir, free_port, mosn_bin, require_root};
+use mosn_tests::{FastPath, ProxyConfig, TempDir, free_port, mosn_bin, require_kernel};
 use serde_json::Value;
 
 /// `validate`, `version` and a failing `start` finish at once; this only catches a hang.
@@ -55,9 +55,13 @@ fn port_is_free(port: u16) -> bool {
 fn version_prints_the_version() {
     let out = run(Command::new(mosn_bin()).arg("version"));
     assert!(out.status.success(), "mosn version: {}", text(&out.stderr));
-    assert_eq!(
-        text(&out.stdout).trim(),
-        format!("mosn {}", env!("CARGO_PKG_VERSION"))
+    let stdout = text(&out.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some(format!("mosn {}", env!("CARGO_PKG_VERSION")).as_str()));
+    let kernel = lines.next().unwrap_or_default();
+    assert!(
+        kernel == "kernel programs: built in" || kernel.starts_with("kernel programs: not built in"),
+        "second line says whether the kernel programs are embedded: {kernel:?}"
     );
 }
 
@@ -313,7 +317,7 @@ fn start_fails_cleanly_when_a_port_is_taken() {
 /// the listener and what is missing, and listens on nothing.
 #[test]
 fn start_kernel_fast_path_unprivileged_fails_with_reason() {
-    if !require_root(
+    if !require_kernel(
         "start_kernel_fast_path_unprivileged_fails_with_reason (needs root to setpriv)",
     ) {
         return;

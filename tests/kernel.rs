@@ -16,7 +16,7 @@ use mosn_tests::scenarios::{
 };
 use mosn_tests::upstream::echo;
 use mosn_tests::{
-    FastPath, LISTENER, Mosn, ProxyConfig, Upstream, heavy, require_root, timing, within,
+    FastPath, LISTENER, Mosn, ProxyConfig, Upstream, heavy, require_kernel, timing, within,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -34,7 +34,7 @@ async fn kernel_metric(m: &Mosn, name: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_echo() {
-    if !require_root("kernel_echo") {
+    if !require_kernel("kernel_echo") {
         return;
     }
     within(TEST_LIMIT, "echo", async {
@@ -53,7 +53,7 @@ async fn kernel_echo() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_bulk_256mib_each_way_hash_checked() {
-    if !require_root("kernel_bulk_256mib_each_way_hash_checked") {
+    if !require_kernel("kernel_bulk_256mib_each_way_hash_checked") {
         return;
     }
     // check_data_path: kernel byte counters >= the bytes sent each way, the listener's
@@ -63,7 +63,7 @@ async fn kernel_bulk_256mib_each_way_hash_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_half_close_client_first() {
-    if !require_root("kernel_half_close_client_first") {
+    if !require_kernel("kernel_half_close_client_first") {
         return;
     }
     within(
@@ -76,7 +76,7 @@ async fn kernel_half_close_client_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_half_close_upstream_first() {
-    if !require_root("kernel_half_close_upstream_first") {
+    if !require_kernel("kernel_half_close_upstream_first") {
         return;
     }
     within(
@@ -89,7 +89,7 @@ async fn kernel_half_close_upstream_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_upstream_reset_midstream() {
-    if !require_root("kernel_upstream_reset_midstream") {
+    if !require_kernel("kernel_upstream_reset_midstream") {
         return;
     }
     within(
@@ -102,7 +102,7 @@ async fn kernel_upstream_reset_midstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_concurrent_1000_connections() {
-    if !require_root("kernel_concurrent_1000_connections") {
+    if !require_kernel("kernel_concurrent_1000_connections") {
         return;
     }
     within(
@@ -115,7 +115,7 @@ async fn kernel_concurrent_1000_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_idle_timeout() {
-    if !require_root("kernel_idle_timeout") {
+    if !require_kernel("kernel_idle_timeout") {
         return;
     }
     within(TEST_LIMIT, "idle timeout", scenarios::idle_timeout(K)).await;
@@ -123,7 +123,7 @@ async fn kernel_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_graceful_shutdown_drains_live_connection() {
-    if !require_root("kernel_graceful_shutdown_drains_live_connection") {
+    if !require_kernel("kernel_graceful_shutdown_drains_live_connection") {
         return;
     }
     within(TEST_LIMIT, "graceful drain", scenarios::graceful_drain(K)).await;
@@ -131,7 +131,7 @@ async fn kernel_graceful_shutdown_drains_live_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_graceful_shutdown_gives_up_after_timeout() {
-    if !require_root("kernel_graceful_shutdown_gives_up_after_timeout") {
+    if !require_kernel("kernel_graceful_shutdown_gives_up_after_timeout") {
         return;
     }
     within(
@@ -213,7 +213,7 @@ fn bpf_id_exists(id: u32, map: bool) -> bool {
 /// exited (nothing pinned, nothing left redirecting traffic to a dead process).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_programs_and_maps_are_released_on_exit() {
-    if !require_root("kernel_programs_and_maps_are_released_on_exit") {
+    if !require_kernel("kernel_programs_and_maps_are_released_on_exit") {
         return;
     }
     within(TEST_LIMIT, "bpf lifetime", async {
@@ -291,7 +291,7 @@ fn random_size(rng: &mut SmallRng, max: u64) -> u64 {
 /// the userspace copy, which must not lose bytes either).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_repeated_random_transfers_lose_no_byte() {
-    if !require_root("kernel_repeated_random_transfers_lose_no_byte") {
+    if !require_kernel("kernel_repeated_random_transfers_lose_no_byte") {
         return;
     }
     const N: usize = 50;
@@ -443,7 +443,7 @@ async fn kernel_counters(m: &Mosn) -> String {
 /// the hold leaks (see docs/ARCHITECTURE.md, "Kernel splice").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_data_queued_before_splice_is_not_stuck() {
-    if !require_root("kernel_data_queued_before_splice_is_not_stuck") {
+    if !require_kernel("kernel_data_queued_before_splice_is_not_stuck") {
         return;
     }
     let rounds: usize = std::env::var("MOSN_TEST_EARLY_ROUNDS")
@@ -527,7 +527,7 @@ async fn kernel_data_queued_before_splice_is_not_stuck() {
 /// one landed between the two MOSN_SOCKS inserts and was dropped on every run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_hand_off_while_upstream_streams_loses_nothing() {
-    if !require_root("auto_hand_off_while_upstream_streams_loses_nothing") {
+    if !require_kernel("auto_hand_off_while_upstream_streams_loses_nothing") {
         return;
     }
     const ROUNDS: usize = 10;
@@ -642,7 +642,7 @@ async fn read_n_within(
 /// in userspace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_splices_request_response_not_bulk() {
-    if !require_root("auto_splices_request_response_not_bulk") {
+    if !require_kernel("auto_splices_request_response_not_bulk") {
         return;
     }
     const BULK: u64 = 64 << 20;

@@ -24,8 +24,12 @@ enum Command {
         /// Worker threads (default: one per CPU). 1 runs a single-threaded runtime.
         #[arg(long)]
         workers: Option<usize>,
+        /// `fast_path: auto` hands connections to the kernel only while at most this many
+        /// are open on auto listeners. See docs/ARCHITECTURE.md, "Choosing the data path".
+        #[arg(long, default_value_t = mosn::network::AUTO_MAX_ACTIVE)]
+        auto_max_active: usize,
         /// `fast_path: auto` listeners splice at most this many connections at once
-        /// (0: never splice). See docs/ARCHITECTURE.md, "Choosing the data path".
+        /// (0: never splice).
         #[arg(long, default_value_t = mosn::network::AUTO_MAX_SPLICED)]
         auto_max_spliced: usize,
     },
@@ -92,8 +96,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Start { config, workers, auto_max_spliced } => {
-            start(config, workers, mosn::server::Options { auto_max_spliced })
+        Command::Start { config, workers, auto_max_active, auto_max_spliced } => {
+            start(config, workers, mosn::server::Options { auto_max_active, auto_max_spliced })
         }
         Command::Validate { config } => load(&config).map(|c| {
             println!(
@@ -104,6 +108,12 @@ fn main() -> ExitCode {
         }),
         Command::Version => {
             println!("mosn {}", env!("CARGO_PKG_VERSION"));
+            let kernel = if mosn::ebpf::BPF_OBJECT.is_empty() {
+                "not built in (userspace only; `cargo xtask build` builds them)"
+            } else {
+                "built in"
+            };
+            println!("kernel programs: {kernel}");
             Ok(())
         }
     };

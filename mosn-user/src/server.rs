@@ -122,13 +122,19 @@ impl SampleSource for KernelSamples {
 /// Process-wide settings that are not part of the (MOSN-shaped) config file.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// `fast_path: auto`: hand off only while at most this many connections are open on
+    /// `auto` listeners (see `AutoRule`).
+    pub auto_max_active: usize,
     /// `fast_path: auto`: at most this many connections spliced at once (see `AutoRule`).
     pub auto_max_spliced: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { auto_max_spliced: crate::network::AUTO_MAX_SPLICED }
+        Options {
+            auto_max_active: crate::network::AUTO_MAX_ACTIVE,
+            auto_max_spliced: crate::network::AUTO_MAX_SPLICED,
+        }
     }
 }
 
@@ -145,7 +151,7 @@ pub async fn run(
     }
     let clusters = ClusterManager::new(&config, &metrics);
 
-    let auto = AutoRule::with_max_spliced(options.auto_max_spliced);
+    let auto = AutoRule::with_limits(options.auto_max_active, options.auto_max_spliced);
     let mut bound = Vec::new();
     for l in &config.listeners {
         let data_path = DataPath::resolve(l.fast_path, splicer.as_ref(), &auto)

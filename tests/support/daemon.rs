@@ -25,8 +25,10 @@ const LOG_TAIL: usize = 40;
 /// How long the daemon may take from spawn to `GET /ready` = 200.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The `mosn` binary: `$MOSN_BIN`, else `mosn` in the target directory of this test binary
-/// (`target/<profile>/deps/l4-<hash>` -> `target/<profile>/mosn`).
+/// The daemon under test: `$MOSN_BIN`, else `mosn-under-test` next to this test binary
+/// (`target/<profile>/deps/l4-<hash>` -> `target/<profile>/mosn-under-test`). That binary is
+/// the daemon's own `main.rs` compiled as a binary of this package (see tests/Cargo.toml), so
+/// cargo builds it, fresh, before these tests run, in `cargo test` as in `cargo xtask test`.
 pub fn mosn_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("MOSN_BIN") {
         let p = PathBuf::from(p);
@@ -41,57 +43,13 @@ pub fn mosn_bin() -> PathBuf {
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let bin = dir.join("mosn");
-    if !bin.is_file() {
-        let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
-        let flag = if profile == "release" {
-            " --release"
-        } else {
-            ""
-        };
-        panic!(
-            "the daemon binary {} does not exist: run `cargo build -p mosn-user{flag}` first \
-             (`cargo xtask test` builds it), or point MOSN_BIN at a mosn binary",
-            bin.display()
-        );
-    }
-    warn_if_stale(&bin);
+    let bin = dir.join("mosn-under-test");
+    assert!(
+        bin.is_file(),
+        "{} does not exist: run the tests through cargo (`cargo test -p mosn-tests`), which builds it",
+        bin.display()
+    );
     bin
-}
-
-/// Says so (once) when the binary is older than the daemon's sources: the tests would then
-/// exercise old code. `cargo test` does not rebuild other packages' binaries.
-fn warn_if_stale(bin: &Path) {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mosn-user/src");
-        let newest = newest_mtime(&src);
-        let built = fs::metadata(bin).and_then(|m| m.modified()).ok();
-        if let (Some(newest), Some(built)) = (newest, built)
-            && newest > built
-        {
-            eprintln!(
-                "WARNING: {} is older than the sources in {}: rebuild it (cargo build -p mosn-user) \
-                 or these tests run old code",
-                bin.display(),
-                src.display()
-            );
-        }
-    });
-}
-
-fn newest_mtime(dir: &Path) -> Option<SystemTime> {
-    let mut newest = None;
-    for entry in fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let t = if path.is_dir() {
-            newest_mtime(&path)
-        } else {
-            entry.metadata().and_then(|m| m.modified()).ok()
-        };
-        newest = newest.max(t);
-    }
-    newest
 }
 
 /// A port on 127.0.0.1 that was free a moment ago (bound to port 0, read, released). Another

@@ -38,6 +38,30 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// For tests of the kernel path: root (as [`require_root`]) and a daemon built with the kernel
+/// programs (`mosn version` says so). A plain `cargo test` builds the daemon without them;
+/// that skips with the reason, except in CI, where it fails.
+pub fn require_kernel(test: &str) -> bool {
+    if !require_root(test) {
+        return false;
+    }
+    let out = std::process::Command::new(mosn_bin()).arg("version").output();
+    let built_in = out
+        .as_ref()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("kernel programs: built in"));
+    if built_in {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("kernel test must run in CI, but the daemon has no kernel programs built in ({test}): run `cargo xtask test`");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIP {test}: the daemon was built without the kernel programs; `cargo xtask test` builds them"
+    );
+    false
+}
+
 /// Raises this process's soft RLIMIT_NOFILE to `want` (or the hard limit, if lower). The
 /// daemon started afterwards inherits it. Returns the soft limit in force.
 pub fn raise_nofile(want: u64) -> u64 {

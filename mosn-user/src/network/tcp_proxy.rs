@@ -28,35 +28,44 @@ use crate::upstream::{Cluster, ClusterManager};
 /// userspace and is handed to the kernel when
 /// 1. it behaves as request/response: at least `min_reads_each_way` reads in each direction,
 ///    none of which filled the copy buffer (a bulk connection stays in userspace for good), and
-/// 2. fewer than `max_spliced` connections handed off by `auto` are currently spliced on this
-///    daemon (the latency-bound regime; past it, more splicing lowers the total rate).
+/// 2. the daemon is latency-bound: at most `max_active` connections are open on `auto`
+///    listeners (each message then costs the daemon a wake-up of its own; with more
+///    connections the wake-ups are shared and the copy wins), and
+/// 3. fewer than `max_spliced` connections handed off by `auto` are spliced right now (their
+///    work all lands on the CPU that receives the segments).
 #[derive(Debug, Clone)]
 pub struct AutoRule {
     pub min_reads_each_way: u64,
+    pub max_active: usize,
     pub max_spliced: usize,
     spliced: Arc<std::sync::atomic::AtomicUsize>,
+    active: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Default of [`AutoRule::min_reads_each_way`]: one exchange can be a greeting; two show the
 /// request/response pattern.
 pub const AUTO_MIN_READS_EACH_WAY: u64 = 2;
 /// Default of [`AutoRule::max_spliced`] (`mosn start --auto-max-spliced`), from the crossover
-/// measured in `docs/ARCHITECTURE.md`: on loopback every spliced connection's work lands on the
-/// softirq CPU, and one spliced connection beside the daemon's own core beat every other split
-/// at 1 to 64 connections.
+/// measured in `docs/ARCHITECTURE.md`: every spliced connection's work lands on the CPU that
+/// receives its segments, and a second one competes with the first there.
 pub const AUTO_MAX_SPLICED: usize = 1;
+/// Default of [`AutoRule::max_active`] (`mosn start --auto-max-active`): the kernel path won at
+/// 1 and 2 concurrent connections and lost from 4 on (`docs/ARCHITECTURE.md`).
+pub const AUTO_MAX_ACTIVE: usize = 2;
 
 impl Default for AutoRule {
     fn default() -> Self {
         AutoRule {
             min_reads_each_way: AUTO_MIN_READS_EACH_WAY,
+            max_active: AUTO_MAX_ACTIVE,
             max_spliced: AUTO_MAX_SPLICED,
             spliced: Default::default(),
+            active: Default::default(),
         }
     }
 }
 
-/// A slot in the auto rule's splice budget; frees it on drop.
+/// A counted slot of the auto rule (an open or a spliced connection); frees it on drop.
 pub struct AutoSlot(Arc<std::sync::atomic::AtomicUsize>);
 
 impl Drop for AutoSlot {
@@ -66,9 +75,20 @@ impl Drop for AutoSlot {
 }
 
 impl AutoRule {
-    /// The rule with its default read threshold and a splice budget of `max_spliced`.
-    pub fn with_max_spliced(max_spliced: usize) -> AutoRule {
-        AutoRule { max_spliced, ..AutoRule::default() }
+    /// The rule with its default read threshold and the given limits.
+    pub fn with_limits(max_active: usize, max_spliced: usize) -> AutoRule {
+        AutoRule { max_active, max_spliced, ..AutoRule::default() }
+    }
+
+    /// Counts a connection of an `auto` listener as open until the returned guard drops.
+    pub fn open_connection(&self) -> AutoSlot {
+        self.active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        AutoSlot(Arc::clone(&self.active))
+    }
+
+    /// Is the daemon in the regime where the splice wins (few open connections)?
+    pub fn latency_bound(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Relaxed) <= self.max_active
     }
 
     /// Does this connection's traffic so far look like request/response?
@@ -220,6 +240,11 @@ impl TcpProxy {
 
         let mut copied = (0u64, 0u64);
         let mut _auto_slot = None;
+        // Held for the whole connection, spliced or not.
+        let _open = match &self.data_path {
+            DataPath::Auto(_, rule) => Some(rule.open_connection()),
+            _ => None,
+        };
         let splicer = match &self.data_path {
             DataPath::Userspace => None,
             DataPath::Kernel(s) => Some(s),
@@ -235,7 +260,7 @@ impl TcpProxy {
                         ByteCounters { read_side: &cm.upstream_bytes_received, write_side: &m.bytes_sent },
                         &mut |a, b| {
                             // Only ask for a slot once the traffic qualifies; keep it if granted.
-                            if _auto_slot.is_none() && rule.is_request_response(a, b) {
+                            if _auto_slot.is_none() && rule.is_request_response(a, b) && rule.latency_bound() {
                                 _auto_slot = rule.try_take_slot();
                             }
                             _auto_slot.is_some()
