@@ -84,6 +84,43 @@ fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
 
+/// Runs `cargo test`, passing its output through, and ends with one line totalling every test
+/// binary's `test result:` line.
+fn test(cmd: &mut Command) -> Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    eprintln!("xtask: {cmd:?}");
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().with_context(|| format!("spawning {cmd:?}"))?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut out = std::io::stdout();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        writeln!(out, "{line}")?;
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(what), Some(n)) = (words.next(), words.next()) else { continue };
+                let n: u64 = n.parse().unwrap_or(0);
+                match what {
+                    "passed" => passed += n,
+                    "failed" => failed += n,
+                    "ignored" => ignored += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    if passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
+}
+
 fn is_root() -> bool {
     output(Command::new("id").arg("-u")).map(|u| u == "0").unwrap_or(false)
 }
@@ -202,9 +239,12 @@ fn main() -> Result<()> {
         }
         Cmd::Test { args } => {
             build()?;
-            // Release: the suite moves GiBs through the proxy; the daemon under test is the
-            // release binary the integration tests find next to themselves.
-            run(Command::new("cargo").args(["test", "--workspace", "--release", "--"]).args(args).current_dir(root()))
+            // Release: the suite moves GiBs through the proxy. `--all-targets`: every unit and
+            // integration test, without the empty doc-test runs.
+            test(Command::new("cargo")
+                .args(["test", "--workspace", "--release", "--all-targets", "--no-fail-fast", "--"])
+                .args(args)
+                .current_dir(root()))
         }
         Cmd::Bench { args } => {
             build()?;

@@ -178,6 +178,18 @@ async fn direction(
     }
 }
 
+/// A finished direction: `Ok(diverted)` if the connection goes on, or how it ends.
+fn finished(end: DirEnd, downstream: bool) -> Result<bool, SplicedEnd> {
+    match end {
+        DirEnd::Fin => Ok(false),
+        DirEnd::Copied => Ok(true),
+        DirEnd::Reset => Err(SplicedEnd::Reset { downstream }),
+        DirEnd::Stalled(missing) => {
+            Err(SplicedEnd::Stalled { downstream_to_upstream: downstream, missing })
+        }
+    }
+}
+
 /// Runs until both directions have been closed or the connection idles out. `d2u`/`u2d`
 /// count bytes of a direction the kernel diverted to userspace.
 pub async fn supervise(
@@ -201,25 +213,13 @@ pub async fn supervise(
     let mut diverted = false;
     while !(d_done && u_done) {
         tokio::select! {
-            r = &mut down_to_up, if !d_done => match r? {
-                DirEnd::Reset => return Ok(SplicedEnd::Reset { downstream: true }),
-                DirEnd::Stalled(missing) => {
-                    return Ok(SplicedEnd::Stalled { downstream_to_upstream: true, missing });
-                }
-                end => {
-                    diverted |= matches!(end, DirEnd::Copied);
-                    d_done = true;
-                }
+            r = &mut down_to_up, if !d_done => match finished(r?, true) {
+                Ok(d) => (diverted, d_done) = (diverted | d, true),
+                Err(end) => return Ok(end),
             },
-            r = &mut up_to_down, if !u_done => match r? {
-                DirEnd::Reset => return Ok(SplicedEnd::Reset { downstream: false }),
-                DirEnd::Stalled(missing) => {
-                    return Ok(SplicedEnd::Stalled { downstream_to_upstream: false, missing });
-                }
-                end => {
-                    diverted |= matches!(end, DirEnd::Copied);
-                    u_done = true;
-                }
+            r = &mut up_to_down, if !u_done => match finished(r?, false) {
+                Ok(d) => (diverted, u_done) = (diverted | d, true),
+                Err(end) => return Ok(end),
             },
             _ = idle_tick.tick(), if idle.is_some() => {
                 let idle = idle.unwrap_or_default();
