@@ -7,8 +7,11 @@ use std::path::PathBuf;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let default = manifest.join("../mosn-ebpf/programs/target/bpfel-unknown-none/release/mosn-ebpf");
-    let src = std::env::var_os("MOSN_BPF_OBJECT").map(PathBuf::from).unwrap_or(default);
+    let default =
+        manifest.join("../mosn-ebpf/programs/target/bpfel-unknown-none/release/mosn-ebpf");
+    let src = std::env::var_os("MOSN_BPF_OBJECT")
+        .map(PathBuf::from)
+        .unwrap_or(default);
     println!("cargo:rerun-if-env-changed=MOSN_BPF_OBJECT");
     println!("cargo:rerun-if-changed={}", src.display());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("mosn-ebpf.o");

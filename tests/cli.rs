@@ -57,10 +57,14 @@ fn version_prints_the_version() {
     assert!(out.status.success(), "mosn version: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let mut lines = stdout.lines();
-    assert_eq!(lines.next(), Some(format!("mosn {}", env!("CARGO_PKG_VERSION")).as_str()));
+    assert_eq!(
+        lines.next(),
+        Some(format!("mosn {}", env!("CARGO_PKG_VERSION")).as_str())
+    );
     let kernel = lines.next().unwrap_or_default();
     assert!(
-        kernel == "kernel programs: built in" || kernel.starts_with("kernel programs: not built in"),
+        kernel == "kernel programs: built in"
+            || kernel.starts_with("kernel programs: not built in"),
         "second line says whether the kernel programs are embedded: {kernel:?}"
     );
 }

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "mosn", about = "mosn-rs: an eBPF-accelerated service-mesh data plane", version)]
+#[command(
+    name = "mosn",
+    about = "mosn-rs: an eBPF-accelerated service-mesh data plane",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,7 +48,10 @@ enum Command {
 
 fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<mosn::config::Config> {
@@ -65,14 +72,24 @@ async fn shutdown_signal() {
     }
 }
 
-fn start(config: PathBuf, workers: Option<usize>, options: mosn::server::Options) -> anyhow::Result<()> {
+fn start(
+    config: PathBuf,
+    workers: Option<usize>,
+    options: mosn::server::Options,
+) -> anyhow::Result<()> {
     let config = load(&config)?;
     mosn::network::sockopt::raise_nofile_limit();
-    let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers =
+        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let rt = if workers <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()?
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()?
     };
     rt.block_on(mosn::server::run(config, options, shutdown_signal()))?;
     Ok(())
@@ -96,9 +113,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Start { config, workers, auto_max_active, auto_max_spliced } => {
-            start(config, workers, mosn::server::Options { auto_max_active, auto_max_spliced })
-        }
+        Command::Start {
+            config,
+            workers,
+            auto_max_active,
+            auto_max_spliced,
+        } => start(
+            config,
+            workers,
+            mosn::server::Options {
+                auto_max_active,
+                auto_max_spliced,
+            },
+        ),
         Command::Validate { config } => load(&config).map(|c| {
             println!(
                 "config OK: {} listener(s), {} cluster(s)",

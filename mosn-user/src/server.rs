@@ -19,7 +19,9 @@ use crate::upstream::ClusterManager;
 /// Why the daemon could not start. Nothing is left listening when this is returned.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("listener {listener}: fast_path \"kernel\" needs the kernel programs, which could not be loaded: {source}")]
+    #[error(
+        "listener {listener}: fast_path \"kernel\" needs the kernel programs, which could not be loaded: {source}"
+    )]
     KernelRequired {
         listener: String,
         #[source]
@@ -45,7 +47,11 @@ pub enum StartError {
 /// `kernel` listeners make a failure fatal; `auto` listeners fall back to userspace with a
 /// single warning.
 fn load_fast_path(config: &Config) -> Result<Option<Arc<Splicer>>, StartError> {
-    let wanted: Vec<_> = config.listeners.iter().filter(|l| l.fast_path != FastPath::Userspace).collect();
+    let wanted: Vec<_> = config
+        .listeners
+        .iter()
+        .filter(|l| l.fast_path != FastPath::Userspace)
+        .collect();
     if wanted.is_empty() {
         return Ok(None);
     }
@@ -56,7 +62,10 @@ fn load_fast_path(config: &Config) -> Result<Option<Arc<Splicer>>, StartError> {
         }
         Err(source) => {
             if let Some(l) = wanted.iter().find(|l| l.fast_path == FastPath::Kernel) {
-                return Err(StartError::KernelRequired { listener: l.name.clone(), source: Box::new(source) });
+                return Err(StartError::KernelRequired {
+                    listener: l.name.clone(),
+                    source: Box::new(source),
+                });
             }
             warn!(error = %source, "kernel fast path unavailable; fast_path \"auto\" listeners copy in userspace");
             Ok(None)
@@ -71,13 +80,19 @@ impl SampleSource for KernelSamples {
     fn samples(&self) -> Vec<Sample> {
         let c = self.0.counters();
         let help = |k: Counter| match k {
-            Counter::SplicedStreams => "Connection directions whose first segment the kernel spliced",
+            Counter::SplicedStreams => {
+                "Connection directions whose first segment the kernel spliced"
+            }
             Counter::BytesDownToUp => "Bytes the kernel spliced from downstream to upstream",
             Counter::BytesUpToDown => "Bytes the kernel spliced from upstream to downstream",
             Counter::Segments => "Segments the kernel spliced",
             Counter::NoPeer => "Segments on a socket without a splice peer (left to the socket)",
-            Counter::RedirectErrors => "Redirects refused during pair set-up (the direction was diverted to the daemon, nothing dropped)",
-            Counter::EmptySegments => "Payload-less segments (FIN) the verdict consumed; the daemon forwards FIN",
+            Counter::RedirectErrors => {
+                "Redirects refused during pair set-up (the direction was diverted to the daemon, nothing dropped)"
+            }
+            Counter::EmptySegments => {
+                "Payload-less segments (FIN) the verdict consumed; the daemon forwards FIN"
+            }
             Counter::Diverted => "Segments of diverted directions passed to the daemon to copy",
         };
         let name = |k: Counter| match k {
@@ -156,12 +171,19 @@ pub async fn run(
     for l in &config.listeners {
         let data_path = DataPath::resolve(l.fast_path, splicer.as_ref(), &auto)
             .expect("kernel listeners without a splicer were rejected by load_fast_path");
-        let proxy = TcpProxy::new(&l.name, &l.tcp_proxy, &clusters, data_path.clone(), metrics.listener(&l.name));
-        let b = BoundListener::bind(&l.name, l.address, proxy).map_err(|source| StartError::Bind {
-            listener: l.name.clone(),
-            address: l.address,
-            source,
-        })?;
+        let proxy = TcpProxy::new(
+            &l.name,
+            &l.tcp_proxy,
+            &clusters,
+            data_path.clone(),
+            metrics.listener(&l.name),
+        );
+        let b =
+            BoundListener::bind(&l.name, l.address, proxy).map_err(|source| StartError::Bind {
+                listener: l.name.clone(),
+                address: l.address,
+                source,
+            })?;
         info!(listener = %l.name, address = %b.local_addr, fast_path = data_path.name(), "bound");
         bound.push(b);
     }
@@ -176,9 +198,13 @@ pub async fn run(
     let stop_admin = CancellationToken::new();
     let admin_task = match config.admin {
         Some(address) => {
-            let (addr, task) = admin::serve(address, Arc::clone(&state), stop_admin.clone().cancelled_owned())
-                .await
-                .map_err(|source| StartError::Admin { address, source })?;
+            let (addr, task) = admin::serve(
+                address,
+                Arc::clone(&state),
+                stop_admin.clone().cancelled_owned(),
+            )
+            .await
+            .map_err(|source| StartError::Admin { address, source })?;
             info!(address = %addr, "admin listening");
             Some(task)
         }
@@ -188,7 +214,9 @@ pub async fn run(
     let tracker = ConnTracker::new();
     let mut accept_tasks = Vec::new();
     for b in bound {
-        accept_tasks.push(tokio::spawn(b.serve(stop_accepting.clone(), tracker.clone())));
+        accept_tasks.push(tokio::spawn(
+            b.serve(stop_accepting.clone(), tracker.clone()),
+        ));
     }
     state.ready.store(true, Ordering::SeqCst);
     info!("mosn started");
@@ -202,8 +230,14 @@ pub async fn run(
         let _ = t.await;
     }
     tracker.close();
-    if tokio::time::timeout(drain_timeout, tracker.wait()).await.is_err() {
-        warn!(connections = tracker.len(), "drain timeout: closing remaining connections");
+    if tokio::time::timeout(drain_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            connections = tracker.len(),
+            "drain timeout: closing remaining connections"
+        );
     } else {
         info!("all connections drained");
     }

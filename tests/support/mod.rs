@@ -45,7 +45,9 @@ pub fn require_kernel(test: &str) -> bool {
     if !require_root(test) {
         return false;
     }
-    let out = std::process::Command::new(mosn_bin()).arg("version").output();
+    let out = std::process::Command::new(mosn_bin())
+        .arg("version")
+        .output();
     let built_in = out
         .as_ref()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("kernel programs: built in"));
@@ -53,7 +55,9 @@ pub fn require_kernel(test: &str) -> bool {
         return true;
     }
     if std::env::var_os("CI").is_some() {
-        panic!("kernel test must run in CI, but the daemon has no kernel programs built in ({test}): run `cargo xtask test`");
+        panic!(
+            "kernel test must run in CI, but the daemon has no kernel programs built in ({test}): run `cargo xtask test`"
+        );
     }
     let _ = writeln!(
         std::io::stderr(),

@@ -53,14 +53,21 @@ enum Cmd {
 }
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn cache_dir() -> PathBuf {
-    std::env::var_os("MOSN_TOOLCHAIN_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
-        home.join(".cache/mosn")
-    })
+    std::env::var_os("MOSN_TOOLCHAIN_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "/root".into());
+            home.join(".cache/mosn")
+        })
 }
 
 fn bpf_linker_root() -> PathBuf {
@@ -89,7 +96,10 @@ fn output(cmd: &mut Command) -> Result<String> {
 fn test(cmd: &mut Command) -> Result<()> {
     use std::io::{BufRead, BufReader, Write};
     eprintln!("xtask: {cmd:?}");
-    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().with_context(|| format!("spawning {cmd:?}"))?;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawning {cmd:?}"))?;
     let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
     let stdout = child.stdout.take().expect("piped stdout");
     let mut out = std::io::stdout();
@@ -99,7 +109,9 @@ fn test(cmd: &mut Command) -> Result<()> {
         if let Some(rest) = line.strip_prefix("test result: ") {
             for part in rest.split(';') {
                 let mut words = part.split_whitespace().rev();
-                let (Some(what), Some(n)) = (words.next(), words.next()) else { continue };
+                let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                    continue;
+                };
                 let n: u64 = n.parse().unwrap_or(0);
                 match what {
                     "passed" => passed += n,
@@ -122,13 +134,21 @@ fn test(cmd: &mut Command) -> Result<()> {
 }
 
 fn is_root() -> bool {
-    output(Command::new("id").arg("-u")).map(|u| u == "0").unwrap_or(false)
+    output(Command::new("id").arg("-u"))
+        .map(|u| u == "0")
+        .unwrap_or(false)
 }
 
 /// rust-src for nightly (build-std needs it).
 fn ensure_rust_src() -> Result<()> {
-    let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))
-        .unwrap_or_default();
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .unwrap_or_default();
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(());
     }
@@ -141,10 +161,19 @@ fn nightly_libllvm() -> Result<PathBuf> {
     let lib = Path::new(&sysroot).join("lib");
     let mut found: Vec<PathBuf> = std::fs::read_dir(&lib)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libLLVM.so.")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so."))
+        })
         .collect();
     found.sort();
-    found.pop().with_context(|| format!("no libLLVM.so.* in {} (is the nightly toolchain installed?)", lib.display()))
+    found.pop().with_context(|| {
+        format!(
+            "no libLLVM.so.* in {} (is the nightly toolchain installed?)",
+            lib.display()
+        )
+    })
 }
 
 /// bpf-linker, linked against the nightly toolchain's libLLVM. Rebuilt when that library
@@ -166,14 +195,29 @@ fn ensure_bpf_linker() -> Result<()> {
     let llvm_config = prefix.join("bin/llvm-config");
     std::fs::write(&llvm_config, "#!/bin/sh\nexit 0\n")?;
     run(Command::new("chmod").arg("+x").arg(&llvm_config))?;
-    for name in [std::ffi::OsStr::new("libLLVM.so"), llvm.file_name().expect("file")] {
+    for name in [
+        std::ffi::OsStr::new("libLLVM.so"),
+        llvm.file_name().expect("file"),
+    ] {
         let link = prefix.join("lib").join(name);
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&llvm, &link)?;
     }
     run(Command::new("cargo")
-        .args(["+nightly", "install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--force"])
-        .args(["--no-default-features", "--features", BPF_LINKER_LLVM_FEATURE])
+        .args([
+            "+nightly",
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+            "--force",
+        ])
+        .args([
+            "--no-default-features",
+            "--features",
+            BPF_LINKER_LLVM_FEATURE,
+        ])
         .arg("--root")
         .arg(bpf_linker_root())
         .env("LLVM_PREFIX", &prefix))?;
@@ -184,11 +228,16 @@ fn ensure_bpf_linker() -> Result<()> {
 /// bpffs at /sys/fs/bpf (for pinning); needs root, skipped with a note otherwise.
 fn ensure_bpffs() -> Result<()> {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf")) {
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf"))
+    {
         return Ok(());
     }
     if !is_root() {
-        eprintln!("xtask: not root: skipping the bpffs mount at /sys/fs/bpf (the kernel path needs root anyway)");
+        eprintln!(
+            "xtask: not root: skipping the bpffs mount at /sys/fs/bpf (the kernel path needs root anyway)"
+        );
         return Ok(());
     }
     run(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
@@ -224,7 +273,9 @@ fn build_ebpf() -> Result<()> {
 fn build() -> Result<()> {
     setup()?;
     build_ebpf()?;
-    run(Command::new("cargo").args(["build", "--release", "-p", "mosn-user"]).current_dir(root()))
+    run(Command::new("cargo")
+        .args(["build", "--release", "-p", "mosn-user"])
+        .current_dir(root()))
 }
 
 fn main() -> Result<()> {
@@ -234,17 +285,34 @@ fn main() -> Result<()> {
         Cmd::Build => build(),
         Cmd::Run { config, args } => {
             build()?;
-            let config = if config.is_absolute() { config } else { root().join(config) };
-            run(Command::new(root().join("target/release/mosn")).arg("start").arg("-c").arg(config).args(args))
+            let config = if config.is_absolute() {
+                config
+            } else {
+                root().join(config)
+            };
+            run(Command::new(root().join("target/release/mosn"))
+                .arg("start")
+                .arg("-c")
+                .arg(config)
+                .args(args))
         }
         Cmd::Test { args } => {
             build()?;
             // Release: the suite moves GiBs through the proxy. `--all-targets`: every unit and
             // integration test, without the empty doc-test runs.
-            test(Command::new("cargo")
-                .args(["test", "--workspace", "--release", "--all-targets", "--no-fail-fast", "--"])
-                .args(args)
-                .current_dir(root()))
+            test(
+                Command::new("cargo")
+                    .args([
+                        "test",
+                        "--workspace",
+                        "--release",
+                        "--all-targets",
+                        "--no-fail-fast",
+                        "--",
+                    ])
+                    .args(args)
+                    .current_dir(root()),
+            )
         }
         Cmd::Bench { args } => {
             build()?;

@@ -26,8 +26,7 @@ use mosn_ebpf_common::{
 static MOSN_SOCKS: SockHash<u64> = SockHash::with_max_entries(MAX_SPLICED_SOCKETS, 0);
 
 #[map(name = "MOSN_PAIRS")]
-static MOSN_PAIRS: HashMap<u64, SplicePeer> =
-    HashMap::with_max_entries(MAX_SPLICED_SOCKETS, 0);
+static MOSN_PAIRS: HashMap<u64, SplicePeer> = HashMap::with_max_entries(MAX_SPLICED_SOCKETS, 0);
 
 #[map(name = "MOSN_COUNTERS")]
 static MOSN_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);

@@ -96,7 +96,11 @@ impl Splicer {
             .try_into()?;
         prog.load()?;
         prog.attach(socks.fd())?;
-        Ok(Splicer { maps: Mutex::new(Maps { socks, pairs }), counters, _ebpf: ebpf })
+        Ok(Splicer {
+            maps: Mutex::new(Maps { socks, pairs }),
+            counters,
+            _ebpf: ebpf,
+        })
     }
 
     /// Pairs `downstream` and `upstream` in the kernel: from now on bytes arriving on either
@@ -133,8 +137,10 @@ impl Splicer {
             let result = (|| {
                 maps.pairs.insert(down_cookie, to_up, 0)?;
                 maps.pairs.insert(up_cookie, to_down, 0)?;
-                maps.socks.insert(up_cookie, upstream.as_fd().as_raw_fd(), 0)?;
-                maps.socks.insert(down_cookie, downstream.as_fd().as_raw_fd(), 0)?;
+                maps.socks
+                    .insert(up_cookie, upstream.as_fd().as_raw_fd(), 0)?;
+                maps.socks
+                    .insert(down_cookie, downstream.as_fd().as_raw_fd(), 0)?;
                 Ok::<_, aya::maps::MapError>(())
             })();
             if let Err(e) = result {
@@ -144,7 +150,11 @@ impl Splicer {
                 return Err(e.into());
             }
         }
-        let guard = SpliceGuard { splicer: Arc::clone(self), down_cookie, up_cookie };
+        let guard = SpliceGuard {
+            splicer: Arc::clone(self),
+            down_cookie,
+            up_cookie,
+        };
         // Release the hold. Lowering SO_RCVLOWAT makes TCP re-check its receive queue and call
         // sk_data_ready (tcp_set_rcvlowat -> tcp_data_ready), which the verdict now owns, so
         // bytes that arrived before or during the set-up are redirected in order.
@@ -203,7 +213,10 @@ fn is_permission_error(e: &aya::EbpfError) -> bool {
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it where we may.
 fn bump_memlock_rlimit() {
-    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: setrlimit reads a valid rlimit struct; failure is harmless (newer kernels use
     // memcg accounting).
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
@@ -223,12 +236,18 @@ mod tests {
         let root = unsafe { libc::getuid() } == 0;
         let ci = std::env::var_os("CI").is_some();
         if !root || BPF_OBJECT.is_empty() {
-            let why = if root { "the BPF object is not built in" } else { "not root" };
+            let why = if root {
+                "the BPF object is not built in"
+            } else {
+                "not root"
+            };
             assert!(!ci, "privileged test must run in CI, but {why}");
             eprintln!("SKIP: {why} (run `cargo xtask test` as root)");
             return None;
         }
-        Some(Arc::new(Splicer::load().expect("load the kernel programs as root")))
+        Some(Arc::new(
+            Splicer::load().expect("load the kernel programs as root"),
+        ))
     }
 
     fn pair() -> (TcpStream, TcpStream) {
@@ -244,36 +263,73 @@ mod tests {
     /// Its bytes must be diverted to itself, in order and stickily, never dropped.
     #[test]
     fn a_redirect_to_a_missing_peer_diverts_instead_of_dropping() {
-        let Some(splicer) = splicer_or_skip() else { return };
+        let Some(splicer) = splicer_or_skip() else {
+            return;
+        };
         let (mut client, x) = pair();
         let (y, mut server) = pair();
-        let (xc, yc) = (sockopt::socket_cookie(&x).unwrap(), sockopt::socket_cookie(&y).unwrap());
+        let (xc, yc) = (
+            sockopt::socket_cookie(&x).unwrap(),
+            sockopt::socket_cookie(&y).unwrap(),
+        );
         {
             let mut maps = splicer.maps.lock().unwrap();
-            let peer = SplicePeer { peer_cookie: yc, direction: DIR_DOWNSTREAM_TO_UPSTREAM, flags: 0 };
+            let peer = SplicePeer {
+                peer_cookie: yc,
+                direction: DIR_DOWNSTREAM_TO_UPSTREAM,
+                flags: 0,
+            };
             maps.pairs.insert(xc, peer, 0).unwrap();
             maps.socks.insert(xc, x.as_raw_fd(), 0).unwrap();
         }
         let before = splicer.counters();
         client.write_all(b"hello").unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(sockopt::readable_bytes(&x).unwrap(), 5, "diverted bytes are queued on the socket itself");
+        assert_eq!(
+            sockopt::readable_bytes(&x).unwrap(),
+            5,
+            "diverted bytes are queued on the socket itself"
+        );
         let mut got = [0u8; 5];
         (&x).read_exact(&mut got).unwrap();
         assert_eq!(&got, b"hello");
         // The peer arrives; the direction stays diverted so nothing can overtake "hello".
-        splicer.maps.lock().unwrap().socks.insert(yc, y.as_raw_fd(), 0).unwrap();
+        splicer
+            .maps
+            .lock()
+            .unwrap()
+            .socks
+            .insert(yc, y.as_raw_fd(), 0)
+            .unwrap();
         client.write_all(b"world").unwrap();
         (&x).read_exact(&mut got).unwrap();
         assert_eq!(&got, b"world");
-        server.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let mut none = [0u8; 1];
-        assert!(server.read(&mut none).is_err(), "nothing was redirected past the diverted bytes");
+        assert!(
+            server.read(&mut none).is_err(),
+            "nothing was redirected past the diverted bytes"
+        );
         let after = splicer.counters();
-        assert_eq!(after.get(Counter::RedirectErrors) - before.get(Counter::RedirectErrors), 1);
+        assert_eq!(
+            after.get(Counter::RedirectErrors) - before.get(Counter::RedirectErrors),
+            1
+        );
         assert!(after.get(Counter::Diverted) - before.get(Counter::Diverted) >= 2);
-        let flags = splicer.maps.lock().unwrap().pairs.get(&xc, 0).unwrap().flags;
-        assert_eq!(flags & mosn_ebpf_common::PEER_DIVERTED, mosn_ebpf_common::PEER_DIVERTED);
+        let flags = splicer
+            .maps
+            .lock()
+            .unwrap()
+            .pairs
+            .get(&xc, 0)
+            .unwrap()
+            .flags;
+        assert_eq!(
+            flags & mosn_ebpf_common::PEER_DIVERTED,
+            mosn_ebpf_common::PEER_DIVERTED
+        );
         splicer.maps.lock().unwrap().remove_pair(xc, yc);
         assert_eq!(splicer.entries(), (0, 0));
     }

@@ -129,7 +129,10 @@ impl Pump {
                 self.stats.bytes += n as u64;
                 counters.write_side.inc_by(n as u64);
             }
-            if !self.buf.is_empty() && self.cap == self.buf.len() && self.buf.len() < COPY_BUFFER_MAX {
+            if !self.buf.is_empty()
+                && self.cap == self.buf.len()
+                && self.buf.len() < COPY_BUFFER_MAX
+            {
                 // The sender had more than a buffer's worth queued: grow (the buffer is empty
                 // here, nothing to copy over).
                 let bigger = (self.buf.len() * 2).min(COPY_BUFFER_MAX);
@@ -162,7 +165,10 @@ impl Default for BiCopy {
 
 impl BiCopy {
     pub fn new() -> BiCopy {
-        BiCopy { down_to_up: Pump::new(), up_to_down: Pump::new() }
+        BiCopy {
+            down_to_up: Pump::new(),
+            up_to_down: Pump::new(),
+        }
     }
 
     pub fn stats(&self) -> (DirectionStats, DirectionStats) {
@@ -190,7 +196,8 @@ impl BiCopy {
             let a = if self.down_to_up.shut {
                 Poll::Ready(Ok(()))
             } else {
-                self.down_to_up.poll_copy(cx, Pin::new(down), Pin::new(up), &d2u, &mut moved)
+                self.down_to_up
+                    .poll_copy(cx, Pin::new(down), Pin::new(up), &d2u, &mut moved)
             };
             if let Poll::Ready(Err((side, error))) = a {
                 let downstream = matches!(side, Side::Reader);
@@ -199,7 +206,8 @@ impl BiCopy {
             let b = if self.up_to_down.shut {
                 Poll::Ready(Ok(()))
             } else {
-                self.up_to_down.poll_copy(cx, Pin::new(up), Pin::new(down), &u2d, &mut moved)
+                self.up_to_down
+                    .poll_copy(cx, Pin::new(up), Pin::new(down), &u2d, &mut moved)
             };
             if let Poll::Ready(Err((side, error))) = b {
                 let downstream = matches!(side, Side::Writer);
@@ -253,7 +261,12 @@ mod tests {
         // client <-> [down | proxy | up] <-> server
         let (mut client, mut down) = pair().await;
         let (mut up, mut server) = pair().await;
-        let c = [Counter::default(), Counter::default(), Counter::default(), Counter::default()];
+        let c = [
+            Counter::default(),
+            Counter::default(),
+            Counter::default(),
+            Counter::default(),
+        ];
         let proxy = tokio::spawn(async move {
             let mut bi = BiCopy::new();
             let end = bi
@@ -261,8 +274,14 @@ mod tests {
                     &mut down,
                     &mut up,
                     None,
-                    ByteCounters { read_side: &c[0], write_side: &c[1] },
-                    ByteCounters { read_side: &c[2], write_side: &c[3] },
+                    ByteCounters {
+                        read_side: &c[0],
+                        write_side: &c[1],
+                    },
+                    ByteCounters {
+                        read_side: &c[2],
+                        write_side: &c[3],
+                    },
                     &mut |_, _| false,
                 )
                 .await;
@@ -296,8 +315,14 @@ mod tests {
                 &mut down,
                 &mut up,
                 Some(Duration::from_secs(10)),
-                ByteCounters { read_side: &c, write_side: &c },
-                ByteCounters { read_side: &c, write_side: &c },
+                ByteCounters {
+                    read_side: &c,
+                    write_side: &c,
+                },
+                ByteCounters {
+                    read_side: &c,
+                    write_side: &c,
+                },
                 &mut |_, _| false,
             )
             .await
@@ -308,7 +333,10 @@ mod tests {
             let mut b = [0u8; 1];
             server.read_exact(&mut b).await.unwrap();
         }
-        assert!(!proxy.is_finished(), "traffic every 6 s keeps a 10 s idle timer from firing");
+        assert!(
+            !proxy.is_finished(),
+            "traffic every 6 s keeps a 10 s idle timer from firing"
+        );
         let end = proxy.await.unwrap();
         assert_eq!(end, CopyEnd::IdleTimeout);
     }
@@ -325,8 +353,14 @@ mod tests {
                     &mut down,
                     &mut up,
                     None,
-                    ByteCounters { read_side: &c, write_side: &c },
-                    ByteCounters { read_side: &c, write_side: &c },
+                    ByteCounters {
+                        read_side: &c,
+                        write_side: &c,
+                    },
+                    ByteCounters {
+                        read_side: &c,
+                        write_side: &c,
+                    },
                     &mut |a, b| a.reads >= 1 && b.reads >= 1,
                 )
                 .await;

@@ -39,7 +39,12 @@ impl BoundListener {
         socket.listen(LISTEN_BACKLOG)?;
         let listener = TcpListener::from_std(socket.into())?;
         let local_addr = listener.local_addr()?;
-        Ok(BoundListener { name: name.to_string(), local_addr, listener, proxy: Arc::new(proxy) })
+        Ok(BoundListener {
+            name: name.to_string(),
+            local_addr,
+            listener,
+            proxy: Arc::new(proxy),
+        })
     }
 
     /// Accepts until `stop` is cancelled, spawning each connection on `tracker`.

@@ -9,4 +9,6 @@ mod tcp_proxy;
 pub use copy::{BiCopy, COPY_BUFFER_INITIAL, COPY_BUFFER_MAX, CopyEnd, DirectionStats};
 pub use listener::{BoundListener, ConnTracker};
 pub use spliced::SplicedEnd;
-pub use tcp_proxy::{AUTO_MAX_ACTIVE, AUTO_MAX_SPLICED, AUTO_MIN_READS_EACH_WAY, AutoRule, DataPath, TcpProxy};
+pub use tcp_proxy::{
+    AUTO_MAX_ACTIVE, AUTO_MAX_SPLICED, AUTO_MIN_READS_EACH_WAY, AutoRule, DataPath, TcpProxy,
+};

@@ -97,7 +97,12 @@ fn getsockopt<T: Copy>(fd: &impl AsFd, level: libc::c_int, name: libc::c_int) ->
     Ok(unsafe { value.assume_init() })
 }
 
-fn setsockopt_int(fd: &impl AsFd, level: libc::c_int, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
+fn setsockopt_int(
+    fd: &impl AsFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: passes a pointer to a live c_int and its size.
     let rc = unsafe {
         libc::setsockopt(
@@ -108,7 +113,11 @@ fn setsockopt_int(fd: &impl AsFd, level: libc::c_int, name: libc::c_int, v: libc
             size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if rc != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if rc != 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// The socket cookie (`SO_COOKIE`).
@@ -164,7 +173,10 @@ pub fn readable_bytes(fd: &impl AsFd) -> io::Result<u64> {
 
 /// `SO_LINGER {on, 0}`: the next close sends RST instead of FIN (used to propagate a reset).
 pub fn set_linger_zero(fd: &impl AsFd) -> io::Result<()> {
-    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     // SAFETY: passes a pointer to a live linger struct and its size.
     let rc = unsafe {
         libc::setsockopt(
@@ -175,14 +187,22 @@ pub fn set_linger_zero(fd: &impl AsFd) -> io::Result<()> {
             size_of::<libc::linger>() as libc::socklen_t,
         )
     };
-    if rc != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if rc != 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// `shutdown(fd, SHUT_WR)` without needing `&mut` on a tokio stream.
 pub fn shutdown_write(fd: &impl AsFd) -> io::Result<()> {
     // SAFETY: shutdown on a valid fd.
     let rc = unsafe { libc::shutdown(fd.as_fd().as_raw_fd(), libc::SHUT_WR) };
-    if rc != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if rc != 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Pending socket error (`SO_ERROR`), cleared by reading it.
@@ -191,17 +211,26 @@ pub fn take_error(fd: &impl AsFd) -> io::Result<Option<io::Error>> {
     Ok((e != 0).then(|| io::Error::from_raw_os_error(e)))
 }
 
-
 /// A proxy holds two sockets per connection: lift the open-files soft limit to the hard limit
 /// (the usual soft default of 1024 caps it near 500 connections).
 pub fn raise_nofile_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit read and write a valid rlimit struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            let wanted = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-                tracing::debug!(from = lim.rlim_cur, to = lim.rlim_max, "raised the open-files limit");
+                tracing::debug!(
+                    from = lim.rlim_cur,
+                    to = lim.rlim_max,
+                    "raised the open-files limit"
+                );
             }
         }
     }
@@ -235,7 +264,10 @@ mod tests {
         let mut b10 = [0u8; 10];
         c.read_exact(&mut b10).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(50));
-        assert_eq!(tcp_info(&s).unwrap().bytes_acked + unacked_bytes(&s).unwrap(), 10);
+        assert_eq!(
+            tcp_info(&s).unwrap().bytes_acked + unacked_bytes(&s).unwrap(),
+            10
+        );
         assert_eq!(ci.state, TCP_ESTABLISHED);
         // bytes_received counts the FIN as one byte.
         c.shutdown(std::net::Shutdown::Write).unwrap();
@@ -245,4 +277,3 @@ mod tests {
         assert!(take_error(&s).unwrap().is_none());
     }
 }
-

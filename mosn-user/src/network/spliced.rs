@@ -27,7 +27,10 @@ pub enum SplicedEnd {
     /// One side reset (or failed); the other is to be reset too.
     Reset { downstream: bool },
     /// Bytes stopped moving into the peer's send queue before the FIN could be forwarded.
-    Stalled { downstream_to_upstream: bool, missing: u64 },
+    Stalled {
+        downstream_to_upstream: bool,
+        missing: u64,
+    },
 }
 
 /// How long a FIN is held back while the other socket's send queue does not grow. Longer
@@ -55,7 +58,12 @@ pub struct Baseline {
 impl Baseline {
     /// Must be taken before the sockets enter the SOCKHASH, when only userspace has written
     /// to them and its buffers are empty: `copied_*` are the bytes it moved each way.
-    pub fn capture(down: &TcpStream, up: &TcpStream, copied_d2u: u64, copied_u2d: u64) -> io::Result<Baseline> {
+    pub fn capture(
+        down: &TcpStream,
+        up: &TcpStream,
+        copied_d2u: u64,
+        copied_u2d: u64,
+    ) -> io::Result<Baseline> {
         Ok(Baseline {
             up_offset: written(up)?.saturating_sub(copied_d2u),
             down_offset: written(down)?.saturating_sub(copied_u2d),
@@ -119,7 +127,11 @@ async fn wait_delivered(from: &TcpStream, to: &TcpStream, to_offset: u64) -> io:
 /// Copies a diverted direction in userspace until EOF, then forwards the FIN. The verdict
 /// passes every segment of a diverted direction to `from` itself, in order, so reading `from`
 /// yields the rest of the stream.
-async fn copy_rest(from: &TcpStream, to: &TcpStream, counters: &ByteCounters<'_>) -> io::Result<()> {
+async fn copy_rest(
+    from: &TcpStream,
+    to: &TcpStream,
+    counters: &ByteCounters<'_>,
+) -> io::Result<()> {
     let mut buf = vec![0u8; super::copy::COPY_BUFFER_INITIAL];
     loop {
         from.readable().await?;
@@ -156,7 +168,9 @@ async fn direction(
         let ready = from.ready(interest).await?;
         if sockopt::readable_bytes(from)? > 0 {
             tracing::debug!("direction diverted to userspace during splice set-up");
-            return copy_rest(from, to, &counters).await.map(|()| DirEnd::Copied);
+            return copy_rest(from, to, &counters)
+                .await
+                .map(|()| DirEnd::Copied);
         }
         if (ready.is_error() || ready.is_read_closed())
             && let Some(e) = sockopt::take_error(from)?
@@ -168,13 +182,15 @@ async fn direction(
             return match wait_delivered(from, to, to_offset).await? {
                 Delivery::Done => sockopt::shutdown_write(to).map(|()| DirEnd::Fin),
                 Delivery::Stalled(missing) => Ok(DirEnd::Stalled(missing)),
-                Delivery::Diverted => {
-                    copy_rest(from, to, &counters).await.map(|()| DirEnd::Copied)
-                }
+                Delivery::Diverted => copy_rest(from, to, &counters)
+                    .await
+                    .map(|()| DirEnd::Copied),
             };
         }
         // Woken without EOF or queued bytes: clear the readiness and wait again.
-        let _ = from.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+        let _ = from.try_io(Interest::READABLE, || {
+            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+        });
     }
 }
 
@@ -184,9 +200,10 @@ fn finished(end: DirEnd, downstream: bool) -> Result<bool, SplicedEnd> {
         DirEnd::Fin => Ok(false),
         DirEnd::Copied => Ok(true),
         DirEnd::Reset => Err(SplicedEnd::Reset { downstream }),
-        DirEnd::Stalled(missing) => {
-            Err(SplicedEnd::Stalled { downstream_to_upstream: downstream, missing })
-        }
+        DirEnd::Stalled(missing) => Err(SplicedEnd::Stalled {
+            downstream_to_upstream: downstream,
+            missing,
+        }),
     }
 }
 

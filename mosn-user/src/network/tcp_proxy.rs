@@ -77,12 +77,17 @@ impl Drop for AutoSlot {
 impl AutoRule {
     /// The rule with its default read threshold and the given limits.
     pub fn with_limits(max_active: usize, max_spliced: usize) -> AutoRule {
-        AutoRule { max_active, max_spliced, ..AutoRule::default() }
+        AutoRule {
+            max_active,
+            max_spliced,
+            ..AutoRule::default()
+        }
     }
 
     /// Counts a connection of an `auto` listener as open until the returned guard drops.
     pub fn open_connection(&self) -> AutoSlot {
-        self.active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.active
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         AutoSlot(Arc::clone(&self.active))
     }
 
@@ -103,7 +108,9 @@ impl AutoRule {
     pub fn try_take_slot(&self) -> Option<AutoSlot> {
         use std::sync::atomic::Ordering::Relaxed;
         self.spliced
-            .fetch_update(Relaxed, Relaxed, |n| (n < self.max_spliced).then_some(n + 1))
+            .fetch_update(Relaxed, Relaxed, |n| {
+                (n < self.max_spliced).then_some(n + 1)
+            })
             .ok()
             .map(|_| AutoSlot(Arc::clone(&self.spliced)))
     }
@@ -133,7 +140,11 @@ impl DataPath {
 
     /// Resolves a listener's `fast_path` against what loaded.
     /// `auto` is shared by every `auto` listener of the daemon (one splice budget).
-    pub fn resolve(fast_path: FastPath, splicer: Option<&Arc<Splicer>>, auto: &AutoRule) -> Option<DataPath> {
+    pub fn resolve(
+        fast_path: FastPath,
+        splicer: Option<&Arc<Splicer>>,
+        auto: &AutoRule,
+    ) -> Option<DataPath> {
         match (fast_path, splicer) {
             (FastPath::Userspace, _) => Some(DataPath::Userspace),
             (FastPath::Kernel, Some(s)) => Some(DataPath::Kernel(Arc::clone(s))),
@@ -165,12 +176,20 @@ impl TcpProxy {
         metrics: ListenerMetrics,
     ) -> TcpProxy {
         let cluster = |name: &str| {
-            Arc::clone(clusters.get(name).expect("validated config references known clusters"))
+            Arc::clone(
+                clusters
+                    .get(name)
+                    .expect("validated config references known clusters"),
+            )
         };
         TcpProxy {
             listener: listener.to_string(),
             default_cluster: cfg.cluster.as_deref().map(cluster),
-            routes: cfg.routes.iter().map(|r| (r.clone(), cluster(&r.cluster))).collect(),
+            routes: cfg
+                .routes
+                .iter()
+                .map(|r| (r.clone(), cluster(&r.cluster)))
+                .collect(),
             idle_timeout: cfg.idle_timeout,
             max_connect_attempts: cfg.max_connect_attempts.max(1) as usize,
             data_path,
@@ -233,155 +252,172 @@ impl TcpProxy {
         };
         let cm = &cluster.metrics;
         cm.upstream_cx_active.inc();
+        // Decremented on every exit path.
+        let _active = scopeguard::guard((), |()| {
+            cm.upstream_cx_active.dec();
+        });
         debug!(%upstream, cluster = %cluster.name, path = self.data_path.name(), "upstream connected");
         // Small request/response exchanges must not wait for Nagle on either hop.
         let _ = down.set_nodelay(true);
         let _ = up.set_nodelay(true);
+        let c = Counters { l: m, c: cm };
 
-        let mut copied = (0u64, 0u64);
-        let mut _auto_slot = None;
-        // Held for the whole connection, spliced or not.
-        let _open = match &self.data_path {
-            DataPath::Auto(_, rule) => Some(rule.open_connection()),
-            _ => None,
-        };
-        let splicer = match &self.data_path {
-            DataPath::Userspace => None,
-            DataPath::Kernel(s) => Some(s),
+        match &self.data_path {
+            DataPath::Userspace => self.copy(&mut down, &mut up, &c).await,
+            DataPath::Kernel(s) => self.splice_or_copy(s, &mut down, &mut up, (0, 0), &c).await,
             DataPath::Auto(s, rule) => {
+                // Held for the whole connection, spliced or not.
+                let _open = rule.open_connection();
+                let mut slot = None;
                 let mut bi = BiCopy::new();
                 m.userspace_copied_total.inc();
+                let (d2u, u2d) = c.directions();
                 let end = bi
                     .run(
                         &mut down,
                         &mut up,
                         self.idle_timeout,
-                        ByteCounters { read_side: &m.bytes_received, write_side: &cm.upstream_bytes_sent },
-                        ByteCounters { read_side: &cm.upstream_bytes_received, write_side: &m.bytes_sent },
+                        d2u,
+                        u2d,
                         &mut |a, b| {
-                            // Only ask for a slot once the traffic qualifies; keep it if granted.
-                            if _auto_slot.is_none() && rule.is_request_response(a, b) && rule.latency_bound() {
-                                _auto_slot = rule.try_take_slot();
+                            // Ask for a slot only once the traffic qualifies; keep it if granted.
+                            if slot.is_none()
+                                && rule.is_request_response(a, b)
+                                && rule.latency_bound()
+                            {
+                                slot = rule.try_take_slot();
                             }
-                            _auto_slot.is_some()
+                            slot.is_some()
                         },
                     )
                     .await;
                 match end {
                     CopyEnd::HandOff => {
                         let (d2u, u2d) = bi.stats();
-                        copied = (d2u.bytes, u2d.bytes);
-                        Some(s)
+                        let copied = (d2u.bytes, u2d.bytes);
+                        self.splice_or_copy(s, &mut down, &mut up, copied, &c).await;
                     }
-                    other => {
-                        self.finish_copy(other, &down, &up);
-                        cm.upstream_cx_active.dec();
-                        return;
-                    }
+                    other => self.finish_copy(other, &down, &up),
                 }
             }
-        };
-        // The baseline must be taken before the sockets enter the SOCKHASH.
-        let baseline = match splicer {
-            Some(_) => Baseline::capture(&down, &up, copied.0, copied.1).ok(),
-            None => None,
-        };
-        match splicer.zip(baseline) {
-            Some((s, baseline)) => match s.splice(&down, &up) {
-                Ok(guard) => {
-                    m.kernel_spliced_total.inc();
-                    let end = spliced::supervise(
-                        &down,
-                        &up,
-                        self.idle_timeout,
-                        baseline,
-                        ByteCounters { read_side: &m.bytes_received, write_side: &cm.upstream_bytes_sent },
-                        ByteCounters { read_side: &cm.upstream_bytes_received, write_side: &m.bytes_sent },
-                    )
-                    .await;
-                    match end {
-                        Ok(SplicedEnd::Done { diverted }) => debug!(diverted, "spliced connection closed"),
-                        Ok(SplicedEnd::IdleTimeout) => {
-                            debug!("idle timeout");
-                            m.errors.inc(ErrorKind::IdleTimeout);
-                        }
-                        Ok(SplicedEnd::Reset { downstream }) => {
-                            let (kind, other) = if downstream {
-                                (ErrorKind::DownstreamReset, &up)
-                            } else {
-                                (ErrorKind::UpstreamReset, &down)
-                            };
-                            debug!(?kind, "reset; resetting the other side");
-                            m.errors.inc(kind);
-                            let _ = sockopt::set_linger_zero(other);
-                        }
-                        Ok(SplicedEnd::Stalled { downstream_to_upstream, missing }) => {
-                            warn!(downstream_to_upstream, missing, "spliced bytes stopped moving; closing");
-                            m.errors.inc(ErrorKind::Other);
-                        }
-                        Err(e) => {
-                            debug!(error = %e, "spliced connection failed");
-                            m.errors.inc(ErrorKind::Other);
-                        }
-                    }
-                    drop(guard);
-                }
-                Err(e) => {
-                    // A socket that already saw FIN (CLOSE_WAIT) cannot enter a SOCKHASH; that
-                    // is expected for short connections, not an operator problem.
-                    let established = [&down, &up].iter().all(|sk| {
-                        sockopt::tcp_info(*sk).map(|i| i.state == sockopt::TCP_ESTABLISHED).unwrap_or(false)
-                    });
-                    if established {
-                        warn!(error = %e, "kernel splice failed for this connection; copying in userspace");
-                        m.errors.inc(ErrorKind::SpliceSetup);
-                    } else {
-                        debug!("connection already closing; copying in userspace");
-                    }
-                    self.copy(&mut down, &mut up, cluster).await;
-                }
-            },
-            None => self.copy(&mut down, &mut up, cluster).await,
         }
-        cm.upstream_cx_active.dec();
     }
 
-    async fn copy(&self, down: &mut TcpStream, up: &mut TcpStream, cluster: &Cluster) {
+    /// Splices the connection in the kernel; copies in userspace if that cannot be set up.
+    /// `copied` = bytes userspace already moved (down->up, up->down), with empty buffers.
+    async fn splice_or_copy(
+        &self,
+        splicer: &Arc<Splicer>,
+        down: &mut TcpStream,
+        up: &mut TcpStream,
+        copied: (u64, u64),
+        c: &Counters<'_>,
+    ) {
         let m = &self.metrics;
-        let cm = &cluster.metrics;
-        m.userspace_copied_total.inc();
+        // The baseline must be taken before the sockets enter the SOCKHASH.
+        let guard = Baseline::capture(down, up, copied.0, copied.1)
+            .map_err(crate::ebpf::SpliceError::from)
+            .and_then(|baseline| Ok((baseline, splicer.splice(&*down, &*up)?)));
+        let (baseline, guard) = match guard {
+            Ok(x) => x,
+            Err(e) => {
+                // A socket that already saw FIN (CLOSE_WAIT) cannot enter a SOCKHASH; that is
+                // expected for short connections, not an operator problem.
+                let established = [&*down, &*up].iter().all(|sk| {
+                    sockopt::tcp_info(*sk).is_ok_and(|i| i.state == sockopt::TCP_ESTABLISHED)
+                });
+                if established {
+                    warn!(error = %e, "kernel splice failed for this connection; copying in userspace");
+                    m.errors.inc(ErrorKind::SpliceSetup);
+                } else {
+                    debug!("connection already closing; copying in userspace");
+                }
+                return self.copy(down, up, c).await;
+            }
+        };
+        m.kernel_spliced_total.inc();
+        let (d2u, u2d) = c.directions();
+        let end = spliced::supervise(down, up, self.idle_timeout, baseline, d2u, u2d).await;
+        match end {
+            Ok(SplicedEnd::Done { diverted }) => debug!(diverted, "spliced connection closed"),
+            Ok(SplicedEnd::IdleTimeout) => {
+                debug!("idle timeout");
+                m.errors.inc(ErrorKind::IdleTimeout);
+            }
+            Ok(SplicedEnd::Reset { downstream }) => self.reset_other_side(downstream, down, up),
+            Ok(SplicedEnd::Stalled {
+                downstream_to_upstream,
+                missing,
+            }) => {
+                warn!(
+                    downstream_to_upstream,
+                    missing, "spliced bytes stopped moving; closing"
+                );
+                m.errors.inc(ErrorKind::Other);
+            }
+            Err(e) => {
+                debug!(error = %e, "spliced connection failed");
+                m.errors.inc(ErrorKind::Other);
+            }
+        }
+        // Unpair before the sockets close.
+        drop(guard);
+    }
+
+    async fn copy(&self, down: &mut TcpStream, up: &mut TcpStream, c: &Counters<'_>) {
+        self.metrics.userspace_copied_total.inc();
+        let (d2u, u2d) = c.directions();
         let end = BiCopy::new()
-            .run(
-                down,
-                up,
-                self.idle_timeout,
-                ByteCounters { read_side: &m.bytes_received, write_side: &cm.upstream_bytes_sent },
-                ByteCounters { read_side: &cm.upstream_bytes_received, write_side: &m.bytes_sent },
-                &mut |_, _| false,
-            )
+            .run(down, up, self.idle_timeout, d2u, u2d, &mut |_, _| false)
             .await;
         self.finish_copy(end, down, up);
     }
 
     fn finish_copy(&self, end: CopyEnd, down: &TcpStream, up: &TcpStream) {
-        let m = &self.metrics;
         match end {
             CopyEnd::Done | CopyEnd::HandOff => debug!("connection closed"),
             CopyEnd::IdleTimeout => {
                 debug!("idle timeout");
-                m.errors.inc(ErrorKind::IdleTimeout);
+                self.metrics.errors.inc(ErrorKind::IdleTimeout);
             }
             CopyEnd::Failed { downstream, error } => {
-                // The failed side decides the counter; the other side gets the reset.
-                let (kind, other) = if downstream {
-                    (ErrorKind::DownstreamReset, up)
-                } else {
-                    (ErrorKind::UpstreamReset, down)
-                };
-                debug!(%error, ?kind, "connection failed; resetting the other side");
-                m.errors.inc(kind);
-                let _ = sockopt::set_linger_zero(other);
+                debug!(%error, downstream, "connection failed");
+                self.reset_other_side(downstream, down, up);
             }
         }
+    }
+
+    /// One side failed or was reset: count it and reset the other side (RST on close).
+    fn reset_other_side(&self, downstream: bool, down: &TcpStream, up: &TcpStream) {
+        let (kind, other) = if downstream {
+            (ErrorKind::DownstreamReset, up)
+        } else {
+            (ErrorKind::UpstreamReset, down)
+        };
+        debug!(?kind, "resetting the other side");
+        self.metrics.errors.inc(kind);
+        let _ = sockopt::set_linger_zero(other);
+    }
+}
+
+/// The byte counters of one connection: its listener's and its cluster's.
+struct Counters<'a> {
+    l: &'a ListenerMetrics,
+    c: &'a crate::metrics::ClusterMetrics,
+}
+
+impl Counters<'_> {
+    /// (downstream -> upstream, upstream -> downstream).
+    fn directions(&self) -> (ByteCounters<'_>, ByteCounters<'_>) {
+        (
+            ByteCounters {
+                read_side: &self.l.bytes_received,
+                write_side: &self.c.upstream_bytes_sent,
+            },
+            ByteCounters {
+                read_side: &self.c.upstream_bytes_received,
+                write_side: &self.l.bytes_sent,
+            },
+        )
     }
 }

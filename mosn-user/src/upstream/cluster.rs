@@ -85,7 +85,9 @@ impl Cluster {
                 addr,
                 source,
             }),
-            None => Err(ConnectError::NoHost { cluster: self.name.clone() }),
+            None => Err(ConnectError::NoHost {
+                cluster: self.name.clone(),
+            }),
         }
     }
 }

@@ -20,7 +20,9 @@ pub enum LoadBalancer {
 impl LoadBalancer {
     pub fn new(policy: LbPolicy) -> LoadBalancer {
         match policy {
-            LbPolicy::RoundRobin => LoadBalancer::RoundRobin { next: AtomicUsize::new(0) },
+            LbPolicy::RoundRobin => LoadBalancer::RoundRobin {
+                next: AtomicUsize::new(0),
+            },
             LbPolicy::Random => LoadBalancer::Random,
         }
     }
@@ -62,7 +64,11 @@ mod tests {
         assert_eq!(lb.pick_order(3, 3), vec![1, 2, 0]);
         assert_eq!(lb.pick_order(3, 2), vec![2, 0]);
         assert_eq!(lb.pick_order(3, 1), vec![0]);
-        assert_eq!(lb.pick_order(3, 10).len(), 3, "never more attempts than hosts");
+        assert_eq!(
+            lb.pick_order(3, 10).len(),
+            3,
+            "never more attempts than hosts"
+        );
         assert!(lb.pick_order(0, 3).is_empty());
     }
 
@@ -92,6 +98,9 @@ mod tests {
         // Chi-square against uniform, 3 degrees of freedom: p = 0.001 at 16.27.
         let expected = trials as f64 / n as f64;
         let chi2: f64 = hits.iter().map(|h| (h - expected).powi(2) / expected).sum();
-        assert!(chi2 < 16.27, "first picks not uniform: {hits:?} chi2={chi2}");
+        assert!(
+            chi2 < 16.27,
+            "first picks not uniform: {hits:?} chi2={chi2}"
+        );
     }
 }
