@@ -171,6 +171,23 @@ impl BiCopy {
         }
     }
 
+    /// After [`CopyEnd::Failed`]: writes what was read from the failed side but not yet
+    /// written to the other one (`downstream` = which side failed), then shuts the other side
+    /// down, so it sees everything the failed side sent and then a clean FIN.
+    pub async fn flush_and_close(&mut self, downstream_failed: bool, other: &mut TcpStream) {
+        use tokio::io::AsyncWriteExt;
+        let pump = if downstream_failed {
+            &mut self.down_to_up
+        } else {
+            &mut self.up_to_down
+        };
+        if pump.pos < pump.cap && other.write_all(&pump.buf[pump.pos..pump.cap]).await.is_ok() {
+            pump.stats.bytes += (pump.cap - pump.pos) as u64;
+            pump.pos = pump.cap;
+        }
+        let _ = other.shutdown().await;
+    }
+
     pub fn stats(&self) -> (DirectionStats, DirectionStats) {
         (self.down_to_up.stats, self.up_to_down.stats)
     }

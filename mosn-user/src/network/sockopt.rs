@@ -171,29 +171,6 @@ pub fn readable_bytes(fd: &impl AsFd) -> io::Result<u64> {
     Ok(v.max(0) as u64)
 }
 
-/// `SO_LINGER {on, 0}`: the next close sends RST instead of FIN (used to propagate a reset).
-pub fn set_linger_zero(fd: &impl AsFd) -> io::Result<()> {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: passes a pointer to a live linger struct and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_fd().as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 /// `shutdown(fd, SHUT_WR)` without needing `&mut` on a tokio stream.
 pub fn shutdown_write(fd: &impl AsFd) -> io::Result<()> {
     // SAFETY: shutdown on a valid fd.

@@ -24,7 +24,8 @@ pub enum SplicedEnd {
     Done { diverted: bool },
     /// No data either way for the idle timeout.
     IdleTimeout,
-    /// One side reset (or failed); the other is to be reset too.
+    /// One side reset (or failed); what it had sent was delivered and the other side got a
+    /// FIN.
     Reset { downstream: bool },
     /// Bytes stopped moving into the peer's send queue before the FIN could be forwarded.
     Stalled {
@@ -72,9 +73,12 @@ impl Baseline {
 }
 
 /// Bytes `from` has received that are not yet in `to`'s send queue (0 when all delivered).
-/// Called once `from` has seen FIN, which `tcpi_bytes_received` counts as one byte.
-fn undelivered(from: &TcpStream, to: &TcpStream, to_offset: u64) -> io::Result<u64> {
-    let received = sockopt::tcp_info(from)?.bytes_received.saturating_sub(1);
+/// Called once `from` is finished: with `fin`, `tcpi_bytes_received` counts the FIN as one
+/// byte; after a reset there is no FIN.
+fn undelivered(from: &TcpStream, to: &TcpStream, to_offset: u64, fin: bool) -> io::Result<u64> {
+    let received = sockopt::tcp_info(from)?
+        .bytes_received
+        .saturating_sub(u64::from(fin));
     let delivered = written(to)?.saturating_sub(to_offset);
     tracing::trace!(received, delivered, "delivery check");
     Ok(received.saturating_sub(delivered))
@@ -99,8 +103,13 @@ enum Delivery {
 }
 
 /// Waits until every byte received on `from` has been queued on `to`.
-async fn wait_delivered(from: &TcpStream, to: &TcpStream, to_offset: u64) -> io::Result<Delivery> {
-    let mut missing = undelivered(from, to, to_offset)?;
+async fn wait_delivered(
+    from: &TcpStream,
+    to: &TcpStream,
+    to_offset: u64,
+    fin: bool,
+) -> io::Result<Delivery> {
+    let mut missing = undelivered(from, to, to_offset, fin)?;
     let mut last_progress = Instant::now();
     let mut backoff = Duration::from_micros(50);
     while missing > 0 {
@@ -115,7 +124,7 @@ async fn wait_delivered(from: &TcpStream, to: &TcpStream, to_offset: u64) -> io:
         }
         sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(20));
-        let now = undelivered(from, to, to_offset)?;
+        let now = undelivered(from, to, to_offset, fin)?;
         if now < missing {
             last_progress = Instant::now();
         }
@@ -175,11 +184,16 @@ async fn direction(
         if (ready.is_error() || ready.is_read_closed())
             && let Some(e) = sockopt::take_error(from)?
         {
-            tracing::debug!(?ready, error = %e, "socket error");
+            // As Envoy does (close with FlushWrite): what the failed side sent before failing
+            // still reaches the other side, which then sees a clean FIN, not a reset.
+            tracing::debug!(?ready, error = %e, "socket error; flushing, then closing the other side");
+            if let Delivery::Done = wait_delivered(from, to, to_offset, false).await? {
+                let _ = sockopt::shutdown_write(to);
+            }
             return Ok(DirEnd::Reset);
         }
         if ready.is_read_closed() {
-            return match wait_delivered(from, to, to_offset).await? {
+            return match wait_delivered(from, to, to_offset, true).await? {
                 Delivery::Done => sockopt::shutdown_write(to).map(|()| DirEnd::Fin),
                 Delivery::Stalled(missing) => Ok(DirEnd::Stalled(missing)),
                 Delivery::Diverted => copy_rest(from, to, &counters)

@@ -297,7 +297,7 @@ impl TcpProxy {
                         let copied = (d2u.bytes, u2d.bytes);
                         self.splice_or_copy(s, &mut down, &mut up, copied, &c).await;
                     }
-                    other => self.finish_copy(other, &down, &up),
+                    other => self.finish_copy(other, &mut bi, &mut down, &mut up).await,
                 }
             }
         }
@@ -344,7 +344,7 @@ impl TcpProxy {
                 debug!("idle timeout");
                 m.errors.inc(ErrorKind::IdleTimeout);
             }
-            Ok(SplicedEnd::Reset { downstream }) => self.reset_other_side(downstream, down, up),
+            Ok(SplicedEnd::Reset { downstream }) => self.count_failure(downstream),
             Ok(SplicedEnd::Stalled {
                 downstream_to_upstream,
                 missing,
@@ -367,13 +367,20 @@ impl TcpProxy {
     async fn copy(&self, down: &mut TcpStream, up: &mut TcpStream, c: &Counters<'_>) {
         self.metrics.userspace_copied_total.inc();
         let (d2u, u2d) = c.directions();
-        let end = BiCopy::new()
+        let mut bi = BiCopy::new();
+        let end = bi
             .run(down, up, self.idle_timeout, d2u, u2d, &mut |_, _| false)
             .await;
-        self.finish_copy(end, down, up);
+        self.finish_copy(end, &mut bi, down, up).await;
     }
 
-    fn finish_copy(&self, end: CopyEnd, down: &TcpStream, up: &TcpStream) {
+    async fn finish_copy(
+        &self,
+        end: CopyEnd,
+        bi: &mut BiCopy,
+        down: &mut TcpStream,
+        up: &mut TcpStream,
+    ) {
         match end {
             CopyEnd::Done | CopyEnd::HandOff => debug!("connection closed"),
             CopyEnd::IdleTimeout => {
@@ -381,22 +388,23 @@ impl TcpProxy {
                 self.metrics.errors.inc(ErrorKind::IdleTimeout);
             }
             CopyEnd::Failed { downstream, error } => {
-                debug!(%error, downstream, "connection failed");
-                self.reset_other_side(downstream, down, up);
+                debug!(%error, downstream, "connection failed; flushing, then closing the other side");
+                self.count_failure(downstream);
+                // The other side gets what was in flight and a clean close (Envoy's FlushWrite).
+                let other = if downstream { up } else { down };
+                bi.flush_and_close(downstream, other).await;
             }
         }
     }
 
-    /// One side failed or was reset: count it and reset the other side (RST on close).
-    fn reset_other_side(&self, downstream: bool, down: &TcpStream, up: &TcpStream) {
-        let (kind, other) = if downstream {
-            (ErrorKind::DownstreamReset, up)
+    /// One side failed or was reset.
+    fn count_failure(&self, downstream: bool) {
+        let kind = if downstream {
+            ErrorKind::DownstreamReset
         } else {
-            (ErrorKind::UpstreamReset, down)
+            ErrorKind::UpstreamReset
         };
-        debug!(?kind, "resetting the other side");
         self.metrics.errors.inc(kind);
-        let _ = sockopt::set_linger_zero(other);
     }
 }
 
