@@ -7,6 +7,8 @@
 
 mod splicer;
 
+#[cfg(test)]
+pub(crate) use splicer::splicer_or_skip;
 pub use splicer::{KernelCounters, SpliceError, SpliceGuard, Splicer};
 
 /// The embedded kernel object; empty when it was not built (no BPF toolchain).

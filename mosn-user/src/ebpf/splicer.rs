@@ -199,6 +199,22 @@ pub struct SpliceGuard {
     up_cookie: u64,
 }
 
+impl SpliceGuard {
+    /// Has the kernel diverted this direction to the daemon (`PEER_DIVERTED`)? `downstream`:
+    /// the direction whose segments arrive on the downstream socket.
+    pub fn diverted(&self, downstream: bool) -> bool {
+        let cookie = if downstream {
+            self.down_cookie
+        } else {
+            self.up_cookie
+        };
+        let maps = self.splicer.maps.lock().unwrap_or_else(|e| e.into_inner());
+        maps.pairs
+            .get(&cookie, 0)
+            .is_ok_and(|p| p.flags & mosn_ebpf_common::PEER_DIVERTED != 0)
+    }
+}
+
 impl Drop for SpliceGuard {
     fn drop(&mut self) {
         let mut maps = self.splicer.maps.lock().unwrap_or_else(|e| e.into_inner());
@@ -220,6 +236,76 @@ fn bump_memlock_rlimit() {
     // SAFETY: setrlimit reads a valid rlimit struct; failure is harmless (newer kernels use
     // memcg accounting).
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+}
+
+#[cfg(test)]
+impl Splicer {
+    /// The set-up window the hold protects, forced: both pair entries and only `first` in the
+    /// SOCKHASH, no hold. Segments arriving on `first` now find no peer. `complete` adds the
+    /// second socket.
+    pub(crate) fn splice_half_for_test(
+        self: &Arc<Self>,
+        downstream: &tokio::net::TcpStream,
+        upstream: &tokio::net::TcpStream,
+    ) -> (SpliceGuard, impl FnOnce() + use<'_>) {
+        let down_cookie = sockopt::socket_cookie(downstream).unwrap();
+        let up_cookie = sockopt::socket_cookie(upstream).unwrap();
+        let mut maps = self.maps.lock().unwrap();
+        let to_up = SplicePeer {
+            peer_cookie: up_cookie,
+            direction: DIR_DOWNSTREAM_TO_UPSTREAM,
+            flags: 0,
+        };
+        let to_down = SplicePeer {
+            peer_cookie: down_cookie,
+            direction: DIR_UPSTREAM_TO_DOWNSTREAM,
+            flags: 0,
+        };
+        maps.pairs.insert(down_cookie, to_up, 0).unwrap();
+        maps.pairs.insert(up_cookie, to_down, 0).unwrap();
+        maps.socks
+            .insert(down_cookie, downstream.as_fd().as_raw_fd(), 0)
+            .unwrap();
+        drop(maps);
+        let up_fd = upstream.as_fd().as_raw_fd();
+        let complete = move || {
+            self.maps
+                .lock()
+                .unwrap()
+                .socks
+                .insert(up_cookie, up_fd, 0)
+                .unwrap();
+        };
+        (
+            SpliceGuard {
+                splicer: Arc::clone(self),
+                down_cookie,
+                up_cookie,
+            },
+            complete,
+        )
+    }
+}
+
+/// Root-only: skips with a reason outside CI, fails in CI.
+#[cfg(test)]
+pub(crate) fn splicer_or_skip() -> Option<Arc<Splicer>> {
+    // SAFETY: getuid has no preconditions.
+    let root = unsafe { libc::getuid() } == 0;
+    let ci = std::env::var_os("CI").is_some();
+    if !root || BPF_OBJECT.is_empty() {
+        let why = if root {
+            "the BPF object is not built in"
+        } else {
+            "not root"
+        };
+        assert!(!ci, "privileged test must run in CI, but {why}");
+        eprintln!("SKIP: {why} (run `cargo xtask test` as root)");
+        return None;
+    }
+    Some(Arc::new(
+        Splicer::load().expect("load the kernel programs as root"),
+    ))
 }
 
 #[cfg(test)]

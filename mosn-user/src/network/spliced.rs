@@ -108,12 +108,13 @@ async fn wait_delivered(
     to: &TcpStream,
     to_offset: u64,
     fin: bool,
+    diverted: &(dyn Fn() -> bool + Sync),
 ) -> io::Result<Delivery> {
     let mut missing = undelivered(from, to, to_offset, fin)?;
     let mut last_progress = Instant::now();
     let mut backoff = Duration::from_micros(50);
     while missing > 0 {
-        if sockopt::readable_bytes(from)? > 0 {
+        if sockopt::readable_bytes(from)? > 0 && diverted() {
             return Ok(Delivery::Diverted);
         }
         if let Some(e) = sockopt::take_error(to)? {
@@ -166,16 +167,22 @@ async fn copy_rest(
 }
 
 /// Supervises one direction: FIN forwarding, resets, and the diverted fallback.
+/// `diverted()` reads the direction's `PEER_DIVERTED` flag from the pair map.
 async fn direction(
     from: &TcpStream,
     to: &TcpStream,
     to_offset: u64,
     counters: ByteCounters<'_>,
+    diverted: &(dyn Fn() -> bool + Sync),
 ) -> io::Result<DirEnd> {
     let interest = Interest::READABLE | Interest::ERROR;
+    // Bytes readable on a spliced socket are normally transient (received, not yet through
+    // the verdict); only the kernel's flag says the direction is ours now.
+    let is_diverted =
+        || -> io::Result<bool> { Ok(sockopt::readable_bytes(from)? > 0 && diverted()) };
     loop {
         let ready = from.ready(interest).await?;
-        if sockopt::readable_bytes(from)? > 0 {
+        if is_diverted()? {
             tracing::debug!("direction diverted to userspace during splice set-up");
             return copy_rest(from, to, &counters)
                 .await
@@ -187,13 +194,13 @@ async fn direction(
             // As Envoy does (close with FlushWrite): what the failed side sent before failing
             // still reaches the other side, which then sees a clean FIN, not a reset.
             tracing::debug!(?ready, error = %e, "socket error; flushing, then closing the other side");
-            if let Delivery::Done = wait_delivered(from, to, to_offset, false).await? {
+            if let Delivery::Done = wait_delivered(from, to, to_offset, false, diverted).await? {
                 let _ = sockopt::shutdown_write(to);
             }
             return Ok(DirEnd::Reset);
         }
         if ready.is_read_closed() {
-            return match wait_delivered(from, to, to_offset, true).await? {
+            return match wait_delivered(from, to, to_offset, true, diverted).await? {
                 Delivery::Done => sockopt::shutdown_write(to).map(|()| DirEnd::Fin),
                 Delivery::Stalled(missing) => Ok(DirEnd::Stalled(missing)),
                 Delivery::Diverted => copy_rest(from, to, &counters)
@@ -230,6 +237,7 @@ pub async fn supervise(
     base: Baseline,
     d2u: ByteCounters<'_>,
     u2d: ByteCounters<'_>,
+    guard: &crate::ebpf::SpliceGuard,
 ) -> io::Result<SplicedEnd> {
     // Idle is judged from TCP's own "ms since data was last received" on both sockets, so the
     // data path never has to report activity to userspace.
@@ -237,8 +245,10 @@ pub async fn supervise(
         idle.map(|d| (d / 4).clamp(Duration::from_millis(10), Duration::from_secs(30)));
     let mut idle_tick = tokio::time::interval(check_every.unwrap_or(Duration::from_secs(3600)));
     idle_tick.tick().await;
-    let down_to_up = direction(down, up, base.up_offset, d2u);
-    let up_to_down = direction(up, down, base.down_offset, u2d);
+    let down_diverted = || guard.diverted(true);
+    let up_diverted = || guard.diverted(false);
+    let down_to_up = direction(down, up, base.up_offset, d2u, &down_diverted);
+    let up_to_down = direction(up, down, base.down_offset, u2d, &up_diverted);
     tokio::pin!(down_to_up, up_to_down);
     let (mut d_done, mut u_done) = (false, false);
     let mut diverted = false;
@@ -262,4 +272,68 @@ pub async fn supervise(
         }
     }
     Ok(SplicedEnd::Done { diverted })
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::metrics::counter::Counter;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        (c, s)
+    }
+
+    /// A direction the kernel diverted during set-up is finished by the daemon: every byte
+    /// arrives in order, then the FIN; the other direction stays spliced.
+    #[tokio::test]
+    async fn a_diverted_direction_is_finished_in_userspace() {
+        let Some(splicer) = crate::ebpf::splicer_or_skip() else {
+            return;
+        };
+        let (mut client, down) = pair().await;
+        let (up, mut server) = pair().await;
+        let base = Baseline::capture(&down, &up, 0, 0).unwrap();
+        let (guard, complete) = splicer.splice_half_for_test(&down, &up);
+        // Arrives while the upstream socket is not in the SOCKHASH: diverted.
+        client.write_all(b"early ").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        complete();
+        assert!(guard.diverted(true), "the verdict flagged the direction");
+        let c = Counter::default();
+        let counters = || ByteCounters {
+            read_side: &c,
+            write_side: &c,
+        };
+        let sup = supervise(&down, &up, None, base, counters(), counters(), &guard);
+        let traffic = async {
+            client.write_all(b"and late").await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"early and late", "in order, then FIN");
+            // The other direction is spliced by the kernel.
+            server.write_all(b"reply").await.unwrap();
+            server.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.unwrap();
+            assert_eq!(back, b"reply");
+        };
+        let (end, ()) =
+            tokio::time::timeout(Duration::from_secs(5), async { tokio::join!(sup, traffic) })
+                .await
+                .expect("no hang");
+        assert_eq!(end.unwrap(), SplicedEnd::Done { diverted: true });
+        assert_eq!(
+            c.get(),
+            2 * 14,
+            "the diverted bytes were copied (read + write) in userspace"
+        );
+        drop(guard);
+    }
 }

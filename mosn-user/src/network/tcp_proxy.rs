@@ -337,7 +337,7 @@ impl TcpProxy {
         };
         m.kernel_spliced_total.inc();
         let (d2u, u2d) = c.directions();
-        let end = spliced::supervise(down, up, self.idle_timeout, baseline, d2u, u2d).await;
+        let end = spliced::supervise(down, up, self.idle_timeout, baseline, d2u, u2d, &guard).await;
         match end {
             Ok(SplicedEnd::Done { diverted }) => debug!(diverted, "spliced connection closed"),
             Ok(SplicedEnd::IdleTimeout) => {
