@@ -115,16 +115,6 @@ impl Splicer {
         let up_cookie = sockopt::socket_cookie(upstream)?;
         {
             let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
-            let to_up = SplicePeer {
-                peer_cookie: up_cookie,
-                direction: DIR_DOWNSTREAM_TO_UPSTREAM,
-                flags: 0,
-            };
-            let to_down = SplicePeer {
-                peer_cookie: down_cookie,
-                direction: DIR_UPSTREAM_TO_DOWNSTREAM,
-                flags: 0,
-            };
             // Hold both sockets' data-ready callbacks (SO_RCVLOWAT) so the verdict does not run
             // while only one of them is in the SOCKHASH: a segment redirected to a peer that is
             // not there yet cannot be delivered. Arrivals wait in the TCP receive queue and are
@@ -135,8 +125,7 @@ impl Splicer {
             sockopt::hold_data_ready(upstream)?;
             // Pairs first, then sockets, so every socket in the SOCKHASH has its pair entry.
             let result = (|| {
-                maps.pairs.insert(down_cookie, to_up, 0)?;
-                maps.pairs.insert(up_cookie, to_down, 0)?;
+                maps.insert_pair_entries(down_cookie, up_cookie)?;
                 maps.socks
                     .insert(up_cookie, upstream.as_fd().as_raw_fd(), 0)?;
                 maps.socks
@@ -182,6 +171,26 @@ impl Splicer {
 }
 
 impl Maps {
+    /// Both directions' pair entries: `down -> up` and `up -> down`.
+    fn insert_pair_entries(
+        &mut self,
+        down_cookie: u64,
+        up_cookie: u64,
+    ) -> Result<(), aya::maps::MapError> {
+        let to_up = SplicePeer {
+            peer_cookie: up_cookie,
+            direction: DIR_DOWNSTREAM_TO_UPSTREAM,
+            flags: 0,
+        };
+        let to_down = SplicePeer {
+            peer_cookie: down_cookie,
+            direction: DIR_UPSTREAM_TO_DOWNSTREAM,
+            flags: 0,
+        };
+        self.pairs.insert(down_cookie, to_up, 0)?;
+        self.pairs.insert(up_cookie, to_down, 0)
+    }
+
     fn remove_pair(&mut self, down_cookie: u64, up_cookie: u64) {
         // Errors here mean "not present" (the kernel drops a closed socket from the SOCKHASH
         // by itself); nothing to do about them.
@@ -251,18 +260,7 @@ impl Splicer {
         let down_cookie = sockopt::socket_cookie(downstream).unwrap();
         let up_cookie = sockopt::socket_cookie(upstream).unwrap();
         let mut maps = self.maps.lock().unwrap();
-        let to_up = SplicePeer {
-            peer_cookie: up_cookie,
-            direction: DIR_DOWNSTREAM_TO_UPSTREAM,
-            flags: 0,
-        };
-        let to_down = SplicePeer {
-            peer_cookie: down_cookie,
-            direction: DIR_UPSTREAM_TO_DOWNSTREAM,
-            flags: 0,
-        };
-        maps.pairs.insert(down_cookie, to_up, 0).unwrap();
-        maps.pairs.insert(up_cookie, to_down, 0).unwrap();
+        maps.insert_pair_entries(down_cookie, up_cookie).unwrap();
         maps.socks
             .insert(down_cookie, downstream.as_fd().as_raw_fd(), 0)
             .unwrap();

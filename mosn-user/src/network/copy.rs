@@ -264,20 +264,12 @@ impl BiCopy {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
-
-    async fn pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (s, _) = l.accept().await.unwrap();
-        (c, s)
-    }
 
     #[tokio::test]
     async fn copies_both_ways_with_half_close() {
         // client <-> [down | proxy | up] <-> server
-        let (mut client, mut down) = pair().await;
-        let (mut up, mut server) = pair().await;
+        let (mut client, mut down) = crate::network::test_util::tcp_pair().await;
+        let (mut up, mut server) = crate::network::test_util::tcp_pair().await;
         let c = [
             Counter::default(),
             Counter::default(),
@@ -323,8 +315,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_timeout_fires_only_without_traffic() {
-        let (mut client, mut down) = pair().await;
-        let (mut up, mut server) = pair().await;
+        let (mut client, mut down) = crate::network::test_util::tcp_pair().await;
+        let (mut up, mut server) = crate::network::test_util::tcp_pair().await;
         let c = Counter::default();
         let proxy = tokio::spawn(async move {
             let mut bi = BiCopy::new();
@@ -360,8 +352,8 @@ mod tests {
 
     #[tokio::test]
     async fn hands_off_only_when_nothing_is_buffered() {
-        let (mut client, mut down) = pair().await;
-        let (mut up, mut server) = pair().await;
+        let (mut client, mut down) = crate::network::test_util::tcp_pair().await;
+        let (mut up, mut server) = crate::network::test_util::tcp_pair().await;
         let c = Counter::default();
         let proxy = tokio::spawn(async move {
             let mut bi = BiCopy::new();

@@ -5,6 +5,8 @@ mod listener;
 pub mod sockopt;
 mod spliced;
 mod tcp_proxy;
+#[cfg(test)]
+mod test_util;
 
 pub use copy::{BiCopy, COPY_BUFFER_INITIAL, COPY_BUFFER_MAX, CopyEnd, DirectionStats};
 pub use listener::{BoundListener, ConnTracker};

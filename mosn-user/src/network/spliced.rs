@@ -278,16 +278,8 @@ pub async fn supervise(
 mod tests {
     use prometheus_client::metrics::counter::Counter;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
     use super::*;
-
-    async fn pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (s, _) = l.accept().await.unwrap();
-        (c, s)
-    }
 
     /// A direction the kernel diverted during set-up is finished by the daemon: every byte
     /// arrives in order, then the FIN; the other direction stays spliced.
@@ -296,8 +288,8 @@ mod tests {
         let Some(splicer) = crate::ebpf::splicer_or_skip() else {
             return;
         };
-        let (mut client, down) = pair().await;
-        let (up, mut server) = pair().await;
+        let (mut client, down) = crate::network::test_util::tcp_pair().await;
+        let (up, mut server) = crate::network::test_util::tcp_pair().await;
         let base = Baseline::capture(&down, &up, 0, 0).unwrap();
         let (guard, complete) = splicer.splice_half_for_test(&down, &up);
         // Arrives while the upstream socket is not in the SOCKHASH: diverted.
