@@ -314,26 +314,6 @@ mod tests {
 
     use super::*;
 
-    /// Root-only: skips with a reason outside CI, fails in CI.
-    fn splicer_or_skip() -> Option<Arc<Splicer>> {
-        // SAFETY: getuid has no preconditions.
-        let root = unsafe { libc::getuid() } == 0;
-        let ci = std::env::var_os("CI").is_some();
-        if !root || BPF_OBJECT.is_empty() {
-            let why = if root {
-                "the BPF object is not built in"
-            } else {
-                "not root"
-            };
-            assert!(!ci, "privileged test must run in CI, but {why}");
-            eprintln!("SKIP: {why} (run `cargo xtask test` as root)");
-            return None;
-        }
-        Some(Arc::new(
-            Splicer::load().expect("load the kernel programs as root"),
-        ))
-    }
-
     fn pair() -> (TcpStream, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();

@@ -265,6 +265,14 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// Both sides of a direction counted on one counter.
+    fn same(c: &Counter) -> ByteCounters<'_> {
+        ByteCounters {
+            read_side: c,
+            write_side: c,
+        }
+    }
+
     #[tokio::test]
     async fn copies_both_ways_with_half_close() {
         // client <-> [down | proxy | up] <-> server
@@ -324,14 +332,8 @@ mod tests {
                 &mut down,
                 &mut up,
                 Some(Duration::from_secs(10)),
-                ByteCounters {
-                    read_side: &c,
-                    write_side: &c,
-                },
-                ByteCounters {
-                    read_side: &c,
-                    write_side: &c,
-                },
+                same(&c),
+                same(&c),
                 &mut |_, _| false,
             )
             .await
@@ -358,20 +360,9 @@ mod tests {
         let proxy = tokio::spawn(async move {
             let mut bi = BiCopy::new();
             let end = bi
-                .run(
-                    &mut down,
-                    &mut up,
-                    None,
-                    ByteCounters {
-                        read_side: &c,
-                        write_side: &c,
-                    },
-                    ByteCounters {
-                        read_side: &c,
-                        write_side: &c,
-                    },
-                    &mut |a, b| a.reads >= 1 && b.reads >= 1,
-                )
+                .run(&mut down, &mut up, None, same(&c), same(&c), &mut |a, b| {
+                    a.reads >= 1 && b.reads >= 1
+                })
                 .await;
             (end, bi.stats())
         });
