@@ -6,6 +6,8 @@
 
 use core::mem::size_of;
 
+pub mod capture;
+
 /// SOCKHASH holding every spliced socket, keyed by its socket cookie (`SO_COOKIE`).
 pub const SOCKHASH_NAME: &str = "MOSN_SOCKS";
 /// HASH: socket cookie -> [`SplicePeer`], the socket each segment is redirected to.

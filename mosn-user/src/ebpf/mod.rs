@@ -1,15 +1,30 @@
-//! The kernel fast path: loading the sk_skb splice program, the socket pair maps and the
-//! per-CPU counters.
+//! The kernel programs: the sk_skb splice fast path ([`Splicer`]) and transparent capture
+//! ([`Capture`]: connect4/6, sock_ops, getsockopt, sk_lookup, sk_msg).
 //!
-//! The BPF object is embedded at build time (see `build.rs`). [`Splicer::load`] loads it,
-//! attaches the stream verdict program to the SOCKHASH and hands out [`SpliceGuard`]s that
-//! keep a connection's two sockets paired until dropped.
+//! Both BPF objects are embedded at build time (see `build.rs`). [`Splicer::load`] loads the
+//! splice object, attaches the stream verdict program to its SOCKHASH and hands out
+//! [`SpliceGuard`]s that keep a connection's two sockets paired until dropped.
+//! [`Capture::install`] loads or adopts the pinned capture object.
 
+mod btf;
+pub mod capture;
 mod splicer;
 
+pub use capture::{Capture, CaptureError, WorkloadStats};
 #[cfg(test)]
 pub(crate) use splicer::splicer_or_skip;
 pub use splicer::{KernelCounters, SpliceError, SpliceGuard, Splicer};
 
-/// The embedded kernel object; empty when it was not built (no BPF toolchain).
+/// The embedded splice object; empty when it was not built (no BPF toolchain).
 pub static BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mosn-ebpf.o"));
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it where we may.
+pub(crate) fn bump_memlock_rlimit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads a valid rlimit struct; failure is harmless (newer kernels use
+    // memcg accounting).
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+}

@@ -68,7 +68,7 @@ impl Splicer {
         if BPF_OBJECT.is_empty() {
             return Err(SpliceError::NotBuilt);
         }
-        bump_memlock_rlimit();
+        super::bump_memlock_rlimit();
         let mut ebpf = Ebpf::load(BPF_OBJECT).map_err(|e| {
             if is_permission_error(&e) {
                 // SAFETY: getuid has no preconditions.
@@ -236,16 +236,6 @@ fn is_permission_error(e: &aya::EbpfError) -> bool {
     text.contains("EPERM") || text.contains("Operation not permitted") || text.contains("EACCES")
 }
 
-/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it where we may.
-fn bump_memlock_rlimit() {
-    let rlim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit reads a valid rlimit struct; failure is harmless (newer kernels use
-    // memcg accounting).
-    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
-}
 
 #[cfg(test)]
 impl Splicer {
