@@ -59,6 +59,29 @@ pub fn parse_ip(s: &str) -> Result<IpAddr, String> {
     s.parse::<IpAddr>().map_err(|_| dns_or_invalid(s))
 }
 
+/// Parses a prefix "10.0.0.0/8" or "fd00::/16"; a bare address is a host prefix (/32, /128).
+/// Returns the address as written and the prefix length.
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (ip, len) = match s.split_once('/') {
+        Some((ip, len)) => (ip, Some(len)),
+        None => (s, None),
+    };
+    let ip = parse_ip(ip.trim())?;
+    let max: u8 = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => max,
+        Some(l) => match l.trim().parse::<u8>() {
+            Ok(n) if n <= max => n,
+            _ => {
+                return Err(format!(
+                    "prefix length \"{l}\" is out of range for {ip} (0..={max})"
+                ));
+            }
+        },
+    };
+    Ok((ip, len))
+}
+
 /// Parses MOSN's port list: "8080", "8000-9000" or "80,443,8000-9000" (spaces allowed).
 /// An empty string is an empty list (matches every port).
 pub fn parse_port_ranges(s: &str) -> Result<Vec<(u16, u16)>, String> {
@@ -132,6 +155,28 @@ mod tests {
                 .unwrap_err()
                 .contains("invalid IP")
         );
+    }
+
+    #[test]
+    fn cidrs() {
+        assert_eq!(
+            parse_cidr("10.0.0.0/8"),
+            Ok(("10.0.0.0".parse().unwrap(), 8))
+        );
+        assert_eq!(parse_cidr("::/0"), Ok(("::".parse().unwrap(), 0)));
+        assert_eq!(
+            parse_cidr("10.1.2.3"),
+            Ok(("10.1.2.3".parse().unwrap(), 32))
+        );
+        assert_eq!(parse_cidr("fd00::1"), Ok(("fd00::1".parse().unwrap(), 128)));
+        assert!(
+            parse_cidr("10.0.0.0/33")
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(parse_cidr("::/129").unwrap_err().contains("(0..=128)"));
+        assert!(parse_cidr("10.0.0.0/x").is_err());
+        assert!(parse_cidr("10.0.0/8").unwrap_err().contains("invalid IP"));
     }
 
     #[test]

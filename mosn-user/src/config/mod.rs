@@ -10,11 +10,13 @@
 //! `time.Duration` JSON encoding that MOSN uses, are **nanoseconds**.
 
 mod addr;
+pub mod capture;
 mod diag;
 mod duration;
 mod error;
 pub mod model;
 pub mod raw;
+mod size;
 pub mod validate;
 
 #[cfg(test)]
@@ -76,6 +78,87 @@ pub fn decode(text: &str, format: Format) -> Result<raw::RawConfig, ConfigError>
             column: None,
         });
     }
+    decode_as(text, format)
+}
+
+/// Parses and validates one workload file of `capture.workloads_dir` (node mode): one
+/// workload object, JSON, or YAML for `.yaml`/`.yml`. The name defaults to the file stem;
+/// `sk_msg` and the inbound-listener check come from `defaults` (the running capture config).
+/// Errors name the file and the field (`/etc/mosn/workloads/a.json: cgroup: ...`).
+/// Unknown keys are logged as warnings; [`parse_workload_with_warnings`] returns them instead.
+///
+/// Uniqueness of names and cgroups across files and inline workloads is the caller's to check
+/// (it knows the others).
+pub fn parse_workload(
+    text: &str,
+    path: &Path,
+    defaults: &CaptureConfig,
+) -> Result<WorkloadConfig, ConfigError> {
+    let (workload, warnings) = parse_workload_with_warnings(text, path, defaults)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(workload)
+}
+
+/// [`parse_workload`], returning the warnings (each prefixed with the file) instead of
+/// logging them.
+pub fn parse_workload_with_warnings(
+    text: &str,
+    path: &Path,
+    defaults: &CaptureConfig,
+) -> Result<(WorkloadConfig, Vec<String>), ConfigError> {
+    use validate::capture::{WorkloadDefaults, in_file, workload};
+    if text.trim().is_empty() {
+        return Err(ConfigError::Syntax {
+            path: in_file(path, "."),
+            message: "the workload file is empty".into(),
+            line: None,
+            column: None,
+        });
+    }
+    let raw: raw::RawWorkload = decode_as(text, Format::from_path(path)).map_err(|e| match e {
+        ConfigError::Syntax {
+            path: field,
+            message,
+            line,
+            column,
+        } => ConfigError::Syntax {
+            path: in_file(path, &field),
+            message,
+            line,
+            column,
+        },
+        other => other,
+    })?;
+    let stem = path.file_stem().and_then(|s| s.to_str());
+    let mut d = diag::Diag::default();
+    let w = workload(&raw, "", stem, &WorkloadDefaults::from(defaults), &mut d);
+    match w {
+        Some(w) if d.errors.is_empty() => {
+            let file = path.display();
+            let warnings = d
+                .warnings
+                .into_iter()
+                .map(|w| format!("{file}: {w}"))
+                .collect();
+            Ok((w, warnings))
+        }
+        _ => Err(ConfigError::Invalid(
+            d.errors
+                .into_iter()
+                .map(|e| FieldError {
+                    path: in_file(path, &e.path),
+                    reason: e.reason,
+                })
+                .collect(),
+        )),
+    }
+}
+
+/// Decodes non-empty text into any of the file-shaped types, with the field path of a
+/// syntax or type error.
+fn decode_as<T: serde::de::DeserializeOwned>(text: &str, format: Format) -> Result<T, ConfigError> {
     match format {
         Format::Json => {
             let mut de = serde_json::Deserializer::from_str(text);

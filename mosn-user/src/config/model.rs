@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use super::capture::{CaptureConfig, CaptureMode, InboundPorts, SkMsgConfig, WorkloadConfig};
+
 /// Default connect timeout when a cluster gives none: MOSN's default (3 s).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default idle timeout of a proxied TCP connection: MOSN's tcp_proxy default is 0 (none);
@@ -28,6 +30,8 @@ pub struct Config {
     /// Graceful shutdown drain timeout (extension key `graceful_timeout` at top level, MOSN
     /// spelling, e.g. "30s").
     pub drain_timeout: Duration,
+    /// Transparent capture by the kernel programs (extension key `capture`), if configured.
+    pub capture: Option<CaptureConfig>,
 }
 
 /// One listener (`servers[].listeners[]`).
@@ -37,7 +41,23 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     /// Extension key `fast_path`.
     pub fast_path: FastPath,
+    /// MOSN's `use_original_dst`: this listener receives captured (redirected or
+    /// transparently intercepted) connections and recovers where each was going.
+    pub original_dst: Option<OriginalDst>,
     pub tcp_proxy: TcpProxyConfig,
+}
+
+/// How a `use_original_dst` listener learns a connection's original destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OriginalDst {
+    /// `"redirect"` (or MOSN's older `true`): the connection was redirected to the listener
+    /// (iptables REDIRECT, or the capture's connect hook); the original destination is asked
+    /// of the capture programs, else of `getsockopt(SO_ORIGINAL_DST)`.
+    Redirect,
+    /// `"tproxy"`: the connection was intercepted without rewriting (TPROXY, socket lookup);
+    /// the accepted socket's local address is the original destination.
+    Tproxy,
 }
 
 /// Where a listener's pure L4 bytes are moved.
@@ -121,9 +141,25 @@ impl Cidr {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusterConfig {
     pub name: String,
+    /// `type`.
+    pub kind: ClusterKind,
     pub lb: LbPolicy,
     pub connect_timeout: Duration,
+    /// Static hosts; always empty for [`ClusterKind::OriginalDst`].
     pub hosts: Vec<HostConfig>,
+    /// `upstream_bind_config.source_address` (Envoy's spelling): the local address upstream
+    /// sockets bind before connecting (port 0: the kernel picks the port at connect time).
+    pub bind_source: Option<SocketAddr>,
+}
+
+/// A cluster's `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ClusterKind {
+    /// `SIMPLE` / `STATIC` (MOSN's default): the configured `hosts`.
+    Static,
+    /// `ORIGINAL_DST` (MOSN/Envoy): the one host is each connection's original destination,
+    /// as recovered by a `use_original_dst` listener.
+    OriginalDst,
 }
 
 /// A static upstream host.
@@ -141,4 +177,7 @@ pub enum LbPolicy {
     RoundRobin,
     /// `LB_RANDOM`.
     Random,
+    /// `LB_ORIGINAL_DST`: the connection's original destination (only `ORIGINAL_DST`
+    /// clusters, whose default it is).
+    OriginalDst,
 }

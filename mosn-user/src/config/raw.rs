@@ -31,13 +31,20 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     /// Our extension at top level (MOSN has it per server; both are read).
     pub graceful_timeout: Option<RawDuration>,
+    /// Our extension: transparent capture by the kernel programs.
+    pub capture: Option<RawCapture>,
     #[serde(flatten)]
     pub extra: Extra,
 }
 
 impl RawConfig {
-    pub const KEYS: &'static [&'static str] =
-        &["servers", "cluster_manager", "admin", "graceful_timeout"];
+    pub const KEYS: &'static [&'static str] = &[
+        "servers",
+        "cluster_manager",
+        "admin",
+        "graceful_timeout",
+        "capture",
+    ];
 }
 
 /// `servers[]` (MOSN's `ServerConfig`).
@@ -65,13 +72,21 @@ pub struct RawListener {
     pub filter_chains: Option<Vec<RawFilterChain>>,
     /// Our extension: "auto" | "kernel" | "userspace".
     pub fast_path: Option<String>,
+    /// MOSN: "redirect" | "tproxy" (older MOSN: a boolean, `true` meaning "redirect").
+    pub use_original_dst: Option<RawOriginalDst>,
     #[serde(flatten)]
     pub extra: Extra,
 }
 
 impl RawListener {
-    pub const KEYS: &'static [&'static str] =
-        &["name", "address", "bind_port", "filter_chains", "fast_path"];
+    pub const KEYS: &'static [&'static str] = &[
+        "name",
+        "address",
+        "bind_port",
+        "filter_chains",
+        "fast_path",
+        "use_original_dst",
+    ];
 }
 
 /// `filter_chains[]`.
@@ -195,6 +210,9 @@ pub struct RawCluster {
     pub hosts: Option<Vec<RawHost>>,
     /// Read only to refuse TLS that is switched on (`"status": true`).
     pub tls_context: Option<Value>,
+    /// Envoy's spelling: `{"source_address": {"address": "127.0.0.6", "port_value": 0}}`.
+    #[serde(alias = "upstreamBindConfig")]
+    pub upstream_bind_config: Option<RawBindConfig>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -208,7 +226,22 @@ impl RawCluster {
         "connect_timeout",
         "hosts",
         "tls_context",
+        "upstream_bind_config",
     ];
+}
+
+/// `clusters[].upstream_bind_config` (Envoy's `BindConfig`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a bind config object like {\"source_address\": {...}}")]
+pub struct RawBindConfig {
+    #[serde(alias = "sourceAddress")]
+    pub source_address: Option<RawSocketAddress>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawBindConfig {
+    pub const KEYS: &'static [&'static str] = &["source_address"];
 }
 
 /// `hosts[]` (MOSN's `HostConfig`).
@@ -268,6 +301,189 @@ pub struct RawSocketAddress {
 
 impl RawSocketAddress {
     pub const KEYS: &'static [&'static str] = &["address", "port_value"];
+}
+
+/// Top-level `capture` (our extension; see [`super::capture`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a capture object")]
+pub struct RawCapture {
+    pub mode: Option<String>,
+    pub outbound_listener: Option<String>,
+    pub inbound_listener: Option<String>,
+    pub pin_path: Option<String>,
+    pub proxy_mark: Option<u64>,
+    pub inbound_passthrough_source: Option<String>,
+    pub sk_msg: Option<RawSkMsg>,
+    pub original_dst_cgroups: Option<Vec<String>>,
+    pub workloads: Option<Vec<RawWorkload>>,
+    pub workloads_dir: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawCapture {
+    pub const KEYS: &'static [&'static str] = &[
+        "mode",
+        "outbound_listener",
+        "inbound_listener",
+        "pin_path",
+        "proxy_mark",
+        "inbound_passthrough_source",
+        "sk_msg",
+        "original_dst_cgroups",
+        "workloads",
+        "workloads_dir",
+    ];
+}
+
+/// `capture.sk_msg`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "an sk_msg object like {\"enabled\": true, \"queue_limit\": \"1MiB\"}")]
+pub struct RawSkMsg {
+    pub enabled: Option<bool>,
+    pub queue_limit: Option<RawSize>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawSkMsg {
+    pub const KEYS: &'static [&'static str] = &["enabled", "queue_limit"];
+}
+
+/// `capture.workloads[]`, or one file of `capture.workloads_dir`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a workload object")]
+pub struct RawWorkload {
+    pub name: Option<String>,
+    pub cgroup: Option<String>,
+    pub include_outbound_ports: Option<Vec<RawPorts>>,
+    pub exclude_outbound_ports: Option<Vec<RawPorts>>,
+    pub include_outbound_cidrs: Option<Vec<String>>,
+    pub exclude_outbound_cidrs: Option<Vec<String>>,
+    pub include_inbound_ports: Option<RawInboundPorts>,
+    pub exclude_inbound_ports: Option<Vec<RawPorts>>,
+    pub exclude_uids: Option<Vec<u64>>,
+    pub exclude_gids: Option<Vec<u64>>,
+    pub sk_msg: Option<bool>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawWorkload {
+    pub const KEYS: &'static [&'static str] = &[
+        "name",
+        "cgroup",
+        "include_outbound_ports",
+        "exclude_outbound_ports",
+        "include_outbound_cidrs",
+        "exclude_outbound_cidrs",
+        "include_inbound_ports",
+        "exclude_inbound_ports",
+        "exclude_uids",
+        "exclude_gids",
+        "sk_msg",
+    ];
+}
+
+/// A listener's `use_original_dst`: MOSN's "redirect" | "tproxy", or its older boolean.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawOriginalDst {
+    Text(String),
+    Bool(bool),
+}
+
+impl<'de> Deserialize<'de> for RawOriginalDst {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawOriginalDst;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"redirect\", \"tproxy\" or a boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawOriginalDst, E> {
+                Ok(RawOriginalDst::Text(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawOriginalDst, E> {
+                Ok(RawOriginalDst::Bool(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A workload's `include_inbound_ports`: `"*"` (every port), or a list like
+/// [`RawWorkload::exclude_inbound_ports`]. A single string other than "*" is read as a port
+/// list ("8080,9090").
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawInboundPorts {
+    Text(String),
+    List(Vec<RawPorts>),
+}
+
+impl<'de> Deserialize<'de> for RawInboundPorts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawInboundPorts;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"*\" or a list of ports like [\"8080\", 9090]")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawInboundPorts, E> {
+                Ok(RawInboundPorts::Text(v.to_owned()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawInboundPorts, A::Error> {
+                let mut out = Vec::new();
+                while let Some(p) = seq.next_element()? {
+                    out.push(p);
+                }
+                Ok(RawInboundPorts::List(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A byte size: an integer number of bytes or a string with a binary unit ("64KiB", "1MiB").
+/// Kept unparsed, like [`RawDuration`], so a bad string is a collected validation error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawSize {
+    Text(String),
+    Bytes(u64),
+    /// A number that cannot be a size (negative, fractional); the reason.
+    Invalid(String),
+}
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size like \"1MiB\" or an integer number of bytes")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSize, E> {
+                Ok(RawSize::Text(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawSize, E> {
+                Ok(RawSize::Bytes(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawSize, E> {
+                Ok(match u64::try_from(v) {
+                    Ok(n) => RawSize::Bytes(n),
+                    Err(_) => RawSize::Invalid(format!("negative size {v}")),
+                })
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawSize, E> {
+                Ok(RawSize::Invalid(format!(
+                    "{v} is not a whole number of bytes"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A duration as MOSN accepts it: a Go duration string ("30s", "1m30s", "500ms") or a number,

@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use super::*;
 
+mod capture;
+mod original_dst;
+mod workload_file;
+
 fn manifest_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
@@ -142,6 +146,43 @@ fn examples_json_and_yaml_are_equal() {
     assert_eq!(c.clusters[0].hosts[0].address, sock("127.0.0.1:8080"));
     assert_eq!(c.admin, Some(sock("127.0.0.1:34901")));
     assert_eq!(c.drain_timeout, Duration::from_secs(30));
+}
+
+#[test]
+fn sidecar_example_parses() {
+    let loaded = load(&manifest_path("../examples/capture-sidecar.json")).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let c = loaded.config;
+    assert_eq!(c.listeners[0].address, sock("127.0.0.1:15001"));
+    assert_eq!(c.listeners[0].original_dst, Some(OriginalDst::Redirect));
+    assert_eq!(c.listeners[1].address, sock("0.0.0.0:15006"));
+    assert_eq!(c.listeners[1].original_dst, Some(OriginalDst::Tproxy));
+    assert!(
+        c.clusters
+            .iter()
+            .all(|c| c.kind == ClusterKind::OriginalDst)
+    );
+    let inbound = c
+        .clusters
+        .iter()
+        .find(|c| c.name == "InboundPassthroughCluster")
+        .unwrap();
+    assert_eq!(inbound.bind_source, Some(sock("127.0.0.6:0")));
+    assert_eq!(c.admin, Some(sock("127.0.0.1:34901")));
+    let cap = c.capture.unwrap();
+    assert_eq!(cap.mode, CaptureMode::Sidecar);
+    assert_eq!(cap.outbound_listener, "outbound");
+    assert_eq!(cap.inbound_listener.as_deref(), Some("inbound"));
+    let w = &cap.workloads[0];
+    assert_eq!(w.cgroup, Path::new("/sys/fs/cgroup/unified/mosn-demo"));
+    assert_eq!(w.inbound_ports, InboundPorts::Only(vec![8080]));
+    assert_eq!(w.exclude_outbound_ports, vec![(22, 22)]);
+
+    // /config_dump shows it.
+    let dump = serde_json::to_value(&cap).unwrap();
+    assert_eq!(dump["mode"], "sidecar");
+    assert_eq!(dump["pin_path"], "/sys/fs/bpf/mosn");
+    assert_eq!(dump["workloads"][0]["inbound_ports"], serde_json::json!({"Only": [8080]}));
 }
 
 #[test]
@@ -313,9 +354,9 @@ fn bad_lb_type_and_cluster_type() {
         errors_of(&v),
         vec![
             "cluster_manager.clusters[0].lb_type: unsupported lb_type \"LB_MAGLEV\" (supported: \
-             LB_ROUNDROBIN, LB_RANDOM)",
+             LB_ROUNDROBIN, LB_RANDOM, LB_ORIGINAL_DST)",
             "cluster_manager.clusters[1].type: unsupported cluster type \"EDS\" (supported: \
-             SIMPLE, STATIC)",
+             SIMPLE, STATIC, ORIGINAL_DST)",
         ]
     );
 }

@@ -15,10 +15,13 @@ use super::error::ConfigError;
 use super::model::*;
 use super::raw::*;
 
+pub(super) mod capture;
+mod cluster;
+
+use cluster::{Clusters, clusters};
+
 /// Upper bound of the default `max_connect_attempts`: MOSN's tcp_proxy retries up to 3 times.
 const DEFAULT_MAX_CONNECT_ATTEMPTS: u32 = 3;
-/// MOSN's host weight range (`MinHostWeight`..=`MaxHostWeight`).
-const HOST_WEIGHTS: std::ops::RangeInclusive<u64> = 1..=128;
 const SUPPORTED_FILTERS: &str = "supported: tcp_proxy";
 
 /// Validates a decoded file. Returns every error found, or the config plus warnings.
@@ -30,15 +33,21 @@ pub fn validate(raw: &RawConfig) -> Result<Loaded, ConfigError> {
     // listeners, in file order.
     let mut cluster_diag = Diag::default();
     let clusters = clusters(raw.cluster_manager.as_ref(), &mut cluster_diag);
+    let mut listener_refs = HashMap::new();
     let listeners = listeners(
         raw.servers.as_deref().unwrap_or_default(),
         &clusters,
+        &mut listener_refs,
         &mut d,
     );
     d.errors.append(&mut cluster_diag.errors);
     d.warnings.append(&mut cluster_diag.warnings);
     let admin = raw.admin.as_ref().and_then(|a| admin(a, &mut d));
     let drain_timeout = drain_timeout(raw, &mut d);
+    let capture = raw
+        .capture
+        .as_ref()
+        .and_then(|c| capture::capture(c, &listener_refs, &mut d));
 
     if d.errors.is_empty() {
         Ok(Loaded {
@@ -47,6 +56,7 @@ pub fn validate(raw: &RawConfig) -> Result<Loaded, ConfigError> {
                 clusters: clusters.configs,
                 admin,
                 drain_timeout,
+                capture,
             },
             warnings: d.warnings,
         })
@@ -56,188 +66,29 @@ pub fn validate(raw: &RawConfig) -> Result<Loaded, ConfigError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Clusters
-
-/// Validated clusters plus what listeners need to check their references.
-struct Clusters {
-    configs: Vec<ClusterConfig>,
-    /// Every cluster name given, in file order, even of clusters with other errors (so one
-    /// bad cluster does not also produce "unknown cluster" errors at every reference).
-    names: Vec<String>,
-    host_counts: HashMap<String, usize>,
-}
-
-impl Clusters {
-    fn check_ref(&self, path: &str, name: &str, d: &mut Diag) {
-        if !self.names.iter().any(|n| n == name) {
-            let defined = if self.names.is_empty() {
-                "no clusters are defined".to_owned()
-            } else {
-                format!("defined clusters: {}", self.names.join(", "))
-            };
-            d.error(path, format!("unknown cluster {name:?} ({defined})"));
-        }
-    }
-}
-
-fn clusters(raw: Option<&RawClusterManager>, d: &mut Diag) -> Clusters {
-    let mut out = Clusters {
-        configs: Vec::new(),
-        names: Vec::new(),
-        host_counts: HashMap::new(),
-    };
-    let Some(cm) = raw else { return out };
-    d.extra("cluster_manager", &cm.extra, RawClusterManager::KEYS);
-    let mut first_at: HashMap<String, String> = HashMap::new();
-    for (i, c) in cm.clusters.iter().flatten().enumerate() {
-        let path = index("cluster_manager", "clusters", i);
-        let (name, config) = cluster(c, &path, d);
-        if let Some(name) = name {
-            if let Some(first) = first_at.get(&name) {
-                d.error(
-                    &join(&path, "name"),
-                    format!("duplicate cluster name {name:?} (first defined at {first})"),
-                );
-                continue;
-            }
-            first_at.insert(name.clone(), path);
-            out.host_counts
-                .insert(name.clone(), c.hosts.as_ref().map_or(0, Vec::len));
-            out.names.push(name);
-        }
-        out.configs.extend(config);
-    }
-    out
-}
-
-/// Returns the cluster's name (if it has one) and, if it is fully valid, its config.
-fn cluster(c: &RawCluster, path: &str, d: &mut Diag) -> (Option<String>, Option<ClusterConfig>) {
-    let errors_before = d.errors.len();
-    d.extra(path, &c.extra, RawCluster::KEYS);
-    let name = match (&c.name, &c.name_go) {
-        (Some(a), Some(b)) if a != b => {
-            d.error(
-                &join(path, "Name"),
-                format!("both \"name\" ({a:?}) and \"Name\" ({b:?}) are set and differ; keep one"),
-            );
-            None
-        }
-        (Some(n), _) | (None, Some(n)) if n.is_empty() => {
-            d.error(&join(path, "name"), "cluster name must not be empty");
-            None
-        }
-        (Some(n), _) | (None, Some(n)) => Some(n.clone()),
-        (None, None) => {
-            d.error(&join(path, "name"), "missing cluster name");
-            None
-        }
-    };
-    match c.kind.as_deref() {
-        None | Some("SIMPLE" | "STATIC") => {}
-        Some(other) => d.error(
-            &join(path, "type"),
-            format!("unsupported cluster type {other:?} (supported: SIMPLE, STATIC)"),
-        ),
-    }
-    let lb = match c.lb_type.as_deref() {
-        None | Some("LB_ROUNDROBIN") => LbPolicy::RoundRobin,
-        Some("LB_RANDOM") => LbPolicy::Random,
-        Some(other) => {
-            d.error(
-                &join(path, "lb_type"),
-                format!("unsupported lb_type {other:?} (supported: LB_ROUNDROBIN, LB_RANDOM)"),
-            );
-            LbPolicy::RoundRobin
-        }
-    };
-    let connect_timeout = match &c.connect_timeout {
-        None => DEFAULT_CONNECT_TIMEOUT,
-        Some(raw) => {
-            let p = join(path, "connect_timeout");
-            match d.duration(&p, raw) {
-                Some(Duration::ZERO) => {
-                    d.error(&p, "connect_timeout must be greater than 0");
-                    DEFAULT_CONNECT_TIMEOUT
-                }
-                Some(t) => t,
-                None => DEFAULT_CONNECT_TIMEOUT,
-            }
-        }
-    };
-    d.tls(&join(path, "tls_context"), c.tls_context.as_ref());
-
-    let mut hosts = Vec::new();
-    match c.hosts.as_deref() {
-        None | Some([]) => d.error(
-            &join(path, "hosts"),
-            "a cluster needs at least one host (dynamic discovery is not supported yet)",
-        ),
-        Some(raw_hosts) => {
-            for (i, h) in raw_hosts.iter().enumerate() {
-                let hp = index(path, "hosts", i);
-                if let Some(host) = host(h, &hp, d) {
-                    if hosts.iter().any(|x: &HostConfig| x.address == host.address) {
-                        d.warn(format!("{hp}: host {} is listed twice", host.address));
-                    }
-                    hosts.push(host);
-                }
-            }
-        }
-    }
-
-    let config = (d.errors.len() == errors_before).then(|| ClusterConfig {
-        name: name.clone().unwrap_or_default(),
-        lb,
-        connect_timeout,
-        hosts,
-    });
-    (name, config)
-}
-
-fn host(h: &RawHost, path: &str, d: &mut Diag) -> Option<HostConfig> {
-    d.extra(path, &h.extra, RawHost::KEYS);
-    let ap = join(path, "address");
-    let address = match h.address.as_deref() {
-        None => {
-            d.error(&ap, "missing address (expected \"ip:port\")");
-            None
-        }
-        Some(a) => match parse_socket_addr(a) {
-            Ok(sa) if sa.port() == 0 => {
-                d.error(
-                    &ap,
-                    format!("invalid socket address {a:?}: port 0 cannot be connected to"),
-                );
-                None
-            }
-            Ok(sa) => Some(sa),
-            Err(reason) => {
-                d.error(&ap, format!("invalid socket address {a:?}: {reason}"));
-                None
-            }
-        },
-    };
-    let weight = match h.weight {
-        None => 1,
-        Some(w) if HOST_WEIGHTS.contains(&w) => w as u32,
-        Some(w) => {
-            d.error(
-                &join(path, "weight"),
-                format!("weight {w} is out of range (1..=128)"),
-            );
-            return None;
-        }
-    };
-    Some(HostConfig {
-        address: address?,
-        weight,
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
 // Listeners
 
-fn listeners(servers: &[RawServer], clusters: &Clusters, d: &mut Diag) -> Vec<ListenerConfig> {
+/// What the `capture` block needs to know of a listener it names.
+pub(super) struct ListenerRef {
+    /// Where the listener is defined.
+    pub path: String,
+    /// `None` when the listener has errors of its own (already reported).
+    pub valid: Option<ValidListener>,
+}
+
+pub(super) struct ValidListener {
+    pub address: SocketAddr,
+    pub original_dst: Option<OriginalDst>,
+    /// `bind_port: true` and not refused (duplicate address).
+    pub started: bool,
+}
+
+fn listeners(
+    servers: &[RawServer],
+    clusters: &Clusters,
+    refs: &mut HashMap<String, ListenerRef>,
+    d: &mut Diag,
+) -> Vec<ListenerConfig> {
     let mut out = Vec::new();
     let mut names: HashMap<String, String> = HashMap::new();
     let mut addrs: HashMap<SocketAddr, String> = HashMap::new();
@@ -260,7 +111,18 @@ fn listeners(servers: &[RawServer], clusters: &Clusters, d: &mut Diag) -> Vec<Li
                     names.insert(name.clone(), path.clone());
                 }
             }
-            let Some((config, bind)) = listener(l, &path, clusters, d) else {
+            let valid = listener(l, &path, clusters, d);
+            if let Some(name) = l.name.as_ref().filter(|n| !n.is_empty()) {
+                refs.entry(name.clone()).or_insert_with(|| ListenerRef {
+                    path: path.clone(),
+                    valid: valid.as_ref().map(|(c, _)| ValidListener {
+                        address: c.address,
+                        original_dst: c.original_dst,
+                        started: false,
+                    }),
+                });
+            }
+            let Some((config, bind)) = valid else {
                 continue;
             };
             if !bind {
@@ -288,6 +150,14 @@ fn listeners(servers: &[RawServer], clusters: &Clusters, d: &mut Diag) -> Vec<Li
                     continue;
                 }
                 addrs.insert(config.address, path.clone());
+            }
+            if let Some(ListenerRef {
+                path: p,
+                valid: Some(v),
+            }) = refs.get_mut(&config.name)
+                && *p == path
+            {
+                v.started = true;
             }
             out.push(config);
         }
@@ -347,16 +217,51 @@ fn listener(
             FastPath::Auto
         }
     };
+    let original_dst = match &l.use_original_dst {
+        None | Some(RawOriginalDst::Bool(false)) => None,
+        Some(RawOriginalDst::Bool(true)) => Some(OriginalDst::Redirect),
+        Some(RawOriginalDst::Text(t)) if t == "redirect" => Some(OriginalDst::Redirect),
+        Some(RawOriginalDst::Text(t)) if t == "tproxy" => Some(OriginalDst::Tproxy),
+        Some(RawOriginalDst::Text(other)) => {
+            d.error(
+                &join(path, "use_original_dst"),
+                format!(
+                    "invalid use_original_dst {other:?} (allowed: \"redirect\", \"tproxy\", \
+                     or true for \"redirect\")"
+                ),
+            );
+            None
+        }
+    };
     let tcp_proxy = filter_chains(l, path, clusters, d);
     if d.errors.len() != errors_before {
         return None;
+    }
+    let tcp_proxy = tcp_proxy?;
+    if original_dst.is_none() {
+        let referenced = tcp_proxy
+            .cluster
+            .iter()
+            .chain(tcp_proxy.routes.iter().map(|r| &r.cluster));
+        if let Some(c) = referenced
+            .into_iter()
+            .find(|c| clusters.original_dst.contains(*c))
+        {
+            d.warn(format!(
+                "{path}: listener {:?} has no \"use_original_dst\"; its ORIGINAL_DST cluster \
+                 {c:?} only serves connections handed over by a \"use_original_dst\" listener \
+                 (others are closed)",
+                name.as_deref().unwrap_or_default()
+            ));
+        }
     }
     Some((
         ListenerConfig {
             name: name?,
             address: address?,
             fast_path,
-            tcp_proxy: tcp_proxy?,
+            original_dst,
+            tcp_proxy,
         },
         l.bind_port == Some(true),
     ))
@@ -615,6 +520,17 @@ fn admin(a: &RawAdmin, d: &mut Diag) -> Option<SocketAddr> {
         );
         return None;
     };
+    socket_address(sa, path, None, d)
+}
+
+/// An Envoy `socket_address` object; `default_port` applies when `port_value` is absent
+/// (else it is required).
+fn socket_address(
+    sa: &RawSocketAddress,
+    path: &str,
+    default_port: Option<u16>,
+    d: &mut Diag,
+) -> Option<SocketAddr> {
     d.extra(path, &sa.extra, RawSocketAddress::KEYS);
     let ip = match sa.address.as_deref() {
         None => {
@@ -630,12 +546,13 @@ fn admin(a: &RawAdmin, d: &mut Diag) -> Option<SocketAddr> {
             })
             .ok(),
     };
-    let port = match sa.port_value {
-        None => {
+    let port = match (sa.port_value, default_port) {
+        (None, Some(p)) => Some(p),
+        (None, None) => {
             d.error(&join(path, "port_value"), "missing port_value");
             None
         }
-        Some(p) => u16::try_from(p)
+        (Some(p), _) => u16::try_from(p)
             .map_err(|_| d.error(&join(path, "port_value"), format!("invalid port {p}")))
             .ok(),
     };

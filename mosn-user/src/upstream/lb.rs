@@ -20,7 +20,8 @@ pub enum LoadBalancer {
 impl LoadBalancer {
     pub fn new(policy: LbPolicy) -> LoadBalancer {
         match policy {
-            LbPolicy::RoundRobin => LoadBalancer::RoundRobin {
+            // An ORIGINAL_DST cluster has no host list to balance over; it never asks.
+            LbPolicy::RoundRobin | LbPolicy::OriginalDst => LoadBalancer::RoundRobin {
                 next: AtomicUsize::new(0),
             },
             LbPolicy::Random => LoadBalancer::Random,

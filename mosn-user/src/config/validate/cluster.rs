@@ -1,0 +1,259 @@
+//! Validation of `cluster_manager.clusters[]`: types, load balancers, hosts, bind sources.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::socket_address;
+use crate::config::addr::parse_socket_addr;
+use crate::config::diag::{Diag, index, join};
+use crate::config::model::*;
+use crate::config::raw::*;
+
+/// MOSN's host weight range (`MinHostWeight`..=`MaxHostWeight`).
+const HOST_WEIGHTS: std::ops::RangeInclusive<u64> = 1..=128;
+
+/// Validated clusters plus what listeners need to check their references.
+pub(super) struct Clusters {
+    pub configs: Vec<ClusterConfig>,
+    /// Every cluster name given, in file order, even of clusters with other errors (so one
+    /// bad cluster does not also produce "unknown cluster" errors at every reference).
+    pub names: Vec<String>,
+    pub host_counts: HashMap<String, usize>,
+    /// Names of the `ORIGINAL_DST` clusters.
+    pub original_dst: HashSet<String>,
+}
+
+impl Clusters {
+    pub fn check_ref(&self, path: &str, name: &str, d: &mut Diag) {
+        if !self.names.iter().any(|n| n == name) {
+            let defined = if self.names.is_empty() {
+                "no clusters are defined".to_owned()
+            } else {
+                format!("defined clusters: {}", self.names.join(", "))
+            };
+            d.error(path, format!("unknown cluster {name:?} ({defined})"));
+        }
+    }
+}
+
+pub(super) fn clusters(raw: Option<&RawClusterManager>, d: &mut Diag) -> Clusters {
+    let mut out = Clusters {
+        configs: Vec::new(),
+        names: Vec::new(),
+        host_counts: HashMap::new(),
+        original_dst: HashSet::new(),
+    };
+    let Some(cm) = raw else { return out };
+    d.extra("cluster_manager", &cm.extra, RawClusterManager::KEYS);
+    let mut first_at: HashMap<String, String> = HashMap::new();
+    for (i, c) in cm.clusters.iter().flatten().enumerate() {
+        let path = index("cluster_manager", "clusters", i);
+        let (name, config) = cluster(c, &path, d);
+        if let Some(name) = name {
+            if let Some(first) = first_at.get(&name) {
+                d.error(
+                    &join(&path, "name"),
+                    format!("duplicate cluster name {name:?} (first defined at {first})"),
+                );
+                continue;
+            }
+            first_at.insert(name.clone(), path);
+            out.host_counts
+                .insert(name.clone(), c.hosts.as_ref().map_or(0, Vec::len));
+            if c.kind.as_deref() == Some("ORIGINAL_DST") {
+                out.original_dst.insert(name.clone());
+            }
+            out.names.push(name);
+        }
+        out.configs.extend(config);
+    }
+    out
+}
+
+/// Returns the cluster's name (if it has one) and, if it is fully valid, its config.
+fn cluster(c: &RawCluster, path: &str, d: &mut Diag) -> (Option<String>, Option<ClusterConfig>) {
+    let errors_before = d.errors.len();
+    d.extra(path, &c.extra, RawCluster::KEYS);
+    let name = match (&c.name, &c.name_go) {
+        (Some(a), Some(b)) if a != b => {
+            d.error(
+                &join(path, "Name"),
+                format!("both \"name\" ({a:?}) and \"Name\" ({b:?}) are set and differ; keep one"),
+            );
+            None
+        }
+        (Some(n), _) | (None, Some(n)) if n.is_empty() => {
+            d.error(&join(path, "name"), "cluster name must not be empty");
+            None
+        }
+        (Some(n), _) | (None, Some(n)) => Some(n.clone()),
+        (None, None) => {
+            d.error(&join(path, "name"), "missing cluster name");
+            None
+        }
+    };
+    let kind = match c.kind.as_deref() {
+        None | Some("SIMPLE" | "STATIC") => ClusterKind::Static,
+        Some("ORIGINAL_DST") => ClusterKind::OriginalDst,
+        Some(other) => {
+            d.error(
+                &join(path, "type"),
+                format!(
+                    "unsupported cluster type {other:?} (supported: SIMPLE, STATIC, ORIGINAL_DST)"
+                ),
+            );
+            ClusterKind::Static
+        }
+    };
+    let lb = match (kind, c.lb_type.as_deref()) {
+        (ClusterKind::OriginalDst, None | Some("LB_ORIGINAL_DST")) => LbPolicy::OriginalDst,
+        (ClusterKind::OriginalDst, Some(other)) => {
+            d.error(
+                &join(path, "lb_type"),
+                format!(
+                    "lb_type {other:?} does not apply to an ORIGINAL_DST cluster (use \
+                     \"LB_ORIGINAL_DST\" or leave it out)"
+                ),
+            );
+            LbPolicy::OriginalDst
+        }
+        (ClusterKind::Static, None | Some("LB_ROUNDROBIN")) => LbPolicy::RoundRobin,
+        (ClusterKind::Static, Some("LB_RANDOM")) => LbPolicy::Random,
+        (ClusterKind::Static, Some("LB_ORIGINAL_DST")) => {
+            d.error(
+                &join(path, "lb_type"),
+                "lb_type \"LB_ORIGINAL_DST\" needs \"type\": \"ORIGINAL_DST\"",
+            );
+            LbPolicy::RoundRobin
+        }
+        (ClusterKind::Static, Some(other)) => {
+            d.error(
+                &join(path, "lb_type"),
+                format!(
+                    "unsupported lb_type {other:?} (supported: LB_ROUNDROBIN, LB_RANDOM, \
+                     LB_ORIGINAL_DST)"
+                ),
+            );
+            LbPolicy::RoundRobin
+        }
+    };
+    let connect_timeout = match &c.connect_timeout {
+        None => DEFAULT_CONNECT_TIMEOUT,
+        Some(raw) => {
+            let p = join(path, "connect_timeout");
+            match d.duration(&p, raw) {
+                Some(Duration::ZERO) => {
+                    d.error(&p, "connect_timeout must be greater than 0");
+                    DEFAULT_CONNECT_TIMEOUT
+                }
+                Some(t) => t,
+                None => DEFAULT_CONNECT_TIMEOUT,
+            }
+        }
+    };
+    d.tls(&join(path, "tls_context"), c.tls_context.as_ref());
+
+    let bind_source = c
+        .upstream_bind_config
+        .as_ref()
+        .and_then(|b| bind_config(b, &join(path, "upstream_bind_config"), d));
+
+    let mut hosts = Vec::new();
+    match c.hosts.as_deref() {
+        Some([_, ..]) if kind == ClusterKind::OriginalDst => d.error(
+            &join(path, "hosts"),
+            "an ORIGINAL_DST cluster connects to each connection's original destination; \
+             remove \"hosts\"",
+        ),
+        None | Some([]) if kind == ClusterKind::OriginalDst => {}
+        None | Some([]) => d.error(
+            &join(path, "hosts"),
+            "a cluster needs at least one host (dynamic discovery is not supported yet)",
+        ),
+        Some(raw_hosts) => {
+            for (i, h) in raw_hosts.iter().enumerate() {
+                let hp = index(path, "hosts", i);
+                if let Some(host) = host(h, &hp, d) {
+                    if hosts.iter().any(|x: &HostConfig| x.address == host.address) {
+                        d.warn(format!("{hp}: host {} is listed twice", host.address));
+                    }
+                    hosts.push(host);
+                }
+            }
+        }
+    }
+
+    let config = (d.errors.len() == errors_before).then(|| ClusterConfig {
+        name: name.clone().unwrap_or_default(),
+        kind,
+        lb,
+        connect_timeout,
+        hosts,
+        bind_source,
+    });
+    (name, config)
+}
+
+/// `upstream_bind_config`: Envoy's `{"source_address": {"address": ..., "port_value": 0}}`.
+fn bind_config(b: &RawBindConfig, path: &str, d: &mut Diag) -> Option<SocketAddr> {
+    d.extra(path, &b.extra, RawBindConfig::KEYS);
+    let path = join(path, "source_address");
+    let Some(sa) = &b.source_address else {
+        d.error(
+            &path,
+            "missing source_address (expected {\"address\": \"127.0.0.6\", \"port_value\": 0})",
+        );
+        return None;
+    };
+    // A bind source usually leaves the port to the kernel; port_value defaults to 0.
+    let addr = socket_address(sa, &path, Some(0), d)?;
+    if addr.port() != 0 {
+        d.warn(format!(
+            "{path}.port_value: binding every upstream connection to port {} allows only one \
+             connection per destination at a time; 0 lets the kernel choose",
+            addr.port()
+        ));
+    }
+    Some(addr)
+}
+
+fn host(h: &RawHost, path: &str, d: &mut Diag) -> Option<HostConfig> {
+    d.extra(path, &h.extra, RawHost::KEYS);
+    let ap = join(path, "address");
+    let address = match h.address.as_deref() {
+        None => {
+            d.error(&ap, "missing address (expected \"ip:port\")");
+            None
+        }
+        Some(a) => match parse_socket_addr(a) {
+            Ok(sa) if sa.port() == 0 => {
+                d.error(
+                    &ap,
+                    format!("invalid socket address {a:?}: port 0 cannot be connected to"),
+                );
+                None
+            }
+            Ok(sa) => Some(sa),
+            Err(reason) => {
+                d.error(&ap, format!("invalid socket address {a:?}: {reason}"));
+                None
+            }
+        },
+    };
+    let weight = match h.weight {
+        None => 1,
+        Some(w) if HOST_WEIGHTS.contains(&w) => w as u32,
+        Some(w) => {
+            d.error(
+                &join(path, "weight"),
+                format!("weight {w} is out of range (1..=128)"),
+            );
+            return None;
+        }
+    };
+    Some(HostConfig {
+        address: address?,
+        weight,
+    })
+}
