@@ -124,6 +124,7 @@ fn main() -> ExitCode {
             mosn::server::Options {
                 auto_max_active,
                 auto_max_spliced,
+                ..Default::default()
             },
         ),
         Command::Validate { config } => load(&config).map(|c| {

@@ -13,7 +13,9 @@ use crate::admin::{self, AdminState};
 use crate::config::{Config, FastPath};
 use crate::ebpf::{SpliceError, Splicer};
 use crate::metrics::{Metrics, Sample, SampleKind, SampleSource};
-use crate::network::{AutoRule, BoundListener, ConnTracker, DataPath, TcpProxy};
+use crate::network::{
+    AutoRule, BoundListener, ConnTracker, DataPath, ListenerIndex, OriginalDstLookup, TcpProxy,
+};
 use crate::upstream::ClusterManager;
 
 /// Why the daemon could not start. Nothing is left listening when this is returned.
@@ -135,13 +137,16 @@ impl SampleSource for KernelSamples {
 }
 
 /// Process-wide settings that are not part of the (MOSN-shaped) config file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// `fast_path: auto`: hand off only while at most this many connections are open on
     /// `auto` listeners (see `AutoRule`).
     pub auto_max_active: usize,
     /// `fast_path: auto`: at most this many connections spliced at once (see `AutoRule`).
     pub auto_max_spliced: usize,
+    /// The capture programs' record of original destinations, asked first by
+    /// `use_original_dst: "redirect"` listeners (then `SO_ORIGINAL_DST`). `None`: not loaded.
+    pub original_dst: Option<Arc<dyn OriginalDstLookup>>,
 }
 
 impl Default for Options {
@@ -149,7 +154,21 @@ impl Default for Options {
         Options {
             auto_max_active: crate::network::AUTO_MAX_ACTIVE,
             auto_max_spliced: crate::network::AUTO_MAX_SPLICED,
+            original_dst: None,
         }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("auto_max_active", &self.auto_max_active)
+            .field("auto_max_spliced", &self.auto_max_spliced)
+            .field(
+                "original_dst",
+                &self.original_dst.as_ref().map(|_| "<lookup>"),
+            )
+            .finish()
     }
 }
 
@@ -179,13 +198,23 @@ pub async fn run(
             metrics.listener(&l.name),
         );
         let b =
-            BoundListener::bind(&l.name, l.address, proxy).map_err(|source| StartError::Bind {
-                listener: l.name.clone(),
-                address: l.address,
-                source,
+            BoundListener::bind(&l.name, l.address, proxy, l.original_dst).map_err(|source| {
+                StartError::Bind {
+                    listener: l.name.clone(),
+                    address: l.address,
+                    source,
+                }
             })?;
-        info!(listener = %l.name, address = %b.local_addr, fast_path = data_path.name(), "bound");
+        info!(listener = %l.name, address = %b.local_addr, fast_path = data_path.name(), original_dst = ?l.original_dst, "bound");
         bound.push(b);
+    }
+    // `use_original_dst` listeners hand connections to the listener of their original
+    // destination: every listener's bound address.
+    let index = Arc::new(ListenerIndex::new(
+        bound.iter().map(|b| (b.local_addr, Arc::clone(b.proxy()))),
+    ));
+    for b in &mut bound {
+        b.enable_original_dst(options.original_dst.clone(), Arc::clone(&index));
     }
 
     let drain_timeout = config.drain_timeout;

@@ -9,7 +9,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::original_dst::{
+    Destination, ListenerIndex, OriginalDstHandler, OriginalDstLookup, set_transparent,
+};
 use super::tcp_proxy::TcpProxy;
+use crate::config::OriginalDst;
 
 /// Tracks live connection tasks so shutdown can wait for them to finish.
 pub type ConnTracker = tokio_util::task::TaskTracker;
@@ -24,15 +28,31 @@ pub struct BoundListener {
     pub local_addr: SocketAddr,
     listener: TcpListener,
     proxy: Arc<TcpProxy>,
+    /// `use_original_dst`, as configured.
+    original_dst_mode: Option<OriginalDst>,
+    /// Set by [`BoundListener::enable_original_dst`] once every listener is bound.
+    original_dst: Option<OriginalDstHandler>,
 }
 
 impl BoundListener {
-    /// Binds `addr` (SO_REUSEADDR, so a restart does not wait for TIME_WAIT).
-    pub fn bind(name: &str, addr: SocketAddr, proxy: TcpProxy) -> std::io::Result<BoundListener> {
+    /// Binds `addr` (SO_REUSEADDR, so a restart does not wait for TIME_WAIT). A `tproxy`
+    /// listener also gets `IP_TRANSPARENT` (without CAP_NET_ADMIN: a warning, as it only
+    /// matters for connections to non-local addresses).
+    pub fn bind(
+        name: &str,
+        addr: SocketAddr,
+        proxy: TcpProxy,
+        original_dst: Option<OriginalDst>,
+    ) -> std::io::Result<BoundListener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;
         if addr.is_ipv6() {
             socket.set_only_v6(true)?;
+        }
+        if original_dst == Some(OriginalDst::Tproxy)
+            && let Err(e) = set_transparent(&socket, addr.is_ipv6())
+        {
+            warn!(listener = %name, error = %e, "tproxy listener: cannot set IP_TRANSPARENT (needs CAP_NET_ADMIN); it only receives connections to local addresses");
         }
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
@@ -44,7 +64,31 @@ impl BoundListener {
             local_addr,
             listener,
             proxy: Arc::new(proxy),
+            original_dst_mode: original_dst,
+            original_dst: None,
         })
+    }
+
+    /// This listener's filter chain.
+    pub fn proxy(&self) -> &Arc<TcpProxy> {
+        &self.proxy
+    }
+
+    /// For a `use_original_dst` listener (no-op otherwise): recover each accepted
+    /// connection's original destination (`lookup`: the capture programs' record) and hand
+    /// it to the listener in `listeners` bound to it, if any.
+    pub fn enable_original_dst(
+        &mut self,
+        lookup: Option<Arc<dyn OriginalDstLookup>>,
+        listeners: Arc<ListenerIndex>,
+    ) {
+        if let Some(mode) = self.original_dst_mode {
+            self.original_dst = Some(OriginalDstHandler {
+                mode,
+                lookup: lookup.filter(|_| mode == OriginalDst::Redirect),
+                listeners,
+            });
+        }
     }
 
     /// Accepts until `stop` is cancelled, spawning each connection on `tracker`.
@@ -56,7 +100,14 @@ impl BoundListener {
                 _ = stop.cancelled() => break,
                 r = self.listener.accept() => match r {
                     Ok((stream, peer)) => {
-                        tracker.spawn(Arc::clone(&self.proxy).handle(stream, peer));
+                        let (proxy, dst) = match &self.original_dst {
+                            Some(h) => h.dispatch(&self.proxy, self.local_addr, &stream, peer),
+                            None => {
+                                let local = stream.local_addr().unwrap_or(self.local_addr);
+                                (Arc::clone(&self.proxy), Destination::local(local))
+                            }
+                        };
+                        tracker.spawn(proxy.handle(stream, peer, dst));
                     }
                     Err(e) => {
                         // EMFILE/ENFILE/ENOBUFS: back off instead of spinning on the error.

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::mem::{MaybeUninit, size_of};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd};
 
 /// `SO_COOKIE` (include/uapi/asm-generic/socket.h): the socket's 64-bit cookie, the key the
@@ -11,6 +12,11 @@ use std::os::fd::{AsFd, AsRawFd};
 const SO_COOKIE: libc::c_int = 57;
 /// `SIOCOUTQ` (= TIOCOUTQ): bytes in the send queue not yet acknowledged by the peer.
 const SIOCOUTQ: libc::Ioctl = 0x5411;
+
+/// `SO_ORIGINAL_DST` (include/uapi/linux/netfilter_ipv4.h) at `SOL_IP`, and
+/// `IP6T_SO_ORIGINAL_DST` (include/uapi/linux/netfilter_ipv6/ip6_tables.h) at `SOL_IPV6`: the
+/// same number.
+const SO_ORIGINAL_DST: libc::c_int = 80;
 
 /// `TCP_ESTABLISHED` in `tcpi_state`.
 pub const TCP_ESTABLISHED: u8 = 1;
@@ -80,7 +86,8 @@ fn getsockopt<T: Copy>(fd: &impl AsFd, level: libc::c_int, name: libc::c_int) ->
     let mut value = MaybeUninit::<T>::zeroed();
     let mut len = size_of::<T>() as libc::socklen_t;
     // SAFETY: `value` is a writable buffer of `len` bytes, zero-initialised, and T is a plain
-    // old data type for every caller (u64, TcpInfo), so any prefix the kernel fills is valid.
+    // old data type for every caller (u64, c_int, TcpInfo, sockaddr_in, sockaddr_in6), so any
+    // prefix the kernel fills is valid.
     let rc = unsafe {
         libc::getsockopt(
             fd.as_fd().as_raw_fd(),
@@ -188,6 +195,86 @@ pub fn take_error(fd: &impl AsFd) -> io::Result<Option<io::Error>> {
     Ok((e != 0).then(|| io::Error::from_raw_os_error(e)))
 }
 
+/// Where a connection redirected to this socket's listener was going:
+/// `getsockopt(SOL_IP, SO_ORIGINAL_DST)` (a `sockaddr_in`) for IPv4, or
+/// `getsockopt(SOL_IPV6, IP6T_SO_ORIGINAL_DST)` (a `sockaddr_in6`) for IPv6. Answered by
+/// netfilter's conntrack (iptables REDIRECT/DNAT) or by a cgroup getsockopt program.
+/// `ENOENT`: no such connection is known; `ENOPROTOOPT`: nothing answers the option.
+pub fn original_dst(fd: &impl AsFd, ipv6: bool) -> io::Result<SocketAddr> {
+    if ipv6 {
+        let sa = getsockopt::<libc::sockaddr_in6>(fd, libc::SOL_IPV6, SO_ORIGINAL_DST)?;
+        if libc::c_int::from(sa.sin6_family) != libc::AF_INET6 {
+            return Err(unexpected_family(sa.sin6_family));
+        }
+        Ok(SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from(sa.sin6_addr.s6_addr),
+            u16::from_be(sa.sin6_port),
+            sa.sin6_flowinfo,
+            sa.sin6_scope_id,
+        )))
+    } else {
+        let sa = getsockopt::<libc::sockaddr_in>(fd, libc::SOL_IP, SO_ORIGINAL_DST)?;
+        if libc::c_int::from(sa.sin_family) != libc::AF_INET {
+            return Err(unexpected_family(sa.sin_family));
+        }
+        Ok(SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
+            u16::from_be(sa.sin_port),
+        )))
+    }
+}
+
+fn unexpected_family(family: libc::sa_family_t) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("SO_ORIGINAL_DST returned address family {family}"),
+    )
+}
+
+/// A TCP socket for an upstream connection to `peer`, not yet connected.
+///
+/// - `mark`: `SO_MARK` (needs CAP_NET_ADMIN), so the capture programs never capture the
+///   proxy's own connections.
+/// - `bind`: the local address to bind first. With port 0 the socket also gets
+///   `IP_BIND_ADDRESS_NO_PORT`, so the port is chosen at connect time per 4-tuple and many
+///   connections can share the source address (a plain bind would reserve a port each).
+///   It must be of `peer`'s address family.
+pub fn upstream_socket(
+    peer: SocketAddr,
+    mark: Option<u32>,
+    bind: Option<SocketAddr>,
+) -> io::Result<tokio::net::TcpSocket> {
+    let socket = if peer.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(mark) = mark {
+        socket2::SockRef::from(&socket)
+            .set_mark(mark)
+            .map_err(|e| context(e, format!("set SO_MARK {mark:#x} (needs CAP_NET_ADMIN)")))?;
+    }
+    if let Some(addr) = bind {
+        if addr.port() == 0 {
+            setsockopt_int(&socket, libc::SOL_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)
+                .map_err(|e| context(e, "set IP_BIND_ADDRESS_NO_PORT".into()))?;
+        }
+        socket
+            .bind(addr)
+            .map_err(|e| context(e, format!("bind source address {addr}")))?;
+    }
+    Ok(socket)
+}
+
+/// `SO_MARK` of a socket.
+pub fn mark(fd: &impl AsFd) -> io::Result<u32> {
+    socket2::SockRef::from(fd).mark()
+}
+
+fn context(e: io::Error, what: String) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
 /// A proxy holds two sockets per connection: lift the open-files soft limit to the hard limit
 /// (the usual soft default of 1024 caps it near 500 connections).
 pub fn raise_nofile_limit() {
@@ -216,7 +303,46 @@ pub fn raise_nofile_limit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network::test_util::require_root;
     use std::io::{Read, Write};
+
+    #[tokio::test]
+    async fn upstream_socket_without_mark_or_bind() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = upstream_socket(l.local_addr().unwrap(), None, None)
+            .unwrap()
+            .connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            mark(&up).unwrap(),
+            0,
+            "no capture: no mark (needs no privilege)"
+        );
+        assert_eq!(up.local_addr().unwrap().ip(), l.local_addr().unwrap().ip());
+    }
+
+    #[tokio::test]
+    async fn upstream_socket_sets_mark_and_binds_source() {
+        if !require_root("upstream_socket_sets_mark_and_binds_source") {
+            return;
+        }
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = l.local_addr().unwrap();
+        let source: std::net::SocketAddr = "127.0.0.6:0".parse().unwrap();
+        let mut conns = Vec::new();
+        // Many connections share the source address (IP_BIND_ADDRESS_NO_PORT).
+        for _ in 0..3 {
+            let socket = upstream_socket(origin, Some(0x4d4f_534e), Some(source)).unwrap();
+            assert_eq!(mark(&socket).unwrap(), 0x4d4f_534e, "marked before connect");
+            let up = socket.connect(origin).await.unwrap();
+            let (_, peer) = l.accept().await.unwrap();
+            assert_eq!(mark(&up).unwrap(), 0x4d4f_534e);
+            assert_eq!(peer.ip(), source.ip(), "the origin sees the bound source");
+            assert_eq!(up.local_addr().unwrap(), peer);
+            conns.push(up);
+        }
+    }
 
     #[test]
     fn cookie_info_and_outq_on_real_sockets() {

@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::copy::{BiCopy, ByteCounters, CopyEnd, DirectionStats};
+use super::original_dst::Destination;
 use super::sockopt;
 use super::spliced::{self, Baseline, SplicedEnd};
 use crate::config::{FastPath, TcpProxyConfig, TcpRoute};
@@ -220,33 +221,43 @@ impl TcpProxy {
             .or(self.default_cluster.as_ref())
     }
 
-    /// Proxies one accepted connection to the end.
-    pub async fn handle(self: Arc<Self>, down: TcpStream, peer: SocketAddr) {
-        let local = down.local_addr().unwrap_or(peer);
-        let span = info_span!("conn", listener = %self.listener, %peer);
+    /// Proxies one accepted connection to the end. `dst`: where it was going (the local
+    /// address, or the original destination of a captured connection).
+    pub async fn handle(self: Arc<Self>, down: TcpStream, peer: SocketAddr, dst: Destination) {
+        let span = info_span!("conn", listener = %self.listener, %peer, original_dst = tracing::field::Empty);
+        if let Some(o) = dst.original {
+            span.record("original_dst", tracing::field::display(o));
+        }
         async move {
             let m = &self.metrics;
             m.connections_total.inc();
             m.connections_active.inc();
-            self.proxy(down, peer, local).await;
+            self.proxy(down, peer, dst).await;
             m.connections_active.dec();
         }
         .instrument(span)
         .await
     }
 
-    async fn proxy(&self, mut down: TcpStream, peer: SocketAddr, local: SocketAddr) {
+    async fn proxy(&self, mut down: TcpStream, peer: SocketAddr, dst: Destination) {
         let m = &self.metrics;
-        let Some(cluster) = self.route(peer, local) else {
+        let Some(cluster) = self.route(peer, dst.addr) else {
             debug!("no tcp_proxy route matches; closing");
             m.errors.inc(ErrorKind::Other);
             return;
         };
-        let (mut up, upstream) = match cluster.connect(self.max_connect_attempts).await {
+        let connected = cluster
+            .connect(self.max_connect_attempts, dst.original)
+            .await;
+        let (mut up, upstream) = match connected {
             Ok(x) => x,
             Err(e) => {
                 warn!(error = %e, "closing downstream: no upstream connection");
-                m.errors.inc(ErrorKind::UpstreamConnect);
+                m.errors.inc(if e.no_host() {
+                    ErrorKind::NoHealthyHost
+                } else {
+                    ErrorKind::UpstreamConnect
+                });
                 return;
             }
         };

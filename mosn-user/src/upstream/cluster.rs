@@ -8,14 +8,19 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::lb::LoadBalancer;
-use crate::config::{ClusterConfig, Config};
+use crate::config::{ClusterConfig, ClusterKind, Config};
 use crate::metrics::{ClusterMetrics, Metrics};
+use crate::network::sockopt;
 
 /// Why no upstream connection could be made. Each names what to check.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("cluster {cluster}: no hosts")]
     NoHost { cluster: String },
+    #[error(
+        "cluster {cluster}: ORIGINAL_DST cluster, but the connection has no original destination (it was not captured or redirected, it was addressed to this proxy's own listener, or the listener lacks \"use_original_dst\")"
+    )]
+    NoOriginalDst { cluster: String },
     #[error(
         "cluster {cluster}: all {attempts} connect attempts failed, last to {addr}: {source} (is the upstream up?)"
     )]
@@ -28,36 +33,78 @@ pub enum ConnectError {
     },
 }
 
+impl ConnectError {
+    /// No upstream host could even be tried (as opposed to every attempt failing).
+    pub fn no_host(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::NoHost { .. } | ConnectError::NoOriginalDst { .. }
+        )
+    }
+}
+
 /// One upstream cluster with its load balancer and metrics.
 #[derive(Debug)]
 pub struct Cluster {
     pub name: String,
+    pub kind: ClusterKind,
+    /// Static hosts (empty for ORIGINAL_DST).
     pub hosts: Vec<SocketAddr>,
     pub connect_timeout: Duration,
+    /// `SO_MARK` of every upstream socket (`capture.proxy_mark` when capture is configured).
+    pub mark: Option<u32>,
+    /// `upstream_bind_config.source_address`.
+    pub bind_source: Option<SocketAddr>,
     lb: LoadBalancer,
     pub metrics: ClusterMetrics,
 }
 
 impl Cluster {
-    pub fn new(cfg: &ClusterConfig, metrics: &Metrics) -> Cluster {
+    /// `mark`: the `SO_MARK` put on every upstream socket (None: no mark, which needs no
+    /// privilege).
+    pub fn new(cfg: &ClusterConfig, metrics: &Metrics, mark: Option<u32>) -> Cluster {
         Cluster {
             name: cfg.name.clone(),
+            kind: cfg.kind,
             hosts: cfg.hosts.iter().map(|h| h.address).collect(),
             connect_timeout: cfg.connect_timeout,
+            mark,
+            bind_source: cfg.bind_source,
             lb: LoadBalancer::new(cfg.lb),
             metrics: metrics.cluster(&cfg.name),
         }
     }
 
-    /// Connects to a host chosen by the load balancer, trying up to `attempts` distinct
-    /// hosts (the next one on refusal or timeout).
-    pub async fn connect(&self, attempts: usize) -> Result<(TcpStream, SocketAddr), ConnectError> {
-        let order = self.lb.pick_order(self.hosts.len(), attempts.max(1));
+    /// Connects upstream. A static cluster tries up to `attempts` distinct hosts in its load
+    /// balancer's order (the next one on refusal or timeout); an ORIGINAL_DST cluster connects
+    /// to `original_dst`, the connection's recovered original destination (once), and fails
+    /// without one. Static clusters ignore `original_dst`.
+    pub async fn connect(
+        &self,
+        attempts: usize,
+        original_dst: Option<SocketAddr>,
+    ) -> Result<(TcpStream, SocketAddr), ConnectError> {
+        let targets: Vec<SocketAddr> = match self.kind {
+            ClusterKind::Static => self
+                .lb
+                .pick_order(self.hosts.len(), attempts.max(1))
+                .into_iter()
+                .map(|i| self.hosts[i])
+                .collect(),
+            ClusterKind::OriginalDst => match original_dst {
+                Some(addr) => vec![addr],
+                None => {
+                    self.metrics.no_healthy_host.inc();
+                    return Err(ConnectError::NoOriginalDst {
+                        cluster: self.name.clone(),
+                    });
+                }
+            },
+        };
         let mut last = None;
-        for &i in &order {
-            let addr = self.hosts[i];
+        for &addr in &targets {
             self.metrics.upstream_cx_total.inc();
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+            match tokio::time::timeout(self.connect_timeout, self.connect_to(addr)).await {
                 Ok(Ok(s)) => return Ok((s, addr)),
                 Ok(Err(e)) => {
                     self.metrics.upstream_cx_connect_fail.inc();
@@ -81,7 +128,7 @@ impl Cluster {
         match last {
             Some((addr, source)) => Err(ConnectError::Failed {
                 cluster: self.name.clone(),
-                attempts: order.len(),
+                attempts: targets.len(),
                 addr,
                 source,
             }),
@@ -89,6 +136,20 @@ impl Cluster {
                 cluster: self.name.clone(),
             }),
         }
+    }
+
+    /// One connect: a socket with the cluster's mark and bind source, then connect.
+    async fn connect_to(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        // A source of the other address family cannot be bound (an IPv4 passthrough source
+        // for an IPv6 destination): such connections go out unbound. The mark still keeps
+        // them out of the capture.
+        let bind = self.bind_source.filter(|b| b.is_ipv4() == addr.is_ipv4());
+        if bind.is_none() && self.bind_source.is_some() {
+            tracing::debug!(%addr, source = ?self.bind_source, "bind source of another address family; not binding");
+        }
+        sockopt::upstream_socket(addr, self.mark, bind)?
+            .connect(addr)
+            .await
     }
 }
 
@@ -99,17 +160,103 @@ pub struct ClusterManager {
 }
 
 impl ClusterManager {
+    /// With `cfg.capture`, every upstream socket is marked with `capture.proxy_mark`.
     pub fn new(cfg: &Config, metrics: &Metrics) -> ClusterManager {
+        let mark = cfg.capture.as_ref().map(|c| c.proxy_mark);
         ClusterManager {
             clusters: cfg
                 .clusters
                 .iter()
-                .map(|c| (c.name.clone(), Arc::new(Cluster::new(c, metrics))))
+                .map(|c| (c.name.clone(), Arc::new(Cluster::new(c, metrics, mark))))
                 .collect(),
         }
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
         self.clusters.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{self, Format};
+    use crate::network::sockopt;
+    use crate::network::test_util::{origin, require_root};
+
+    fn manager(config: &Config) -> (ClusterManager, Arc<Metrics>) {
+        let metrics = Metrics::new();
+        (ClusterManager::new(config, &metrics), metrics)
+    }
+
+    fn parse(v: serde_json::Value) -> Config {
+        config::parse(&v.to_string(), Format::Json).unwrap().config
+    }
+
+    #[tokio::test]
+    async fn original_dst_cluster_connects_to_the_original_destination() {
+        let o = origin("o").await;
+        let (m, metrics) = manager(&parse(serde_json::json!({
+            "cluster_manager": { "clusters": [
+                { "name": "pass", "type": "ORIGINAL_DST" },
+                { "name": "static", "hosts": [{ "address": o.to_string() }] }
+            ]}
+        })));
+        let pass = m.get("pass").unwrap();
+        let (up, addr) = pass.connect(3, Some(o)).await.unwrap();
+        assert_eq!((addr, up.peer_addr().unwrap()), (o, o));
+        assert_eq!(sockopt::mark(&up).unwrap(), 0, "no capture config: no mark");
+
+        let err = pass.connect(3, None).await.unwrap_err();
+        assert!(err.no_host());
+        assert!(
+            err.to_string().starts_with(
+                "cluster pass: ORIGINAL_DST cluster, but the connection has no original destination"
+            ),
+            "{err}"
+        );
+        let cm = metrics.cluster("pass");
+        assert_eq!(
+            (cm.upstream_cx_total.get(), cm.no_healthy_host.get()),
+            (1, 1)
+        );
+
+        // A static cluster ignores the original destination.
+        let (_, addr) = m
+            .get("static")
+            .unwrap()
+            .connect(1, Some("127.0.0.1:1".parse().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(addr, o);
+    }
+
+    #[tokio::test]
+    async fn capture_marks_every_upstream_socket() {
+        if !require_root("capture_marks_every_upstream_socket") {
+            return;
+        }
+        let o = origin("o").await;
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/capture-sidecar.json");
+        let config = config::load(&path).unwrap().config;
+        let mark = config.capture.as_ref().unwrap().proxy_mark;
+        let (m, _) = manager(&config);
+        for name in ["PassthroughCluster", "InboundPassthroughCluster"] {
+            let (up, _) = m.get(name).unwrap().connect(1, Some(o)).await.unwrap();
+            assert_eq!(sockopt::mark(&up).unwrap(), mark, "{name}");
+        }
+        let (up, _) = m
+            .get("InboundPassthroughCluster")
+            .unwrap()
+            .connect(1, Some(o))
+            .await
+            .unwrap();
+        assert_eq!(
+            up.local_addr().unwrap().ip(),
+            "127.0.0.6".parse::<std::net::IpAddr>().unwrap(),
+            "upstream_bind_config source"
+        );
     }
 }
