@@ -497,7 +497,8 @@ fn getsockopt(ctx: &SockoptContext) {
         let family = rd(addr_of!((*sk).family));
         let (d4, d6) = (rd(addr_of!((*sk).dst_ip4)), rd6(addr_of!((*sk).dst_ip6)));
         let addr = if family == AF_INET { v4_mapped(d4) } else { d6 };
-        let port = u16::from_be(rd(addr_of!((*sk).dst_port) as *const u32) as u16);
+        // A 2-byte load: `dst_port` is a __be16 (4-byte loads are a legacy form).
+        let port = u16::from_be(rd(addr_of!((*sk).dst_port)));
         let key = AddrKey {
             addr,
             port: u32::from(port),
@@ -658,7 +659,8 @@ fn sender_slot() -> u32 {
     let cg = unsafe { bpf_get_current_cgroup_id() };
     match unsafe { CGROUP_CACHE.get(&cg) } {
         Some(c) => c.slot,
-        None => 0,
+        // First message from this cgroup: walk up once (cached); not a workload: the proxy.
+        None => current_workload().map(|(c, _)| c.slot).unwrap_or(0),
     }
 }
 
