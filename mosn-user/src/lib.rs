@@ -5,6 +5,7 @@
 //! beside them, and `admin`/`metrics` observing all of them. See `docs/ARCHITECTURE.md`.
 
 pub mod admin;
+pub mod capture_control;
 pub mod config;
 pub mod ebpf;
 pub mod metrics;

@@ -36,6 +36,22 @@ enum Command {
         /// (0: never splice).
         #[arg(long, default_value_t = mosn::network::AUTO_MAX_SPLICED)]
         auto_max_spliced: usize,
+        /// Write the daemon's pid here (for `mosn stop`); removed on a clean exit.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+    },
+    /// Stop a running daemon (SIGTERM to the pid in --pid-file, then wait for it to drain)
+    /// and uninstall transparent capture: every program, link and map pinned under the
+    /// config's `capture.pin_path` (or --pin-path) is removed, so workloads connect directly.
+    Stop {
+        /// The config the daemon runs (for `capture.pin_path` and `graceful_timeout`).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// Pin path to uninstall when there is no config (default /sys/fs/bpf/mosn).
+        #[arg(long)]
+        pin_path: Option<PathBuf>,
     },
     /// Check a config file and exit: non-zero, with the field path and reason, if it is bad.
     Validate {
@@ -76,8 +92,18 @@ fn start(
     config: PathBuf,
     workers: Option<usize>,
     options: mosn::server::Options,
+    pid_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let config = load(&config)?;
+    if let Some(p) = &pid_file {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .with_context(|| format!("pid file {}", p.display()))?;
+    }
+    let _pid_file = scopeguard::guard(pid_file, |p| {
+        if let Some(p) = p {
+            let _ = std::fs::remove_file(p);
+        }
+    });
     mosn::network::sockopt::raise_nofile_limit();
     let workers =
         workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -92,6 +118,73 @@ fn start(
             .build()?
     };
     rt.block_on(mosn::server::run(config, options, shutdown_signal()))?;
+    Ok(())
+}
+
+/// `mosn stop`: SIGTERM the daemon, wait for it, then uninstall the pinned capture programs.
+fn stop(
+    config: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
+    pin_path: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let config = config.map(|c| load(&c)).transpose()?;
+    if let Some(p) = &pid_file {
+        match std::fs::read_to_string(p) {
+            Ok(text) => {
+                let pid: i32 = text
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("pid file {}", p.display()))?;
+                let grace = config
+                    .as_ref()
+                    .map_or(mosn::config::DEFAULT_DRAIN_TIMEOUT, |c| c.drain_timeout)
+                    + std::time::Duration::from_secs(5);
+                terminate(pid, grace)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::info!(pid_file = %p.display(), "no pid file: no daemon to stop");
+            }
+            Err(e) => return Err(e).with_context(|| format!("pid file {}", p.display())),
+        }
+    }
+    let pin = pin_path
+        .or_else(|| {
+            config
+                .as_ref()
+                .and_then(|c| c.capture.as_ref())
+                .map(|c| c.pin_path.clone())
+        })
+        .unwrap_or_else(|| PathBuf::from(mosn::config::capture::DEFAULT_PIN_PATH));
+    mosn::ebpf::capture::uninstall(&pin)
+        .with_context(|| format!("uninstalling capture at {}", pin.display()))?;
+    tracing::info!(pin = %pin.display(), "capture uninstalled");
+    Ok(())
+}
+
+/// Sends SIGTERM and waits up to `grace` for the process to exit.
+fn terminate(pid: i32, grace: std::time::Duration) -> anyhow::Result<()> {
+    // SAFETY: kill(2) with a pid read from our own pid file; signal 0 only probes.
+    let alive = |sig| unsafe { libc::kill(pid, sig) } == 0;
+    if !alive(libc::SIGTERM) {
+        tracing::info!(pid, "daemon not running");
+        return Ok(());
+    }
+    // A zombie (exited, not yet reaped by its parent) counts as stopped.
+    let zombie = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + grace;
+    while alive(0) && !zombie() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "daemon {pid} still running after {grace:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    tracing::info!(pid, "daemon stopped");
     Ok(())
 }
 
@@ -118,6 +211,7 @@ fn main() -> ExitCode {
             workers,
             auto_max_active,
             auto_max_spliced,
+            pid_file,
         } => start(
             config,
             workers,
@@ -126,7 +220,13 @@ fn main() -> ExitCode {
                 auto_max_spliced,
                 ..Default::default()
             },
+            pid_file,
         ),
+        Command::Stop {
+            config,
+            pid_file,
+            pin_path,
+        } => stop(config, pid_file, pin_path),
         Command::Validate { config } => load(&config).map(|c| {
             println!(
                 "config OK: {} listener(s), {} cluster(s)",

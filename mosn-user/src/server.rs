@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use arc_swap::ArcSwap;
 use mosn_ebpf_common::Counter;
 use tokio_util::sync::CancellationToken;
+use crate::capture_control::{CaptureControl, CaptureSamples};
 use tracing::{info, warn};
 
 use crate::admin::{self, AdminState};
@@ -36,6 +37,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Capture(#[from] crate::capture_control::CaptureStartError),
     #[error("admin: cannot listen on {address}: {source}")]
     Admin {
         address: SocketAddr,
@@ -184,6 +187,15 @@ pub async fn run(
         metrics.add_collector(Box::new(KernelSamples(Arc::clone(s))));
     }
     let clusters = ClusterManager::new(&config, &metrics);
+    // Capture is installed before anything listens: a failure leaves nothing bound.
+    let capture = match &config.capture {
+        Some(c) => Some(CaptureControl::install(c)?),
+        None => None,
+    };
+    let mut options = options;
+    if let (Some(c), None) = (&capture, &options.original_dst) {
+        options.original_dst = Some(Arc::clone(c) as Arc<dyn OriginalDstLookup>);
+    }
 
     let auto = AutoRule::with_limits(options.auto_max_active, options.auto_max_spliced);
     let mut bound = Vec::new();
@@ -216,6 +228,19 @@ pub async fn run(
     for b in &mut bound {
         b.enable_original_dst(options.original_dst.clone(), Arc::clone(&index));
     }
+
+    let capture = match capture {
+        Some(c) => {
+            let socks: Vec<_> = bound
+                .iter()
+                .map(|b| (b.name.clone(), b.local_addr, b.socket()))
+                .collect();
+            let control = CaptureControl::start(Arc::clone(&c), &config, &socks)?;
+            metrics.add_collector(Box::new(CaptureSamples(c)));
+            Some(control)
+        }
+        None => None,
+    };
 
     let drain_timeout = config.drain_timeout;
     let state = Arc::new(AdminState {
@@ -269,6 +294,9 @@ pub async fn run(
         );
     } else {
         info!("all connections drained");
+    }
+    if let Some(c) = capture {
+        c.shutdown().await;
     }
     stop_admin.cancel();
     if let Some(t) = admin_task {

@@ -1045,6 +1045,27 @@ pub fn build_policy(w: &WorkloadConfig, slot: u32) -> WorkloadPolicy {
     p
 }
 
+/// A capture config for tests: sidecar mode, sk_msg on, no workloads.
+#[cfg(test)]
+pub(crate) fn test_config_for(pin: &Path) -> CaptureConfig {
+    use crate::config::{CaptureMode, SkMsgConfig};
+    CaptureConfig {
+        mode: CaptureMode::Sidecar,
+        outbound_listener: "outbound".into(),
+        inbound_listener: None,
+        pin_path: pin.to_path_buf(),
+        proxy_mark: 0x4d4f_534e,
+        inbound_passthrough_source: "127.0.0.6".parse().unwrap(),
+        sk_msg: SkMsgConfig {
+            enabled: true,
+            queue_limit: 1 << 20,
+        },
+        original_dst_cgroups: Vec::new(),
+        workloads: Vec::new(),
+        workloads_dir: None,
+    }
+}
+
 /// For privileged tests: whether capture can be installed here (root and the object built
 /// in); skips (returns false) otherwise, and fails instead when `CI` is set.
 #[cfg(test)]
@@ -1083,7 +1104,7 @@ mod tests {
         }
 
         fn config(&self) -> CaptureConfig {
-            let mut c = test_config(&self.pin);
+            let mut c = test_config_for(&self.pin);
             let mut w = wl();
             w.cgroup = self.cgroup.clone();
             w.sk_msg = true;
@@ -1097,25 +1118,6 @@ mod tests {
             let _ = uninstall(&self.pin);
             let _ = std::fs::remove_dir(self.cgroup.with_extension("tool"));
             let _ = std::fs::remove_dir(&self.cgroup);
-        }
-    }
-
-    pub(crate) fn test_config(pin: &Path) -> CaptureConfig {
-        use crate::config::{CaptureMode, SkMsgConfig};
-        CaptureConfig {
-            mode: CaptureMode::Sidecar,
-            outbound_listener: "outbound".into(),
-            inbound_listener: None,
-            pin_path: pin.to_path_buf(),
-            proxy_mark: 0x4d4f_534e,
-            inbound_passthrough_source: "127.0.0.6".parse().unwrap(),
-            sk_msg: SkMsgConfig {
-                enabled: true,
-                queue_limit: 1 << 20,
-            },
-            original_dst_cgroups: Vec::new(),
-            workloads: Vec::new(),
-            workloads_dir: None,
         }
     }
 

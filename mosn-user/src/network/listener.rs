@@ -35,6 +35,12 @@ pub struct BoundListener {
 }
 
 impl BoundListener {
+    /// The listening socket (for the capture programs' listener map).
+    pub fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.listener.as_fd()
+    }
+
     /// Binds `addr` (SO_REUSEADDR, so a restart does not wait for TIME_WAIT). A `tproxy`
     /// listener also gets `IP_TRANSPARENT` (without CAP_NET_ADMIN: a warning, as it only
     /// matters for connections to non-local addresses).
