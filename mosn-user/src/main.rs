@@ -236,10 +236,13 @@ fn main() -> ExitCode {
         }),
         Command::Version => {
             println!("mosn {}", env!("CARGO_PKG_VERSION"));
-            let kernel = if mosn::ebpf::BPF_OBJECT.is_empty() {
-                "not built in (userspace only; `cargo xtask build` builds them)"
-            } else {
-                "built in"
+            let kernel = match (
+                mosn::ebpf::BPF_OBJECT.is_empty(),
+                mosn::ebpf::capture::CAPTURE_OBJECT.is_empty(),
+            ) {
+                (false, false) => "built in (sk_skb splice, transparent capture)",
+                (false, true) => "built in (sk_skb splice only; no transparent capture)",
+                _ => "not built in (userspace only; `cargo xtask build` builds them)",
             };
             println!("kernel programs: {kernel}");
             Ok(())

@@ -243,10 +243,56 @@ fn ensure_bpffs() -> Result<()> {
     run(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
 }
 
+/// Tools the tests drive as real clients or read kernel state with: installed from apt when
+/// missing (root only; without root the privileged tests skip anyway).
+const TEST_TOOLS: [(&str, &str); 6] = [
+    ("bpftool", "bpftool"),
+    ("nft", "nftables"),
+    ("iptables-save", "iptables"),
+    ("curl", "curl"),
+    ("nsenter", "util-linux"),
+    ("python3", "python3"),
+];
+
+fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| d.join(bin).is_file())
+    }) || ["/usr/sbin", "/sbin"]
+        .iter()
+        .any(|d| Path::new(d).join(bin).is_file())
+}
+
+fn ensure_test_tools() -> Result<()> {
+    let missing: Vec<&str> = TEST_TOOLS
+        .iter()
+        .filter(|(bin, _)| !on_path(bin))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() || !on_path("apt-get") {
+        eprintln!("xtask: missing test tools {missing:?} (not root or no apt-get): their tests will skip or fail");
+        return Ok(());
+    }
+    run(Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .or_else(|_| {
+        run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    })
+}
+
 fn setup() -> Result<()> {
     ensure_rust_src()?;
     ensure_bpf_linker()?;
     ensure_bpffs()?;
+    ensure_test_tools()?;
     Ok(())
 }
 

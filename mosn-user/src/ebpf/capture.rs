@@ -38,6 +38,9 @@ use tracing::{info, warn};
 use super::btf::{Btf, SkMsgOffsets};
 use crate::config::{CaptureConfig, Cidr, InboundPorts, WorkloadConfig};
 
+/// Names of the capture programs (as `bpftool prog` shows them, cut at 15 bytes).
+pub const PROGRAM_NAMES: [&str; 7] = PROGRAMS;
+
 /// The embedded capture object; empty when it was not built.
 pub static CAPTURE_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mosn-capture.o"));
 
