@@ -9,8 +9,11 @@ shared/design/MEASURING.md).
     python3 bench/run.py --mosn target/release/mosn [--rounds 5] [--duration 5] \
         [--out bench/results] [--quick] [--layout split|shared] [--targets direct,haproxy,nginx]
 
-The script re-executes itself inside the namespace (`ip netns exec NS python3 run.py --_inner`)
-for the measurements; the outer process installs/builds, owns the namespace and analyses the
+    python3 bench/run.py --suite capture [--quick] ...   # the transparent-capture benchmark
+
+The script re-executes itself inside the namespace (`ip netns exec NS python3 run.py --_inner`;
+`nsenter --net=...` for --suite capture, which needs the host's cgroup v2 and bpffs mounts) for
+the measurements; the outer process installs/builds, owns the namespace and analyses the
 results (rows.csv -> summary.csv, summary.md, ratios.png).
 """
 
@@ -50,6 +53,19 @@ WORKLOADS = {
 }
 ALL_WORKLOADS = list(WORKLOADS)
 
+# --suite capture: the app -> proxy -> server hop on one host, reached transparently (the app
+# connects to the server's address), vs the app connecting to the server directly.
+CAPTURE_TARGETS = ["direct", "iptables+mosn", "ebpf+mosn", "ebpf+sk_msg+mosn", "ebpf+sk_msg-direct"]
+CAPTURE_WORKLOADS = ["bulk1", "rr1", "rr64", "connrate"]
+SUITES = {"l4": (ALL_TARGETS, ALL_WORKLOADS), "capture": (CAPTURE_TARGETS, CAPTURE_WORKLOADS)}
+CAPTURE_HOST = "127.0.0.2"  # the servers' address; the app always connects here
+CAPTURE_UID = 65534  # the load generator runs as this uid/gid (iptables matches it)
+CAPTURE_CHAIN = "MOSN_BENCH"
+# Kernel-side capture counters (mosn-ebpf/common Stat::name), summed over workloads.
+CAPTURE_STATS = ["outbound_captured", "outbound_excluded", "fail_open_bypasses", "original_dst_getsockopt",
+                 "sk_msg_redirects", "sk_msg_redirected_bytes", "sk_msg_backpressure_fallbacks",
+                 "sk_msg_order_fallbacks"]
+
 FIELDS = [
     "round", "workload", "target", "layout", "status", "attempts", "value", "unit",
     "rate", "requests", "errors", "p50_us", "p99_us", "p999_us", "mean_us", "retransmits",
@@ -58,9 +74,16 @@ FIELDS = [
     "cpu0_softirq_pct", "cpu1_softirq_pct", "steal_pct", "noise_before_pct", "quiet_wait_s",
     "quiet_reached", "outside_user_pct", "disturbed", "mosn_metrics_delta", "note", "started_at",
 ]
+# --suite capture: FIELDS plus what shows the capture carried the traffic.
+CAPTURE_FIELDS = FIELDS + [
+    "mosn_connections", "mosn_bytes", "payload_bytes_est", *CAPTURE_STATS, "sk_msg_share",
+    "conntrack_before", "conntrack_after", "capture_check",
+]
 
 # Names of mosn metrics whose deltas are copied into rows.csv (all deltas go to raw/).
 MOSN_METRIC_RE = re.compile(r"splice|kernel|sockmap|sk_?skb|sk_?msg|bpf|fast_?path|redirect|offload", re.I)
+CAPTURE_METRIC_RE = re.compile(r"captur|sk_?msg|original_dst|fail_open|excluded|listener_connections_total|"
+                               r"listener_bytes|upstream_bytes|upstream_cx_total|errors", re.I)
 
 
 def log(msg: str) -> None:
@@ -97,14 +120,21 @@ def run_cmd(cmd, timeout, check=False, **kw) -> subprocess.CompletedProcess:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mosn", default=str(ROOT / "target/release/mosn"), help="path to the mosn binary")
+    p.add_argument("--suite", choices=list(SUITES), default="l4",
+                   help="l4: direct vs mosn/HAProxy/nginx as plain forwarders (default); capture: the "
+                        "transparently captured hop app -> mosn -> server (iptables REDIRECT vs eBPF capture "
+                        "vs eBPF + sk_msg) vs the app connecting to the server directly")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
-    p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds per measurement (default 5; --suite capture: 4)")
+    p.add_argument("--out", default=None, help="default bench/results (--suite capture: bench/results/capture)")
     p.add_argument("--quick", action="store_true", help="smoke test: 1 round, 2 s each")
     p.add_argument("--layout", choices=["split", "shared"], default="split",
                    help="split: client+origin on CPU0, proxy on CPU1; shared: everything on CPU0")
-    p.add_argument("--targets", default=",".join(ALL_TARGETS), help=f"comma list of {ALL_TARGETS}")
-    p.add_argument("--workloads", default=",".join(ALL_WORKLOADS), help=f"comma list of {ALL_WORKLOADS}")
+    p.add_argument("--targets", default=None,
+                   help=f"comma list of {ALL_TARGETS} (--suite capture: of {CAPTURE_TARGETS}); default all")
+    p.add_argument("--workloads", default=None,
+                   help=f"comma list of {ALL_WORKLOADS}; default all (--suite capture: {CAPTURE_WORKLOADS})")
     p.add_argument("--connrate-concurrency", type=int, default=16)
     p.add_argument("--rr-warmup", type=float, default=0.3, help="unmeasured seconds before rr/connrate")
     p.add_argument("--quiet-threshold", type=float, default=10.0,
@@ -117,8 +147,18 @@ def parse_args(argv=None):
     p.add_argument("--no-build", action="store_true", help="do not cargo build mosn-bench (needs --bench-bin)")
     p.add_argument("--bench-bin", default="", help="path of a built mosn-bench binary")
     p.add_argument("--analyze-only", action="store_true", help="only re-analyse OUT/rows.csv")
+    p.add_argument("--capture-port", type=int, default=15001,
+                   help="--suite capture: port of mosn's outbound (use_original_dst) listener on 127.0.0.1")
     p.add_argument("--_inner", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--_tag", default="", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    suite_targets, suite_workloads = SUITES[a.suite]
+    if a.duration is None:
+        a.duration = 4.0 if a.suite == "capture" else 5.0
+    if a.targets is None:
+        a.targets = ",".join(suite_targets)
+    if a.workloads is None:
+        a.workloads = ",".join(suite_workloads)
     if a.quick:
         a.rounds, a.duration = 1, 2.0
         a.quiet_max_wait = min(a.quiet_max_wait, 10.0)
@@ -127,8 +167,8 @@ def parse_args(argv=None):
     a.targets = [t.strip() for t in a.targets.split(",") if t.strip()]
     a.workloads = [w.strip() for w in a.workloads.split(",") if w.strip()]
     for t in a.targets:
-        if t not in ALL_TARGETS:
-            p.error(f"unknown target {t!r}; known: {ALL_TARGETS}")
+        if t not in suite_targets:
+            p.error(f"unknown target {t!r} for --suite {a.suite}; known: {suite_targets}")
     for w in a.workloads:
         if w not in WORKLOADS:
             p.error(f"unknown workload {w!r}; known: {ALL_WORKLOADS}")
@@ -141,6 +181,10 @@ def parse_args(argv=None):
         p.error("--rounds must be 1..100 and --duration 0.5..600")
     if not (1 <= a.connrate_concurrency <= 1024):
         p.error("--connrate-concurrency must be 1..1024")
+    if not (1 <= a.capture_port <= 65535):
+        p.error("--capture-port must be 1..65535")
+    if a.out is None:
+        a.out = str(HERE / "results" / ("capture" if a.suite == "capture" else ""))
     a.out = str(Path(a.out).resolve())
     a.mosn = str(Path(a.mosn).resolve()) if a.mosn else ""
     return a
@@ -200,6 +244,10 @@ def ensure_packages(targets: list[str]) -> None:
     for binary, pkg in [("iperf3", "iperf3"), ("taskset", "util-linux"), ("ip", "iproute2")]:
         if not have(binary):
             need.append(pkg)
+    if "iptables+mosn" in targets and not have("iptables"):
+        need.append("iptables")
+    if any(t in CAPTURE_TARGETS for t in targets) and not have("setpriv") and "util-linux" not in need:
+        need.append("util-linux")
     if "haproxy" in targets and not have("haproxy"):
         need.append("haproxy")
     if "nginx" in targets and not have("nginx"):
@@ -342,6 +390,7 @@ def outer_main(args) -> int:
             raise SystemExit(f"no mosn-bench binary ({bench_bin!r})")
         ensure_matplotlib(install=not args.no_install)
         ns = f"mosnbench-{os.getpid()}"
+        tag = str(os.getpid())
         inner = None
         try:
             log(f"creating network namespace {ns}")
@@ -353,8 +402,11 @@ def outer_main(args) -> int:
                 r = run_cmd(nsx + ["sysctl", "-q", "-w", kv], timeout=30)
                 if r.returncode != 0:
                     warn(f"sysctl {kv}: {r.stderr.strip()}")
-            cmd = nsx + [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:],
-                         "--_inner", "--bench-bin", bench_bin, "--out", str(out)]
+            # `ip netns exec` also gives the process a fresh /sys, without the cgroup v2 and bpffs
+            # mounts the capture suite needs; nsenter enters only the network namespace.
+            enter = ["nsenter", f"--net=/run/netns/{ns}"] if args.suite == "capture" else nsx
+            cmd = enter + [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:],
+                           "--_inner", "--_tag", tag, "--bench-bin", bench_bin, "--out", str(out)]
             inner = subprocess.Popen(cmd)
             rc = inner.wait()
             if rc != 0:
@@ -376,6 +428,8 @@ def outer_main(args) -> int:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+            if args.suite == "capture":  # the inner process cleans up; this catches what a kill left
+                CaptureEnv(tag, args).cleanup(quiet=True)
             r = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True, timeout=30)
             if r.returncode != 0:
                 warn(f"ip netns del {ns}: {r.stderr.strip()}")
@@ -502,6 +556,161 @@ class Proxy:
         self.popen, self.port, self.admin, self.log_path = popen, port, admin, log_path
 
 
+def cgroup2_mount() -> Path | None:
+    """Where cgroup v2 is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid systems)."""
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2] == "cgroup2":
+                    return Path(parts[1])
+    except OSError:
+        pass
+    return None
+
+
+def conntrack_count() -> int | None:
+    """Entries in this network namespace's conntrack table (None without conntrack)."""
+    try:
+        return int(Path("/proc/sys/net/netfilter/nf_conntrack_count").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class CaptureEnv:
+    """What --suite capture sets up besides processes: cgroups for the app (load generator), the
+    server and mosn; the iptables REDIRECT rule of the status-quo variant (a dedicated chain in the
+    benchmark's own network namespace); the bpffs pin directory of the capture programs. Every
+    part is removed again, also after failures (cleanup() is idempotent)."""
+
+    def __init__(self, tag: str, args):
+        self.args = args
+        self.mount = cgroup2_mount()
+        self.base = self.mount / f"mosn-bench-{tag}" if self.mount else None
+        self.cg = {k: self.base / k for k in ("app", "server", "proxy")} if self.base else {}
+        self.pin = Path(f"/sys/fs/bpf/mosn-bench-{tag}")
+        self.iptables_on_port = 0
+        self.stop_cmd = None  # ["mosn", "stop", "-c"] once we know the subcommand exists
+
+    # ------------------------------------------------------------------ cgroups
+    def setup_cgroups(self) -> None:
+        if not self.base:
+            raise RuntimeError("no cgroup v2 mount in /proc/self/mounts")
+        for d in self.cg.values():
+            d.mkdir(parents=True, exist_ok=True)
+        log(f"cgroups under {self.base}: {', '.join(self.cg)}")
+
+    def wrap(self, group: str, cpu: str, cmd: list[str], unprivileged=False) -> list[str]:
+        """argv that enters cgroup `group`, pins to `cpu`, optionally drops to CAPTURE_UID, and
+        execs cmd (the pid stays the same all the way: rusage and kill work as without it)."""
+        pre = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(self.cg[group]), "taskset", "-c", cpu]
+        if unprivileged:
+            pre += ["setpriv", f"--reuid={CAPTURE_UID}", f"--regid={CAPTURE_UID}", "--clear-groups"]
+        return pre + cmd
+
+    def _remove_cgroups(self, quiet: bool) -> None:
+        if not self.base or not self.base.exists():
+            return
+        for attempt in range(20):
+            left = False
+            for d in list(self.cg.values()) + [self.base]:
+                if not d.exists():
+                    continue
+                try:
+                    d.rmdir()
+                except OSError:
+                    left = True
+                    try:  # something of ours still inside (exiting): move it out, then retry
+                        pids = (d / "cgroup.procs").read_text().split()
+                        for pid in pids:
+                            try:
+                                (self.mount / "cgroup.procs").write_text(pid)
+                            except OSError:
+                                pass
+                    except OSError:
+                        pass
+            if not left:
+                if not quiet:
+                    log(f"removed cgroups {self.base}")
+                return
+            time.sleep(0.25)
+        warn(f"could not remove cgroup {self.base}")
+
+    # ------------------------------------------------------------------ iptables (status quo)
+    def _ipt(self, *rule, check=False) -> subprocess.CompletedProcess:
+        r = run_cmd(["iptables", "-w", "10", "-t", "nat", *rule], timeout=30)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"iptables -t nat {' '.join(rule)}: {r.stderr.strip()}")
+        return r
+
+    def iptables_on(self, port: int) -> None:
+        """The status quo: the app's (uid CAPTURE_UID) connections to the server are REDIRECTed to
+        mosn's outbound listener; mosn's own upstream connection (root) is not."""
+        self.iptables_off()
+        self.iptables_on_port = port  # from here on cleanup() removes whatever got added
+        self._ipt("-N", CAPTURE_CHAIN, check=True)
+        self._ipt("-A", CAPTURE_CHAIN, "-p", "tcp", "-d", CAPTURE_HOST, "--dport", str(port), "-m", "owner",
+                  "--uid-owner", str(CAPTURE_UID), "-j", "REDIRECT", "--to-ports", str(self.args.capture_port),
+                  check=True)
+        self._ipt("-A", "OUTPUT", "-j", CAPTURE_CHAIN, check=True)
+
+    def iptables_rules(self) -> str:
+        return self._ipt("-S").stdout
+
+    def iptables_off(self) -> None:
+        """Deletes exactly what iptables_on added (the jump, the chain and its rule). Afterwards no
+        REDIRECT rule is left, so the other variants run without conntrack (checked per run)."""
+        if not have("iptables"):
+            return
+        for _ in range(10):
+            if self._ipt("-C", "OUTPUT", "-j", CAPTURE_CHAIN).returncode != 0:
+                break
+            self._ipt("-D", "OUTPUT", "-j", CAPTURE_CHAIN)
+        if self._ipt("-F", CAPTURE_CHAIN).returncode == 0:
+            self._ipt("-X", CAPTURE_CHAIN)
+        self.iptables_on_port = 0
+
+    # ------------------------------------------------------------------ bpffs pins
+    def detect_stop(self, mosn: str) -> None:
+        try:
+            r = run_cmd([mosn, "stop", "--help"], timeout=10)
+            self.stop_cmd = [mosn, "stop", "-c"] if r.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired):
+            self.stop_cmd = None
+
+    def uninstall(self, cfg: Path | None, log_path: Path | None = None) -> str:
+        """Removes the capture programs (after the daemon stopped): `mosn stop -c CFG` if this mosn
+        has it, else (or if anything is left) rm -rf of the pin path. Returns how."""
+        how = ""
+        if self.stop_cmd and cfg is not None and self.pin.exists():
+            try:
+                r = run_cmd([*self.stop_cmd, str(cfg)], timeout=30)
+                how = f"mosn stop (exit {r.returncode})"
+                if log_path:
+                    with open(log_path, "a") as f:
+                        f.write(f"$ {' '.join(self.stop_cmd)} {cfg}\n{r.stdout}{r.stderr}")
+            except (OSError, subprocess.TimeoutExpired) as e:
+                how = f"mosn stop failed: {e}"
+        if self.pin.exists():
+            shutil.rmtree(self.pin, ignore_errors=True)
+            how = (how + "; " if how else "") + "rm -rf pin path"
+        if self.pin.exists():
+            warn(f"could not remove {self.pin}")
+        return how
+
+    def cleanup(self, quiet=False) -> None:
+        try:
+            if self.iptables_on_port:
+                self.iptables_off()
+        except Exception as e:
+            warn(f"iptables cleanup: {e}")
+        if self.pin.exists():
+            shutil.rmtree(self.pin, ignore_errors=True)
+            if not quiet:
+                log(f"removed {self.pin}")
+        self._remove_cgroups(quiet)
+
+
 class Runner:
     def __init__(self, args):
         self.a = args
@@ -522,6 +731,12 @@ class Runner:
         # Each proxied connection needs two descriptors; size the peers' limits to what we have.
         self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self.maxconn = max(1000, min(100000, (self.fd_limit - 1000) // 2))
+        # --suite capture: servers on CAPTURE_HOST, processes in cgroups, the load generator as
+        # CAPTURE_UID; `self.cap` owns cgroups, iptables rule and pins.
+        self.capture = args.suite == "capture"
+        self.origin_host = CAPTURE_HOST if self.capture else "127.0.0.1"
+        self.cap = CaptureEnv(args._tag or str(os.getpid()), args) if self.capture else None
+        self.rows_fields = CAPTURE_FIELDS if self.capture else FIELDS
 
     # ---------------------------------------------------------------- processes
     def port(self) -> int:
@@ -539,11 +754,12 @@ class Runner:
                 s.close()
         raise RuntimeError("no free port")
 
-    def spawn(self, cmd: list[str], cpu: str, log_path: Path) -> subprocess.Popen:
+    def spawn(self, cmd: list[str], cpu: str, log_path: Path, cgroup: str | None = None) -> subprocess.Popen:
+        argv = self.cap.wrap(cgroup, cpu, cmd) if cgroup else ["taskset", "-c", cpu, *cmd]
         f = open(log_path, "ab")
-        f.write(f"$ taskset -c {cpu} {' '.join(cmd)}\n".encode())
+        f.write(f"$ {' '.join(argv)}\n".encode())
         f.flush()
-        p = subprocess.Popen(["taskset", "-c", cpu, *cmd], stdout=f, stderr=subprocess.STDOUT,
+        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, start_new_session=True)
         f.close()
         self.procs.append(p)
@@ -579,6 +795,8 @@ class Runner:
                 self.stop(p, timeout=3)
             except Exception as e:
                 warn(f"stopping pid {p.pid}: {e}")
+        if self.cap:
+            self.cap.cleanup()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def wait_listen(self, port: int, p: subprocess.Popen, log_path: Path, what: str, admin=0, limit=15.0):
@@ -609,8 +827,9 @@ class Runner:
         self.echo_port = self.port()
         lp = self.raw / "logs" / "echo-server.log"
         bound = int(self.time_budget * 3 + 600)
-        self.echo = self.spawn([self.a.bench_bin, "echo-server", "--listen", f"127.0.0.1:{self.echo_port}",
-                                "--max-seconds", str(bound)], self.client_cpu, lp)
+        self.echo = self.spawn([self.a.bench_bin, "echo-server", "--listen", f"{self.origin_host}:{self.echo_port}",
+                                "--max-seconds", str(bound)], self.client_cpu, lp,
+                               cgroup="server" if self.capture else None)
         self.wait_listen(self.echo_port, self.echo, lp, "echo-server")
 
     def start_proxy(self, target: str, origin: int, tag: str) -> Proxy:
@@ -688,6 +907,223 @@ stream {{
             raise
         return Proxy(p, port, admin, lp)
 
+    # ---------------------------------------------------------------- --suite capture
+    def capture_config(self, target: str, origin: int, admin: int) -> dict:
+        """mosn as a transparent outbound proxy: a use_original_dst listener on capture_port and an
+        ORIGINAL_DST cluster; for the ebpf variants also the `capture` block (node mode, workloads
+        `app` and `server`)."""
+        cfg = {
+            "servers": [{"listeners": [{
+                "name": "outbound", "address": f"127.0.0.1:{self.a.capture_port}", "bind_port": True,
+                "use_original_dst": "redirect", "fast_path": "userspace",
+                "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "PassthroughCluster"}}]}],
+            }]}],
+            "cluster_manager": {"clusters": [{
+                "name": "PassthroughCluster", "type": "ORIGINAL_DST", "lb_type": "LB_ORIGINAL_DST",
+                "connect_timeout": "3s"}]},
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        }
+        if target.startswith("ebpf"):
+            sk = "sk_msg" in target
+            app = {"name": "app", "cgroup": str(self.cap.cg["app"]), "sk_msg": sk}
+            if target == "ebpf+sk_msg-direct":  # not through the proxy: only sk_msg between app and server
+                app["exclude_outbound_ports"] = [origin]
+            cfg["capture"] = {
+                "mode": "node", "outbound_listener": "outbound", "pin_path": str(self.cap.pin),
+                "sk_msg": {"enabled": sk},
+                "workloads": [app, {"name": "server", "cgroup": str(self.cap.cg["server"]), "sk_msg": sk}],
+            }
+        return cfg
+
+    def start_capture_proxy(self, target: str, origin: int, tag: str) -> tuple[Proxy, Path]:
+        lp = self.raw / "logs" / f"{tag}.log"
+        d = self.tmp / tag
+        d.mkdir(parents=True, exist_ok=True)
+        admin = self.port()
+        cf = d / "mosn.json"
+        cf.write_text(json.dumps(self.capture_config(target, origin, admin), indent=2))
+        cfg_copy = self.raw / "configs" / f"{target}.json"
+        if not cfg_copy.exists():
+            shutil.copy(cf, cfg_copy)
+        # mosn in a cgroup of its own: sk_msg attaches the proxy's sock_ops there (never the root)
+        p = self.spawn([self.a.mosn, "start", "-c", str(cf), "--workers", "1"], self.proxy_cpu, lp, cgroup="proxy")
+        try:
+            self.wait_listen(self.a.capture_port, p, lp, target, admin=admin)
+        except StartFailed:
+            self.stop(p)
+            raise
+        return Proxy(p, self.a.capture_port, admin, lp), cf
+
+    @staticmethod
+    def metric_sum(vals: dict[str, float], name: str) -> float | None:
+        """Sum of every series whose metric name ends in `name` (or `name`_total), any labels;
+        None if there is none."""
+        rx = re.compile(rf"(^|_){re.escape(name)}(_total)?$")
+        hits = [v for k, v in vals.items() if rx.search(k.split("{", 1)[0])]
+        return sum(hits) if hits else None
+
+    def capture_figures(self, before: dict, after: dict) -> dict:
+        def delta(name):
+            a = self.metric_sum(after, name)
+            return None if a is None else a - (self.metric_sum(before, name) or 0.0)
+
+        r = {}
+        for st in CAPTURE_STATS:
+            v = delta(st)
+            r[st] = "" if v is None else int(v)
+        conns = delta("listener_connections")
+        r["mosn_connections"] = "" if conns is None else int(conns)
+        parts = [delta(n) for n in ("listener_bytes_received", "listener_bytes_sent",
+                                    "upstream_bytes_sent", "upstream_bytes_received")]
+        if any(x is not None for x in parts):
+            r["mosn_bytes"] = int(sum(x or 0 for x in parts))
+        return r
+
+    def check_capture(self, target: str, wl: str, row: dict, metrics_ok: bool) -> list[str]:
+        """What is wrong with this measurement as a measurement of `target` (empty: nothing)."""
+        w = WORKLOADS[wl]
+        bad = []
+        ct0, ct1 = row.get("conntrack_before"), row.get("conntrack_after")
+        ct_grew = isinstance(ct0, int) and isinstance(ct1, int) and ct1 > ct0
+        if target != "iptables+mosn" and ct_grew:
+            bad.append(f"conntrack entries appeared ({ct0} -> {ct1}): netfilter NAT was active")
+        if target == "direct":
+            return bad
+        if not metrics_ok:
+            return bad + ["no /metrics from mosn after the run"]
+
+        def num(k):
+            v = row.get(k)
+            return v if isinstance(v, (int, float)) else None
+
+        conns, cap, skr = num("mosn_connections"), num("outbound_captured"), num("sk_msg_redirects")
+        need = w["conns"] if w["kind"] == "rr" else (w["streams"] + 1 if w["kind"] == "iperf" else 1)
+        proxied = target != "ebpf+sk_msg-direct"
+        if proxied:
+            if conns is None:
+                bad.append("no mosn_listener_connections in /metrics")
+            elif conns < need:
+                bad.append(f"only {conns} connection(s) reached mosn (>= {need} expected)")
+        elif conns:
+            bad.append(f"{conns} connection(s) went through mosn; this variant must bypass it")
+        if target == "iptables+mosn":
+            if not ct_grew:
+                bad.append("no conntrack entries appeared: the REDIRECT rule did not apply")
+            return bad
+        if cap is None:
+            bad.append("no outbound_captured counter in /metrics (capture not wired into this mosn?)")
+        elif proxied and cap < 1:
+            bad.append("outbound_captured did not move: the eBPF capture did not carry the traffic")
+        elif not proxied and cap:
+            bad.append(f"outbound_captured = {cap}: the app's connections were captured")
+        if "sk_msg" in target:
+            if skr is None:
+                bad.append("no sk_msg_redirects counter in /metrics")
+            elif skr < 1:
+                bad.append("sk_msg_redirects did not move: sk_msg did not carry the traffic")
+        elif skr:
+            bad.append(f"sk_msg_redirects = {skr} without sk_msg configured")
+        return bad
+
+    def measure_capture(self, rnd: int, wl: str, target: str) -> dict:
+        """One measurement of --suite capture: the app (load generator, cgroup `app`, uid 65534)
+        always connects to the server's own address CAPTURE_HOST:port; what differs is what lies in
+        between (nothing, iptables REDIRECT + mosn, eBPF capture + mosn, with/without sk_msg)."""
+        w = WORKLOADS[wl]
+        tag = f"r{rnd}-{wl}-{target}"
+        row = {"round": rnd, "workload": wl, "target": target, "layout": self.a.layout, "unit": w["unit"],
+               "duration_s": self.a.duration, "started_at": dt.datetime.now().isoformat(timespec="seconds")}
+        iperf = proxy = cfg = None
+        ebpf = target.startswith("ebpf")
+        notes = []
+        try:
+            if w["kind"] == "iperf":
+                origin = self.port()
+                lp = self.raw / "logs" / f"{tag}-iperf3-server.log"
+                iperf = self.spawn(["iperf3", "-s", "-B", self.origin_host, "-p", str(origin)], self.client_cpu, lp,
+                                   cgroup="server")
+                self.wait_listen(origin, iperf, lp, "iperf3 server")
+            else:
+                self.ensure_echo()
+                origin = self.echo_port
+            if target != "direct":
+                if ebpf and self.cap.pin.exists():
+                    notes.append("left-over pins removed: " + self.cap.uninstall(None))
+                try:
+                    proxy, cfg = self.start_capture_proxy(target, origin, tag)
+                    if target == "iptables+mosn":
+                        self.cap.iptables_on(origin)
+                        rules = self.raw / "configs" / "iptables-nat.rules"
+                        if not rules.exists():
+                            rules.write_text(self.cap.iptables_rules())
+                except (StartFailed, RuntimeError) as e:
+                    row.update(status="start_failed", note=str(e)[-600:].replace("\n", " | "))
+                    return row
+            m_before = ""
+            if proxy:
+                _, m_before = http_get(proxy.admin, "/metrics")
+            proxy_pids = proc_tree(proxy.popen.pid) if proxy else []
+            other = [os.getpid()] + ([self.echo.pid] if self.echo else []) + ([iperf.pid] if iperf else [])
+            noise, waited, quiet = self.wait_quiet(proxy_pids + other)
+            row.update(noise_before_pct=round(noise, 1), quiet_wait_s=round(waited, 1), quiet_reached=int(quiet))
+            row["conntrack_before"] = conntrack_count()
+            s0 = self.snapshot(proxy_pids, other)
+            res, note = self.run_client(wl, origin, tag, host=self.origin_host)
+            s1 = self.snapshot(proxy_pids, other)
+            row["conntrack_after"] = conntrack_count()
+            if note:
+                notes.append(note)
+            row.update(self.cpu_figures(s0, s1))
+            row["proxy_pids"] = " ".join(map(str, proxy_pids))
+            metrics_ok = False
+            if proxy:
+                time.sleep(0.3)  # let mosn finish the connections' bookkeeping
+                _, m_after = http_get(proxy.admin, "/metrics")
+                mdir = self.raw / "mosn-metrics"
+                (mdir / f"{tag}-before.prom").write_text(m_before)
+                (mdir / f"{tag}-after.prom").write_text(m_after)
+                b, a = parse_prom(m_before), parse_prom(m_after)
+                metrics_ok = bool(a)
+                delta = {k: v - b.get(k, 0.0) for k, v in a.items() if v - b.get(k, 0.0) != 0}
+                (mdir / f"{tag}-delta.json").write_text(json.dumps(delta, indent=1, sort_keys=True))
+                row["mosn_metrics_delta"] = json.dumps(
+                    {k: delta[k] for k in sorted(delta) if CAPTURE_METRIC_RE.search(k)}, separators=(",", ":"))
+                row.update(self.capture_figures(b, a))
+                if proxy.popen.poll() is not None:
+                    notes.append(f"proxy exited ({proxy.popen.returncode}) during run")
+            rc = res.pop("_rc")
+            row.update(res)
+            sk_bytes = row.get("sk_msg_redirected_bytes")
+            base = row.get("mosn_bytes") if target.endswith("+mosn") else row.get("payload_bytes_est")
+            if isinstance(sk_bytes, int) and base:
+                row["sk_msg_share"] = round(sk_bytes / base, 3)
+            row["value"] = round(row.get("value") or 0.0, 4 if w["unit"] == "Gbit/s" else 1)
+            errs = int(row.get("errors") or 0)
+            row["status"] = "ok" if (rc == 0 and row["value"] > 0 and errs == 0) else (
+                "errors" if row["value"] > 0 else "failed")
+            bad = self.check_capture(target, wl, row, metrics_ok)
+            row["capture_check"] = "ok" if not bad else "FAILED: " + "; ".join(bad)
+            if bad and row["status"] != "failed":
+                row["status"] = "not_captured"  # not a measurement of this variant: no ratio
+            pc = row.get("proxy_cpu_pct")
+            if pc and pc > 1 and row["value"] > 0:
+                row["value_per_proxy_core"] = round(row["value"] / (pc / 100), 3 if w["unit"] == "Gbit/s" else 0)
+            c1 = row.get("cpu1_busy_pct")
+            if self.a.layout == "split" and proxy and c1 and c1 > 1 and row["value"] > 0:
+                row["value_per_cpu1"] = round(row["value"] / (c1 / 100), 3 if w["unit"] == "Gbit/s" else 0)
+            row["disturbed"] = int(row.get("outside_user_pct", 0) > self.a.quiet_threshold)
+            row["note"] = "; ".join(notes).replace("\n", " | ")
+            return row
+        finally:
+            try:
+                if self.cap.iptables_on_port:
+                    self.cap.iptables_off()
+            finally:
+                self.stop(proxy.popen if proxy else None)
+                if ebpf:
+                    self.cap.uninstall(cfg, self.raw / "logs" / f"{tag}.log")
+                self.stop(iperf)
+
     # ---------------------------------------------------------------- quiet / cpu accounting
     def wait_quiet(self, our_pids: list[int]) -> tuple[float, float, bool]:
         """Samples /proc/stat for 1 s until CPU use outside our processes is below the threshold."""
@@ -742,22 +1178,26 @@ stream {{
         return r
 
     # ---------------------------------------------------------------- one measurement
-    def run_client(self, wl: str, port: int, tag: str) -> tuple[dict, str]:
+    def run_client(self, wl: str, port: int, tag: str, host: str = "127.0.0.1") -> tuple[dict, str]:
         w = WORKLOADS[wl]
         d = self.a.duration
         if w["kind"] == "iperf":
-            cmd = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", f"{d:g}", "-P", str(w["streams"]),
+            cmd = ["iperf3", "-c", host, "-p", str(port), "-t", f"{d:g}", "-P", str(w["streams"]),
                    "-J", "--connect-timeout", "3000"]
             limit = d + 30
         elif w["kind"] == "rr":
-            cmd = [self.a.bench_bin, "rr", "--target", f"127.0.0.1:{port}", "--conns", str(w["conns"]),
+            cmd = [self.a.bench_bin, "rr", "--target", f"{host}:{port}", "--conns", str(w["conns"]),
                    "--duration", f"{d:g}", "--size", "1", "--warmup", f"{self.a.rr_warmup:g}"]
             limit = d + self.a.rr_warmup + 20
         else:
-            cmd = [self.a.bench_bin, "connrate", "--target", f"127.0.0.1:{port}", "--duration", f"{d:g}",
+            cmd = [self.a.bench_bin, "connrate", "--target", f"{host}:{port}", "--duration", f"{d:g}",
                    "--concurrency", str(self.a.connrate_concurrency), "--warmup", f"{self.a.rr_warmup:g}"]
             limit = d + self.a.rr_warmup + 20
-        p = subprocess.Popen(["taskset", "-c", self.client_cpu, *cmd], stdout=subprocess.PIPE,
+        if self.capture:  # the app: in its cgroup, as CAPTURE_UID (what iptables matches)
+            argv = self.cap.wrap("app", self.client_cpu, cmd, unprivileged=True)
+        else:
+            argv = ["taskset", "-c", self.client_cpu, *cmd]
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         try:
             so, se = p.communicate(timeout=limit)
@@ -780,10 +1220,14 @@ stream {{
             bps = end.get("sum_received", {}).get("bits_per_second", 0.0)
             res.update(value=bps / 1e9, retransmits=end.get("sum_sent", {}).get("retransmits", ""),
                        errors=0 if (p.returncode == 0 and bps > 0) else 1)
+            # payload bytes on the app -> server path (one direction; control traffic not counted)
+            res["payload_bytes_est"] = int(end.get("sum_sent", {}).get("bytes", 0) or 0)
         else:
             res.update(value=j.get("rate", 0.0), rate=j.get("rate", ""), requests=j.get("requests", ""),
                        errors=j.get("errors", ""), p50_us=j.get("p50_us", ""), p99_us=j.get("p99_us", ""),
                        p999_us=j.get("p999_us", ""), mean_us=j.get("mean_us", ""))
+            # both directions, 1 byte each, warm-up included (the rate is over the measured part)
+            res["payload_bytes_est"] = int(2 * (j.get("rate") or 0) * (d + self.a.rr_warmup))
             if j.get("first_error"):
                 note = f"first error: {j['first_error']}"
         if p.returncode != 0 and not note:
@@ -860,7 +1304,41 @@ stream {{
             self.stop(iperf)
 
     # ---------------------------------------------------------------- main loop
+    def preflight_capture(self) -> None:
+        if not have("setpriv") or not have("nsenter"):
+            raise SystemExit("--suite capture needs setpriv and nsenter (util-linux)")
+        if not self.cap.mount:
+            raise SystemExit("--suite capture needs a cgroup v2 mount (none in /proc/self/mounts)")
+        self.cap.setup_cgroups()
+        self.cap.iptables_off()  # nothing of ours may be left from an earlier, killed run
+        # the load generator runs as uid 65534: give it a copy it can execute (and that a
+        # concurrent cargo build cannot replace mid-run)
+        os.chmod(self.tmp, 0o755)
+        b = self.tmp / "mosn-bench"
+        shutil.copy(self.a.bench_bin, b)
+        os.chmod(b, 0o755)
+        self.a.bench_bin = str(b)
+        mosn_ok = bool(self.a.mosn) and os.path.isfile(self.a.mosn) and os.access(self.a.mosn, os.X_OK)
+        if mosn_ok:
+            self.cap.detect_stop(self.a.mosn)
+            log("pins are removed with " + ("`mosn stop -c CFG`" if self.cap.stop_cmd else
+                                            "rm -rf (this mosn has no `stop` subcommand)"))
+        bpffs = any(l.split()[1:3] == ["/sys/fs/bpf", "bpf"] for l in open("/proc/self/mounts"))
+        for t in self.a.targets:
+            if t == "direct":
+                continue
+            if not mosn_ok:
+                self.skipped[t] = f"mosn binary not found at {self.a.mosn}"
+            elif t == "iptables+mosn" and not have("iptables"):
+                self.skipped[t] = "iptables not installed"
+            elif t.startswith("ebpf") and not bpffs:
+                self.skipped[t] = "no bpffs at /sys/fs/bpf"
+        for t, why in self.skipped.items():
+            warn(f"skipping {t}: {why}")
+
     def preflight(self) -> None:
+        if self.capture:
+            return self.preflight_capture()
         for t in self.a.targets:
             if t in MOSN_MODES:
                 if not self.a.mosn or not os.path.isfile(self.a.mosn) or not os.access(self.a.mosn, os.X_OK):
@@ -889,9 +1367,13 @@ stream {{
             "quiet_threshold_pct": a.quiet_threshold, "kernel": os.uname().release,
             "cpus": os.cpu_count(), "mosn": a.mosn, "bench_bin": a.bench_bin, "versions": versions(a.mosn),
         }
+        if self.capture:
+            meta.update(suite="capture", origin_host=self.origin_host, capture_port=a.capture_port,
+                        app_uid=CAPTURE_UID, cgroups={k: str(v) for k, v in self.cap.cg.items()},
+                        pin_path=str(self.cap.pin), iptables=versions_iptables())
         (self.out / "run.json").write_text(json.dumps(meta, indent=2))
         with open(self.rows_path, "w", newline="") as f:
-            csv.DictWriter(f, FIELDS).writeheader()
+            csv.DictWriter(f, self.rows_fields).writeheader()
         for t, why in self.skipped.items():
             self.write_row({"round": 0, "workload": "", "target": t, "layout": a.layout, "status": "skipped",
                             "note": why})
@@ -908,9 +1390,10 @@ stream {{
                     k += 1
                     row = None
                     for attempt in range(1, a.retries + 2):
-                        row = self.measure(rnd, wl, target)
+                        row = (self.measure_capture if self.capture else self.measure)(rnd, wl, target)
                         row["attempts"] = attempt
-                        if row.get("status") in ("start_failed", "failed") or not row.get("disturbed") \
+                        if row.get("status") in ("start_failed", "failed", "not_captured") \
+                                or not row.get("disturbed") \
                                 or attempt > a.retries:
                             break
                         warn(f"{target}/{wl}: disturbed ({row.get('outside_user_pct')}% CPU outside the "
@@ -923,7 +1406,7 @@ stream {{
 
     def write_row(self, row: dict) -> None:
         with open(self.rows_path, "a", newline="") as f:
-            csv.DictWriter(f, FIELDS, extrasaction="ignore").writerow(row)
+            csv.DictWriter(f, self.rows_fields, extrasaction="ignore").writerow(row)
 
     def report(self, k, n, row) -> None:
         v = row.get("value", "")
@@ -936,6 +1419,14 @@ stream {{
         extra += f" noise {row.get('noise_before_pct', '?')}%/{row.get('outside_user_pct', '?')}%"
         log(f"[{k}/{n}] r{row['round']} {row['workload']:8} {row['target']:15} {row.get('status', ''):12} "
             f"{v} {unit}{extra}" + (f"  ({row['note'][:200]})" if row.get("note") else ""))
+
+
+def versions_iptables() -> str | None:
+    try:
+        r = run_cmd(["iptables", "-V"], timeout=10)
+        return (r.stdout or r.stderr).strip() or None
+    except Exception:
+        return None
 
 
 def versions(mosn: str) -> dict:
@@ -1010,7 +1501,11 @@ def analyze(out: Path, plot: bool) -> None:
     direct_disturbed = {(r["round"], r["workload"]) for r in good
                         if r["target"] == "direct" and int(fnum(r["disturbed"]) or 0)}
     workloads = [w for w in ALL_WORKLOADS if any(r["workload"] == w for r in rows)]
-    targets = [t for t in ALL_TARGETS if any(r["target"] == t for r in good)]
+    suite = meta.get("suite", "l4")
+    capture = suite == "capture"
+    targets = [t for t in SUITES[suite][0] if any(r["target"] == t for r in good)]
+    if capture:  # variants that never gave a valid measurement still get their line
+        targets = [t for t in SUITES[suite][0] if any(r["target"] == t and r["status"] != "skipped" for r in rows)]
     summary = []
     for wl in workloads:
         for t in targets:
@@ -1037,6 +1532,11 @@ def analyze(out: Path, plot: bool) -> None:
                 "disturbed_rounds": sum(1 for r in rs if int(fnum(r["disturbed"]) or 0)
                                         or (r["round"], wl) in direct_disturbed),
             }
+            if capture:
+                s["invalid_rounds"] = sum(1 for r in rows if r["workload"] == wl and r["target"] == t
+                                          and r["status"] not in ("ok", "errors", "skipped"))
+                for k in ["mosn_connections", "mosn_bytes", *CAPTURE_STATS, "sk_msg_share"]:
+                    s[f"{k}_median"] = med(fnum(r.get(k)) for r in rs)
             summary.append(s)
     with open(out / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, list(summary[0].keys()) if summary else ["workload"])
@@ -1045,6 +1545,10 @@ def analyze(out: Path, plot: bool) -> None:
             w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()})
 
     failed = [r for r in rows if r["status"] not in ("ok",)]
+    invalid = {}  # (workload, target) -> rounds without a valid measurement (capture suite)
+    for r in rows:
+        if capture and r["status"] not in ("ok", "errors", "skipped"):
+            invalid[(r["workload"], r["target"])] = invalid.get((r["workload"], r["target"]), 0) + 1
     if not summary:
         warn("no completed measurements to summarise")
         for r in failed:
@@ -1054,6 +1558,8 @@ def analyze(out: Path, plot: bool) -> None:
     title = (f"Layout {meta.get('layout', '?')} (client+origin CPU{meta.get('client_cpu', '?')}, "
              f"proxy CPU{meta.get('proxy_cpu', '?')}), {meta.get('rounds', '?')} round(s) x "
              f"{meta.get('duration_s', '?')} s, kernel {meta.get('kernel', '?')}, {meta.get('started', '')}")
+    if capture:
+        title = (f"Transparent capture, app -> mosn -> server on {meta.get('origin_host', '?')}; " + title)
     lines.append(f"### {title}\n")
     lines.append("Median ratio to direct over rounds (min..max):\n")
     hdr = "| target | " + " | ".join(WORKLOADS[w]["label"] for w in workloads) + " |"
@@ -1063,14 +1569,20 @@ def analyze(out: Path, plot: bool) -> None:
         cells = []
         for wl in workloads:
             s = by.get((wl, t))
-            if not s or s["ratio_median"] is None:
+            bad = invalid.get((wl, t), 0)
+            if (not s or s["ratio_median"] is None) and bad:
+                cells.append(f"FAILED ({bad} run(s) not captured)")
+            elif not s or s["ratio_median"] is None:
                 cells.append("-")
             elif t == "direct":
                 cells.append(f"1 ({fmt(s['value_median'], s['unit'])} {s['unit']})")
             else:
-                cells.append(f"{s['ratio_median']:.2f} ({s['ratio_min']:.2f}..{s['ratio_max']:.2f})")
+                cells.append(f"{s['ratio_median']:.2f} ({s['ratio_min']:.2f}..{s['ratio_max']:.2f})"
+                             + (f" [{bad} invalid]" if bad else ""))
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     lines.append("")
+    if capture:
+        lines += capture_tables(summary, workloads, targets, by)
     lines.append("| workload | target | ratio (min..max) | median | unit | p50 µs | p99 µs | proxy CPU % "
                  "| per proxy core | CPU0/CPU1 busy % | per CPU1 | noise % | errors |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -1087,7 +1599,10 @@ def analyze(out: Path, plot: bool) -> None:
     if failed:
         lines.append("\nNot ok:\n")
         for r in failed:
-            lines.append(f"- r{r['round']} {r['workload'] or '*'} {r['target']}: {r['status']} {r['note'][:300]}")
+            why = r["note"][:300]
+            if r.get("capture_check", "ok") not in ("ok", ""):
+                why = (r["capture_check"] + ("; " + why if why else ""))[:500]
+            lines.append(f"- r{r['round']} {r['workload'] or '*'} {r['target']}: {r['status']} {why}")
     lines.append("\nnoise % = max CPU% (of one CPU) used outside the benchmark before / during the runs; "
                  "* = in at least one round this run or direct's was disturbed (outside use above the threshold). "
                  "per proxy core = median / (proxy process CPU% / 100): kernel (softirq, kworker) work "
@@ -1103,6 +1618,49 @@ def analyze(out: Path, plot: bool) -> None:
         except Exception as e:  # a plot must never lose the numbers
             warn(f"plot failed: {e}")
     log(f"results in {out}: rows.csv summary.csv summary.md" + (" ratios.png" if (out / "ratios.png").exists() else ""))
+
+
+def capture_tables(summary, workloads, targets, by) -> list[str]:
+    """--suite capture: the goal line and what the counters say carried the traffic."""
+    out = []
+    goal = "ebpf+sk_msg+mosn"
+    if goal in targets:
+        cells = []
+        for wl in workloads:
+            s = by.get((wl, goal))
+            if s and s["ratio_median"] is not None:
+                cells.append(f"{WORKLOADS[wl]['label']}: {s['ratio_median']:.2f} "
+                             f"({'meets' if s['ratio_median'] >= 0.8 else 'misses'} >= 0.8)")
+        if cells:
+            out += [f"Goal (the captured hop with sk_msg at >= 0.8 of direct): " + "; ".join(cells) + ".", ""]
+    out.append("What carried the traffic (median per run of the counter deltas from mosn's /metrics; "
+               "sk_msg share = sk_msg_redirected_bytes / bytes mosn moved on its four socket hops, or, "
+               "without mosn in the path, / the payload bytes the app exchanged):\n")
+    out.append("| workload | target | mosn conns | outbound_captured | outbound_excluded | orig-dst getsockopt "
+               "| sk_msg_redirects | sk_msg bytes | sk_msg share | backpressure / order fallbacks | invalid runs |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def f(s, k, share=False):
+        v = s.get(f"{k}_median")
+        if v is None:
+            return "-"
+        if share:
+            return f"{v:.2f}"
+        if k.endswith("bytes") and v >= 1e6:
+            return f"{v / 1e9:.2f} GB" if v >= 1e9 else f"{v / 1e6:.1f} MB"
+        return fmt(v)
+
+    for s in summary:
+        if s["target"] == "direct":
+            continue
+        out.append(
+            f"| {s['workload']} | {s['target']} | {f(s, 'mosn_connections')} | {f(s, 'outbound_captured')} "
+            f"| {f(s, 'outbound_excluded')} | {f(s, 'original_dst_getsockopt')} | {f(s, 'sk_msg_redirects')} "
+            f"| {f(s, 'sk_msg_redirected_bytes')} | {f(s, 'sk_msg_share', True)} "
+            f"| {f(s, 'sk_msg_backpressure_fallbacks')} / {f(s, 'sk_msg_order_fallbacks')} "
+            f"| {s.get('invalid_rounds', 0)} |")
+    out.append("")
+    return out
 
 
 def make_plot(out: Path, summary, workloads, targets, title) -> None:
