@@ -5,6 +5,7 @@
 //!
 //! Needs root and the kernel programs; without root it says SKIP, and in CI that fails.
 
+use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -61,11 +62,12 @@ fn cgroup2_root() -> PathBuf {
         .expect("cgroup v2 mounted")
 }
 
-/// The tests of this file count the kernel's capture programs: one at a time.
+/// The tests of this file watch the kernel's program list: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Lines of `bpftool prog show` naming a capture program (names are cut at 15 bytes).
-fn mosn_programs() -> usize {
+/// Ids of the loaded programs named like a capture program (`bpftool prog show`; names are
+/// cut at 15 bytes).
+fn capture_program_ids() -> BTreeSet<u32> {
     let out = run(Command::new("bpftool").args(["prog", "show"]));
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -74,7 +76,28 @@ fn mosn_programs() -> usize {
                 .iter()
                 .any(|p| l.contains(&format!(" name {} ", &p[..p.len().min(15)])))
         })
-        .count()
+        .filter_map(|l| l.split(':').next()?.trim().parse().ok())
+        .collect()
+}
+
+/// Ids of the programs pinned under `pin`.
+fn pinned_ids(pin: &Path) -> BTreeSet<u32> {
+    mosn::ebpf::capture::PROGRAM_NAMES
+        .iter()
+        .filter_map(|p| {
+            let out = Command::new("bpftool")
+                .args(["prog", "show", "pinned"])
+                .arg(pin.join("progs").join(p))
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .split(':')
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// Firewall rules anywhere in the current namespace (iptables-save `-A` lines, nft rules).
@@ -336,7 +359,6 @@ fn sidecar_capture_outbound_inbound_fail_open_and_adoption() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let programs_before = mosn_programs();
     let rules_before = firewall_rules(None);
     let mut env = Env::new("sc");
     let server = format!("10.77.{}.2", env.net);
@@ -394,7 +416,8 @@ fn sidecar_capture_outbound_inbound_fail_open_and_adoption() {
 
     // kill -9 while a client loops connecting: every connect that starts after the kill
     // succeeds, directly.
-    let programs_running = mosn_programs();
+    let pinned = pinned_ids(&env.pin);
+    assert_eq!(pinned.len(), mosn::ebpf::capture::PROGRAM_NAMES.len());
     let looper = env
         .cmd(
             &env.w,
@@ -432,17 +455,22 @@ fn sidecar_capture_outbound_inbound_fail_open_and_adoption() {
             "connect after the kill failed: {l}\n{lines}"
         );
     }
-    assert_eq!(
-        mosn_programs(),
-        programs_running,
-        "the programs stay pinned without a daemon"
+    assert!(
+        pinned.is_subset(&capture_program_ids()),
+        "the programs stay loaded and pinned without a daemon"
     );
+    let newest_before_restart = capture_program_ids().into_iter().max().unwrap_or(0);
 
     // Restart: the pinned programs are adopted (no duplicates) and capture resumes; the
     // counters kept counting while the daemon was away.
     let d2 = env.start(&config);
     assert!(d2.log().contains("adopted"), "{}", d2.log());
-    assert_eq!(mosn_programs(), programs_running, "adoption loads no duplicates");
+    assert_eq!(pinned_ids(&env.pin), pinned, "the same programs, adopted");
+    let new: Vec<u32> = capture_program_ids()
+        .into_iter()
+        .filter(|id| *id > newest_before_restart)
+        .collect();
+    assert!(new.is_empty(), "adoption loads no duplicates: new programs {new:?}");
     let m = d2.metrics();
     assert!(
         captured(&m, "fail_open_bypasses") >= after.len() as u64,
@@ -468,10 +496,13 @@ fn sidecar_capture_outbound_inbound_fail_open_and_adoption() {
     ]));
     assert!(!env.pin.exists(), "pins removed");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while mosn_programs() != programs_before && Instant::now() < deadline {
+    while !pinned.is_disjoint(&capture_program_ids()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(mosn_programs(), programs_before, "every capture program unloaded");
+    assert!(
+        pinned.is_disjoint(&capture_program_ids()),
+        "every capture program unloaded"
+    );
     assert_eq!(
         env.connect("app", &server, 7000).unwrap(),
         format!("from {workload_ip} hello")
