@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 fn embed(bin: &str, env: &str) {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let default = manifest.join("../mosn-ebpf/programs/target/bpfel-unknown-none/release").join(bin);
+    let default = manifest
+        .join("../mosn-ebpf/programs/target/bpfel-unknown-none/release")
+        .join(bin);
     let src = std::env::var_os(env).map(PathBuf::from).unwrap_or(default);
     println!("cargo:rerun-if-env-changed={env}");
     println!("cargo:rerun-if-changed={}", src.display());

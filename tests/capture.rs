@@ -187,7 +187,11 @@ impl Env {
     /// The bash client in the `app` cgroup of the workload namespace.
     fn connect(&self, cgroup: &str, ip: &str, port: u16) -> Result<String, String> {
         let out = self
-            .cmd(&self.w, Some(cgroup), &["bash", "-c", CLIENT, ip, &port.to_string()])
+            .cmd(
+                &self.w,
+                Some(cgroup),
+                &["bash", "-c", CLIENT, ip, &port.to_string()],
+            )
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -236,7 +240,8 @@ impl Env {
         }
         cap["workloads"] = serde_json::json!([w]);
         v["graceful_timeout"] = "2s".into();
-        self.dir.write("mosn.json", &serde_json::to_string_pretty(&v).unwrap())
+        self.dir
+            .write("mosn.json", &serde_json::to_string_pretty(&v).unwrap())
     }
 
     fn start(&self, config: &Path) -> Daemon {
@@ -342,15 +347,15 @@ impl Drop for Daemon {
 }
 
 fn captured(m: &Metrics, stat: &str) -> u64 {
-    m.get(&format!("mosn_capture_{stat}_total"), &[("workload", "app")])
-        .unwrap_or(0.0) as u64
+    m.get(
+        &format!("mosn_capture_{stat}_total"),
+        &[("workload", "app")],
+    )
+    .unwrap_or(0.0) as u64
 }
 
 fn listener_connections(m: &Metrics, listener: &str) -> u64 {
-    m.value(
-        "mosn_listener_connections_total",
-        &[("listener", listener)],
-    )
+    m.value("mosn_listener_connections_total", &[("listener", listener)])
 }
 
 #[test]
@@ -386,7 +391,11 @@ fn sidecar_capture_outbound_inbound_fail_open_and_adoption() {
     );
     let m = d.metrics();
     assert_eq!(captured(&m, "outbound_excluded"), 1);
-    assert_eq!(listener_connections(&m, "outbound"), 1, "excluded: not proxied");
+    assert_eq!(
+        listener_connections(&m, "outbound"),
+        1,
+        "excluded: not proxied"
+    );
     // A process outside the workload cgroup is not captured at all.
     assert!(env.connect("late", &server, 7000).is_ok());
     assert_eq!(listener_connections(&d.metrics(), "outbound"), 1);
@@ -411,8 +420,16 @@ fn sidecar_capture_outbound_inbound_fail_open_and_adoption() {
     assert_eq!(listener_connections(&m, "inbound"), 1);
 
     // No firewall rules anywhere.
-    assert_eq!(firewall_rules(Some(&env.w)), "", "no rules in the workload namespace");
-    assert_eq!(firewall_rules(None), rules_before, "no rules added on the host");
+    assert_eq!(
+        firewall_rules(Some(&env.w)),
+        "",
+        "no rules in the workload namespace"
+    );
+    assert_eq!(
+        firewall_rules(None),
+        rules_before,
+        "no rules added on the host"
+    );
 
     // kill -9 while a client loops connecting: every connect that starts after the kill
     // succeeds, directly.
@@ -448,7 +465,10 @@ fn sidecar_capture_outbound_inbound_fail_open_and_adoption() {
         .lines()
         .filter(|l| l.split(' ').next().unwrap().parse::<u128>().unwrap() > killed_at)
         .collect();
-    assert!(after.len() >= 10, "the loop kept connecting after the kill:\n{lines}");
+    assert!(
+        after.len() >= 10,
+        "the loop kept connecting after the kill:\n{lines}"
+    );
     for l in &after {
         assert!(
             l.ends_with(&format!("ok from {workload_ip} hello")),
@@ -470,7 +490,10 @@ fn sidecar_capture_outbound_inbound_fail_open_and_adoption() {
         .into_iter()
         .filter(|id| *id > newest_before_restart)
         .collect();
-    assert!(new.is_empty(), "adoption loads no duplicates: new programs {new:?}");
+    assert!(
+        new.is_empty(),
+        "adoption loads no duplicates: new programs {new:?}"
+    );
     let m = d2.metrics();
     assert!(
         captured(&m, "fail_open_bypasses") >= after.len() as u64,
@@ -548,11 +571,22 @@ fn node_mode_follows_the_workloads_directory() {
         if proxied(&d) > 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "workload file not picked up:\n{}", d.log());
+        assert!(
+            Instant::now() < deadline,
+            "workload file not picked up:\n{}",
+            d.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let m = d.metrics();
-    assert!(m.get("mosn_capture_outbound_captured_total", &[("workload", "late")]).unwrap() >= 1.0);
+    assert!(
+        m.get(
+            "mosn_capture_outbound_captured_total",
+            &[("workload", "late")]
+        )
+        .unwrap()
+            >= 1.0
+    );
     // The file goes: the workload is released.
     std::fs::remove_file(wl_dir.join("late.json")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -562,7 +596,11 @@ fn node_mode_follows_the_workloads_directory() {
         if proxied(&d) == before {
             break;
         }
-        assert!(Instant::now() < deadline, "workload not released:\n{}", d.log());
+        assert!(
+            Instant::now() < deadline,
+            "workload not released:\n{}",
+            d.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // A broken file is reported and changes nothing.

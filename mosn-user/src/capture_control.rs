@@ -12,7 +12,9 @@ use mosn_ebpf_common::capture::Stat;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{CaptureConfig, CaptureMode, Config, WorkloadConfig, parse_workload_with_warnings};
+use crate::config::{
+    CaptureConfig, CaptureMode, Config, WorkloadConfig, parse_workload_with_warnings,
+};
 use crate::ebpf::{Capture, CaptureError};
 use crate::metrics::{Sample, SampleKind, SampleSource};
 

@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::capture_control::{CaptureControl, CaptureSamples};
 use arc_swap::ArcSwap;
 use mosn_ebpf_common::Counter;
 use tokio_util::sync::CancellationToken;
-use crate::capture_control::{CaptureControl, CaptureSamples};
 use tracing::{info, warn};
 
 use crate::admin::{self, AdminState};

@@ -255,11 +255,11 @@ const TEST_TOOLS: [(&str, &str); 6] = [
 ];
 
 fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join(bin).is_file())
-    }) || ["/usr/sbin", "/sbin"]
-        .iter()
-        .any(|d| Path::new(d).join(bin).is_file())
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        || ["/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(bin).is_file())
 }
 
 fn ensure_test_tools() -> Result<()> {
@@ -272,7 +272,9 @@ fn ensure_test_tools() -> Result<()> {
         return Ok(());
     }
     if !is_root() || !on_path("apt-get") {
-        eprintln!("xtask: missing test tools {missing:?} (not root or no apt-get): their tests will skip or fail");
+        eprintln!(
+            "xtask: missing test tools {missing:?} (not root or no apt-get): their tests will skip or fail"
+        );
         return Ok(());
     }
     run(Command::new("apt-get")
@@ -280,7 +282,9 @@ fn ensure_test_tools() -> Result<()> {
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
     .or_else(|_| {
-        run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run(Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
         run(Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends"])
             .args(&missing)

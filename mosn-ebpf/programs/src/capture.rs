@@ -30,8 +30,8 @@ use aya_ebpf::{
     },
     helpers::generated::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_uid_gid,
-        bpf_get_socket_cookie, bpf_map_lookup_elem, bpf_msg_redirect_hash,
-        bpf_probe_read_kernel, bpf_sk_assign, bpf_sk_release, bpf_sock_hash_update,
+        bpf_get_socket_cookie, bpf_map_lookup_elem, bpf_msg_redirect_hash, bpf_probe_read_kernel,
+        bpf_sk_assign, bpf_sk_release, bpf_sock_hash_update,
     },
     macros::{cgroup_sock_addr, cgroup_sockopt, map, sk_lookup, sk_msg, sock_ops},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, SockHash, SockMap},
@@ -218,8 +218,7 @@ fn selected(p: &WorkloadPolicy, addr: &[u32; 4], port: u16) -> bool {
     if port_in(&p.exclude_ports, p.n_exclude_ports, port) {
         return false;
     }
-    if p.flags & POLICY_INCLUDE_PORTS != 0 && !port_in(&p.include_ports, p.n_include_ports, port)
-    {
+    if p.flags & POLICY_INCLUDE_PORTS != 0 && !port_in(&p.include_ports, p.n_include_ports, port) {
         return false;
     }
     if is_v4_mapped(addr) {
@@ -381,8 +380,18 @@ fn sockops(ctx: &SockOpsContext, msg: bool) {
     // Every field is read unconditionally: loads under a branch get merged into one load
     // from a computed context offset, which the verifier refuses.
     let family = unsafe { rd(addr_of!((*ops).family)) };
-    let (l4, r4) = unsafe { (rd(addr_of!((*ops).local_ip4)), rd(addr_of!((*ops).remote_ip4))) };
-    let (l6, r6) = unsafe { (rd6(addr_of!((*ops).local_ip6)), rd6(addr_of!((*ops).remote_ip6))) };
+    let (l4, r4) = unsafe {
+        (
+            rd(addr_of!((*ops).local_ip4)),
+            rd(addr_of!((*ops).remote_ip4)),
+        )
+    };
+    let (l6, r6) = unsafe {
+        (
+            rd6(addr_of!((*ops).local_ip6)),
+            rd6(addr_of!((*ops).remote_ip6)),
+        )
+    };
     let (local, remote) = if family == AF_INET {
         (v4_mapped(l4), v4_mapped(r4))
     } else if family == AF_INET6 {
@@ -432,7 +441,9 @@ fn sockops(ctx: &SockOpsContext, msg: bool) {
         if sk.is_null() {
             return;
         }
-        let Some(address) = address_of(sk) else { return };
+        let Some(address) = address_of(sk) else {
+            return;
+        };
         // The address first: a socket sk_msg can redirect to always has one.
         if SOCK_ADDR.insert(&key, &address, 0).is_err() {
             return;
@@ -574,7 +585,8 @@ fn lookup(ctx: &SkLookupContext) {
     let family = unsafe { rd(addr_of!((*l).family)) };
     let r4 = unsafe { rd(addr_of!((*l).remote_ip4)) };
     let r6 = rd6(unsafe { addr_of!((*l).remote_ip6) });
-    if (family == AF_INET && r4 == g.passthrough_ip4) || (family == AF_INET6 && r6 == g.passthrough_ip6)
+    if (family == AF_INET && r4 == g.passthrough_ip4)
+        || (family == AF_INET6 && r6 == g.passthrough_ip6)
     {
         return;
     }
@@ -674,7 +686,12 @@ fn msg(ctx: &SkMsgContext) {
     // SAFETY (raw reads): fields of the sk_msg_md context.
     let family = unsafe { rd(addr_of!((*m).family)) };
     let (l4, r4) = unsafe { (rd(addr_of!((*m).local_ip4)), rd(addr_of!((*m).remote_ip4))) };
-    let (l6, r6) = unsafe { (rd6(addr_of!((*m).local_ip6)), rd6(addr_of!((*m).remote_ip6))) };
+    let (l6, r6) = unsafe {
+        (
+            rd6(addr_of!((*m).local_ip6)),
+            rd6(addr_of!((*m).remote_ip6)),
+        )
+    };
     let (local, remote) = if family == AF_INET {
         (v4_mapped(l4), v4_mapped(r4))
     } else {

@@ -182,7 +182,10 @@ fn sidecar_example_parses() {
     let dump = serde_json::to_value(&cap).unwrap();
     assert_eq!(dump["mode"], "sidecar");
     assert_eq!(dump["pin_path"], "/sys/fs/bpf/mosn");
-    assert_eq!(dump["workloads"][0]["inbound_ports"], serde_json::json!({"Only": [8080]}));
+    assert_eq!(
+        dump["workloads"][0]["inbound_ports"],
+        serde_json::json!({"Only": [8080]})
+    );
 }
 
 #[test]

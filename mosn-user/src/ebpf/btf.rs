@@ -98,9 +98,9 @@ impl Btf {
             let kind_flag = info >> 31 == 1;
             let mut members = Vec::new();
             let extra = match kind {
-                1 => 4,                         // INT
-                2 | 7..=12 | 16 | 18 => 0,      // PTR FWD TYPEDEF VOLATILE CONST RESTRICT FUNC FLOAT TYPE_TAG
-                3 => 12,                        // ARRAY
+                1 => 4,                    // INT
+                2 | 7..=12 | 16 | 18 => 0, // PTR FWD TYPEDEF VOLATILE CONST RESTRICT FUNC FLOAT TYPE_TAG
+                3 => 12,                   // ARRAY
                 KIND_STRUCT | KIND_UNION => {
                     for i in 0..vlen {
                         let m = at + i * 12;
@@ -113,9 +113,9 @@ impl Btf {
                     }
                     vlen * 12
                 }
-                6 | 13 => vlen * 8,             // ENUM FUNC_PROTO
-                14 | 17 => 4,                   // VAR DECL_TAG
-                15 | 19 => vlen * 12,           // DATASEC ENUM64
+                6 | 13 => vlen * 8,   // ENUM FUNC_PROTO
+                14 | 17 => 4,         // VAR DECL_TAG
+                15 | 19 => vlen * 12, // DATASEC ENUM64
                 k => return Err(BtfError::UnknownKind(k)),
             };
             at += extra;
@@ -195,11 +195,12 @@ impl Btf {
         }
         for m in t.members.iter().filter(|m| m.name == 0) {
             let inner = self.resolve(m.ty);
-            if matches!(self.types.get(inner as usize), Some(t) if t.kind == KIND_STRUCT || t.kind == KIND_UNION)
-            {
-                if let Some(bits) = self.find(inner, member, base_bits + m.bit_offset) {
-                    return Some(bits);
-                }
+            let aggregate = matches!(
+                self.types.get(inner as usize),
+                Some(t) if t.kind == KIND_STRUCT || t.kind == KIND_UNION
+            );
+            if aggregate && let Some(bits) = self.find(inner, member, base_bits + m.bit_offset) {
+                return Some(bits);
             }
         }
         None
@@ -257,11 +258,30 @@ mod tests {
         // 4: const union (modifier chain)
         push(&[0, 10 << 24, 3]);
         // 5: struct outer { x @0, <anon> @32 (via const), y @96 }
-        push(&[s("outer"), (4 << 24) | 3, 16, s("x"), 1, 0, 0, 4, 32, s("y"), 1, 96]);
+        push(&[
+            s("outer"),
+            (4 << 24) | 3,
+            16,
+            s("x"),
+            1,
+            0,
+            0,
+            4,
+            32,
+            s("y"),
+            1,
+            96,
+        ]);
         let mut out = Vec::new();
         out.extend_from_slice(&BTF_MAGIC.to_le_bytes());
         out.extend_from_slice(&[1, 0]);
-        for w in [24u32, 0, t.len() as u32, t.len() as u32, strings.len() as u32] {
+        for w in [
+            24u32,
+            0,
+            t.len() as u32,
+            t.len() as u32,
+            strings.len() as u32,
+        ] {
             out.extend_from_slice(&w.to_le_bytes());
         }
         out.extend_from_slice(&t);

@@ -264,13 +264,21 @@ impl Capture {
         g.flags |= GLOBAL_OUTBOUND_V6;
         match addr.ip() {
             IpAddr::V4(a) => {
-                let a = if a.is_unspecified() { Ipv4Addr::LOCALHOST } else { a };
+                let a = if a.is_unspecified() {
+                    Ipv4Addr::LOCALHOST
+                } else {
+                    a
+                };
                 g.outbound_ip4 = u32::from_ne_bytes(a.octets());
                 // IPv6 sockets reach an IPv4 listener through the mapped address.
                 g.outbound_ip6 = v4_mapped(g.outbound_ip4);
             }
             IpAddr::V6(a) => {
-                let a = if a.is_unspecified() { Ipv6Addr::LOCALHOST } else { a };
+                let a = if a.is_unspecified() {
+                    Ipv6Addr::LOCALHOST
+                } else {
+                    a
+                };
                 g.outbound_ip6 = words(&a);
                 // An IPv6 listener on `::` also takes IPv4 (dual stack); on a specific
                 // address only IPv6.
@@ -393,7 +401,9 @@ impl Capture {
             return Ok(());
         };
         if rel == "/" {
-            warn!("sk_msg: the daemon runs in the root cgroup; start it in its own cgroup to accelerate its sockets");
+            warn!(
+                "sk_msg: the daemon runs in the root cgroup; start it in its own cgroup to accelerate its sockets"
+            );
             return Ok(());
         }
         let path = cgroup2_root().join(rel.trim_start_matches('/'));
@@ -424,8 +434,11 @@ impl Capture {
     pub fn stats(&self) -> Vec<WorkloadStats> {
         let names: Vec<(u32, String)> = {
             let s = self.lock();
-            let mut v: Vec<(u32, String)> =
-                s.workloads.values().map(|a| (a.slot, a.cfg.name.clone())).collect();
+            let mut v: Vec<(u32, String)> = s
+                .workloads
+                .values()
+                .map(|a| (a.slot, a.cfg.name.clone()))
+                .collect();
             v.push((0, "mosn".to_string()));
             v
         };
@@ -693,10 +706,10 @@ fn remove_pins(path: &Path) {
     } else {
         std::fs::remove_file(path)
     };
-    if let Err(e) = r {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            warn!(path = %path.display(), error = %e, "could not remove pin");
-        }
+    if let Err(e) = r
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        warn!(path = %path.display(), error = %e, "could not remove pin");
     }
 }
 
@@ -729,9 +742,7 @@ fn pinned_object_id(pin: &Path) -> Option<u64> {
 }
 
 fn all_programs_pinned(pin: &Path) -> bool {
-    PROGRAMS
-        .iter()
-        .all(|p| pin.join("progs").join(p).exists())
+    PROGRAMS.iter().all(|p| pin.join("progs").join(p).exists())
 }
 
 fn open_map<T>(pin: &Path, name: &'static str) -> Result<T, CaptureError>
@@ -855,19 +866,34 @@ impl Programs {
                 .try_into()
                 .map_err(prog(name))
         }
-        typed::<CgroupSockAddr>(&mut ebpf, CONNECT4_PROG)?.load().map_err(prog(CONNECT4_PROG))?;
-        typed::<CgroupSockAddr>(&mut ebpf, CONNECT6_PROG)?.load().map_err(prog(CONNECT6_PROG))?;
-        typed::<SockOps>(&mut ebpf, SOCKOPS_PROG)?.load().map_err(prog(SOCKOPS_PROG))?;
-        typed::<SockOps>(&mut ebpf, SOCKOPS_MSG_PROG)?.load().map_err(prog(SOCKOPS_MSG_PROG))?;
-        typed::<CgroupSockopt>(&mut ebpf, GETSOCKOPT_PROG)?.load().map_err(prog(GETSOCKOPT_PROG))?;
-        typed::<SkLookup>(&mut ebpf, SK_LOOKUP_PROG)?.load().map_err(prog(SK_LOOKUP_PROG))?;
-        typed::<SkMsg>(&mut ebpf, SK_MSG_PROG)?.load().map_err(prog(SK_MSG_PROG))?;
+        typed::<CgroupSockAddr>(&mut ebpf, CONNECT4_PROG)?
+            .load()
+            .map_err(prog(CONNECT4_PROG))?;
+        typed::<CgroupSockAddr>(&mut ebpf, CONNECT6_PROG)?
+            .load()
+            .map_err(prog(CONNECT6_PROG))?;
+        typed::<SockOps>(&mut ebpf, SOCKOPS_PROG)?
+            .load()
+            .map_err(prog(SOCKOPS_PROG))?;
+        typed::<SockOps>(&mut ebpf, SOCKOPS_MSG_PROG)?
+            .load()
+            .map_err(prog(SOCKOPS_MSG_PROG))?;
+        typed::<CgroupSockopt>(&mut ebpf, GETSOCKOPT_PROG)?
+            .load()
+            .map_err(prog(GETSOCKOPT_PROG))?;
+        typed::<SkLookup>(&mut ebpf, SK_LOOKUP_PROG)?
+            .load()
+            .map_err(prog(SK_LOOKUP_PROG))?;
+        typed::<SkMsg>(&mut ebpf, SK_MSG_PROG)?
+            .load()
+            .map_err(prog(SK_MSG_PROG))?;
         for name in PROGRAMS {
             let p = ebpf.program_mut(name).ok_or(CaptureError::Missing(name))?;
-            p.pin(progs_dir.join(name)).map_err(|source| CaptureError::Pin {
-                path: progs_dir.join(name),
-                source,
-            })?;
+            p.pin(progs_dir.join(name))
+                .map_err(|source| CaptureError::Pin {
+                    path: progs_dir.join(name),
+                    source,
+                })?;
         }
         // sk_msg is attached to the SOCKHASH itself: the attachment belongs to the (pinned)
         // map and goes with it. aya would detach it when its link handle drops, so attach
@@ -894,10 +920,16 @@ impl Programs {
     fn from_pins(pin: &Path) -> Result<Programs, CaptureError> {
         let p = |n: &'static str| pin.join("progs").join(n);
         Ok(Programs {
-            connect4: CgroupSockAddr::from_pin(p(CONNECT4_PROG), CgroupSockAddrAttachType::Connect4)
-                .map_err(prog(CONNECT4_PROG))?,
-            connect6: CgroupSockAddr::from_pin(p(CONNECT6_PROG), CgroupSockAddrAttachType::Connect6)
-                .map_err(prog(CONNECT6_PROG))?,
+            connect4: CgroupSockAddr::from_pin(
+                p(CONNECT4_PROG),
+                CgroupSockAddrAttachType::Connect4,
+            )
+            .map_err(prog(CONNECT4_PROG))?,
+            connect6: CgroupSockAddr::from_pin(
+                p(CONNECT6_PROG),
+                CgroupSockAddrAttachType::Connect6,
+            )
+            .map_err(prog(CONNECT6_PROG))?,
             sockops: SockOps::from_pin(p(SOCKOPS_PROG)).map_err(prog(SOCKOPS_PROG))?,
             sockops_msg: SockOps::from_pin(p(SOCKOPS_MSG_PROG)).map_err(prog(SOCKOPS_MSG_PROG))?,
             getsockopt: CgroupSockopt::from_pin(p(GETSOCKOPT_PROG), CgroupSockoptAttachType::Get)
@@ -992,7 +1024,11 @@ fn cidrs(list: &[Cidr]) -> ([Cidr4; MAX_CIDRS], u32, [Cidr6; MAX_CIDRS], u32) {
         match c.addr {
             IpAddr::V4(a) if n4 < MAX_CIDRS => {
                 let bits = u32::from(c.prefix_len.min(32));
-                let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - bits)
+                };
                 v4[n4] = Cidr4 {
                     addr: (u32::from(a) & mask).to_be(),
                     mask: mask.to_be(),
@@ -1001,7 +1037,11 @@ fn cidrs(list: &[Cidr]) -> ([Cidr4; MAX_CIDRS], u32, [Cidr6; MAX_CIDRS], u32) {
             }
             IpAddr::V6(a) if n6 < MAX_CIDRS => {
                 let bits = u32::from(c.prefix_len.min(128));
-                let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - bits)
+                };
                 let m = Ipv6Addr::from(mask);
                 let masked = Ipv6Addr::from(u128::from(a) & mask);
                 v6[n6] = Cidr6 {
@@ -1034,10 +1074,8 @@ pub fn build_policy(w: &WorkloadConfig, slot: u32) -> WorkloadPolicy {
     if p.n_include_ports > 0 {
         p.flags |= POLICY_INCLUDE_PORTS;
     }
-    (p.include_v4, p.n_include_v4, p.include_v6, p.n_include_v6) =
-        cidrs(&w.include_outbound_cidrs);
-    (p.exclude_v4, p.n_exclude_v4, p.exclude_v6, p.n_exclude_v6) =
-        cidrs(&w.exclude_outbound_cidrs);
+    (p.include_v4, p.n_include_v4, p.include_v6, p.n_include_v6) = cidrs(&w.include_outbound_cidrs);
+    (p.exclude_v4, p.n_exclude_v4, p.exclude_v6, p.n_exclude_v6) = cidrs(&w.exclude_outbound_cidrs);
     // An include list that names only one family leaves the other family uncaptured, as
     // Istio's includeOutboundIPRanges does.
     if !w.include_outbound_cidrs.is_empty() {
@@ -1078,8 +1116,15 @@ pub(crate) fn capture_or_skip() -> bool {
     if root && !CAPTURE_OBJECT.is_empty() {
         return true;
     }
-    let why = if root { "the capture object is not built in" } else { "not root" };
-    assert!(std::env::var_os("CI").is_none(), "privileged test must run in CI, but {why}");
+    let why = if root {
+        "the capture object is not built in"
+    } else {
+        "not root"
+    };
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "privileged test must run in CI, but {why}"
+    );
     eprintln!("SKIP: {why} (run `cargo xtask test` as root)");
     false
 }
@@ -1154,7 +1199,10 @@ mod tests {
     ) -> std::process::Child {
         use std::os::unix::process::CommandExt;
         let procs = std::ffi::CString::new(
-            cgroup.join("cgroup.procs").into_os_string().into_encoded_bytes(),
+            cgroup
+                .join("cgroup.procs")
+                .into_os_string()
+                .into_encoded_bytes(),
         )
         .unwrap();
         let mut c = std::process::Command::new(cmd);
@@ -1169,10 +1217,10 @@ mod tests {
                     return Err(std::io::Error::last_os_error());
                 }
                 libc::close(f);
-                if let Some(fd) = fd {
-                    if libc::dup2(fd, 3) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                if let Some(fd) = fd
+                    && libc::dup2(fd, 3) < 0
+                {
+                    return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });
@@ -1207,7 +1255,11 @@ mod tests {
         // SAFETY: plain syscalls; each returned fd is new and owned here.
         unsafe {
             let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
-            assert!(pidfd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+            assert!(
+                pidfd >= 0,
+                "pidfd_open: {}",
+                std::io::Error::last_os_error()
+            );
             let pidfd = std::os::fd::OwnedFd::from_raw_fd(pidfd);
             let got = libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) as i32;
             assert!(got >= 0, "pidfd_getfd: {}", std::io::Error::last_os_error());
@@ -1224,7 +1276,8 @@ mod tests {
     }
 
     /// bash's /dev/tcp: connect, send a line, print what comes back (or the error).
-    const BASH_CONNECT: &str = "exec 3<>/dev/tcp/$0/$1 && echo hello >&3 && timeout 5 head -c 5 <&3";
+    const BASH_CONNECT: &str =
+        "exec 3<>/dev/tcp/$0/$1 && echo hello >&3 && timeout 5 head -c 5 <&3";
 
     #[test]
     fn redirects_selected_connects_and_records_where_they_were_going() {
@@ -1246,12 +1299,21 @@ mod tests {
         assert!(c.apply_workloads(&cfg.workloads).is_empty());
         c.attach_original_dst_cgroup(&odst).unwrap();
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        c.set_outbound_listener(&l, l.local_addr().unwrap()).unwrap();
+        c.set_outbound_listener(&l, l.local_addr().unwrap())
+            .unwrap();
 
         // A captured connect lands on the listener; the map knows where it was going.
-        let client = spawn_in(&s.cgroup, "bash", &["-c", BASH_CONNECT, "10.249.0.1", "4321"], None);
+        let client = spawn_in(
+            &s.cgroup,
+            "bash",
+            &["-c", BASH_CONNECT, "10.249.0.1", "4321"],
+            None,
+        );
         let (mut a, peer) = l.accept().unwrap();
-        assert_eq!(c.take_original_dst(peer), Some("10.249.0.1:4321".parse().unwrap()));
+        assert_eq!(
+            c.take_original_dst(peer),
+            Some("10.249.0.1:4321".parse().unwrap())
+        );
         let mut buf = [0u8; 6];
         std::io::Read::read_exact(&mut a, &mut buf).unwrap();
         assert_eq!(&buf, b"hello\n");
@@ -1278,7 +1340,10 @@ mod tests {
         }
         assert_eq!(stat(&c, "w", Stat::Excluded), 2);
         l.set_nonblocking(true).unwrap();
-        assert!(l.accept().is_err(), "excluded connects never reach the listener");
+        assert!(
+            l.accept().is_err(),
+            "excluded connects never reach the listener"
+        );
         l.set_nonblocking(false).unwrap();
 
         // An unmodified REDIRECT-style tool in another cgroup, with its own listener (the
@@ -1314,7 +1379,12 @@ mod tests {
         drop(l);
         c.set_outbound_listener(&tool_listener, SocketAddr::from(([127, 0, 0, 1], port)))
             .unwrap();
-        let client = spawn_in(&s.cgroup, "bash", &["-c", BASH_CONNECT, "10.249.0.2", "5555"], None);
+        let client = spawn_in(
+            &s.cgroup,
+            "bash",
+            &["-c", BASH_CONNECT, "10.249.0.2", "5555"],
+            None,
+        );
         line.clear();
         std::io::BufRead::read_line(&mut out, &mut line).unwrap();
         assert_eq!(line.trim(), "10.249.0.2:5555");
@@ -1326,7 +1396,12 @@ mod tests {
         // Fail open: with the listener closed, connects go direct.
         let direct = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
         let port = direct.local_addr().unwrap().port().to_string();
-        let client = spawn_in(&s.cgroup, "bash", &["-c", BASH_CONNECT, "127.0.0.2", &port], None);
+        let client = spawn_in(
+            &s.cgroup,
+            "bash",
+            &["-c", BASH_CONNECT, "127.0.0.2", &port],
+            None,
+        );
         answer(&direct);
         assert_eq!(output(client), "world");
         assert_eq!(stat(&c, "w", Stat::FailOpen), 1);
@@ -1346,7 +1421,10 @@ mod tests {
         let cfg = s.config();
         let c = Capture::install(&cfg).unwrap();
         assert!(c.apply_workloads(&cfg.workloads).is_empty());
-        assert!(c.sk_msg_available(), "this kernel's BTF has the fields sk_msg reads");
+        assert!(
+            c.sk_msg_available(),
+            "this kernel's BTF has the fields sk_msg reads"
+        );
         let tcp_mem_pages = || -> u64 {
             let t = std::fs::read_to_string("/proc/net/sockstat").unwrap();
             let line = t.lines().find(|l| l.starts_with("TCP:")).unwrap();
@@ -1404,10 +1482,15 @@ mod tests {
         );
         let _ = reader.wait();
         let grown_mib = (peak.saturating_sub(base)) * 4096 / (1 << 20);
-        eprintln!("sk_msg backpressure: sent {sent} B, {errors} errors, TCP memory +{grown_mib} MiB at peak");
+        eprintln!(
+            "sk_msg backpressure: sent {sent} B, {errors} errors, TCP memory +{grown_mib} MiB at peak"
+        );
         assert_eq!(errors, 0, "no ENOMEM (or any error) for the sender");
         // 1 MiB queue limit + the TCP path's own buffers (a few MiB with autotuning).
-        assert!(grown_mib < 32, "kernel TCP memory bounded, grew {grown_mib} MiB");
+        assert!(
+            grown_mib < 32,
+            "kernel TCP memory bounded, grew {grown_mib} MiB"
+        );
         eprintln!("{:?}", c.stats());
         assert!(stat(&c, "w", Stat::SkMsgRedirects) > 0, "sk_msg was used");
         assert!(
@@ -1430,7 +1513,11 @@ mod tests {
         let errors = c.apply_workloads(&cfg.workloads);
         assert!(errors.is_empty(), "{errors:?}");
         let ids = pinned_ids(&s.pin);
-        assert_eq!(loaded(&ids), PROGRAMS.len(), "every program loaded and pinned");
+        assert_eq!(
+            loaded(&ids),
+            PROGRAMS.len(),
+            "every program loaded and pinned"
+        );
         let links = link_dir(&s.pin, "w", open_cgroup("w", &s.cgroup).unwrap().1);
         for l in ["connect4", "connect6", "sockops", "getsockopt"] {
             assert!(links.join(l).exists(), "{l} link pinned");
@@ -1514,5 +1601,4 @@ mod tests {
         let mapped: SocketAddr = "[::ffff:10.0.0.1]:80".parse().unwrap();
         assert_eq!(addr_key(mapped), addr_key("10.0.0.1:80".parse().unwrap()));
     }
-
 }

@@ -236,7 +236,6 @@ fn is_permission_error(e: &aya::EbpfError) -> bool {
     text.contains("EPERM") || text.contains("Operation not permitted") || text.contains("EACCES")
 }
 
-
 #[cfg(test)]
 impl Splicer {
     /// The set-up window the hold protects, forced: both pair entries and only `first` in the
