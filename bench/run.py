@@ -76,8 +76,8 @@ FIELDS = [
 ]
 # --suite capture: FIELDS plus what shows the capture carried the traffic.
 CAPTURE_FIELDS = FIELDS + [
-    "mosn_connections", "mosn_bytes", "payload_bytes_est", *CAPTURE_STATS, "sk_msg_share",
-    "conntrack_before", "conntrack_after", "capture_check",
+    "mosn_connections", "mosn_bytes", "payload_bytes_est", "iptables_redirected", *CAPTURE_STATS,
+    "sk_msg_share", "conntrack_before", "conntrack_after", "capture_check",
 ]
 
 # Names of mosn metrics whose deltas are copied into rows.csv (all deltas go to raw/).
@@ -657,6 +657,16 @@ class CaptureEnv:
     def iptables_rules(self) -> str:
         return self._ipt("-S").stdout
 
+    def iptables_hits(self) -> int | None:
+        """Packets that hit the REDIRECT rule: in the nat table only a connection's first packet
+        traverses the rules, so this is the number of connections redirected to mosn."""
+        r = self._ipt("-L", CAPTURE_CHAIN, "-v", "-x", "-n")
+        for line in r.stdout.splitlines():
+            parts = line.split()
+            if "REDIRECT" in parts and parts[0].isdigit():
+                return int(parts[0])
+        return None
+
     def iptables_off(self) -> None:
         """Deletes exactly what iptables_on added (the jump, the chain and its rule). Afterwards no
         REDIRECT rule is left, so the other variants run without conntrack (checked per run)."""
@@ -983,6 +993,8 @@ stream {{
         """What is wrong with this measurement as a measurement of `target` (empty: nothing)."""
         w = WORKLOADS[wl]
         bad = []
+        # One-sided: the count can also stay flat while conntrack is active (a table full of
+        # TIME_WAIT entries for the same tuples is recycled), but it never grows while inactive.
         ct0, ct1 = row.get("conntrack_before"), row.get("conntrack_after")
         ct_grew = isinstance(ct0, int) and isinstance(ct1, int) and ct1 > ct0
         if target != "iptables+mosn" and ct_grew:
@@ -1007,8 +1019,9 @@ stream {{
         elif conns:
             bad.append(f"{conns} connection(s) went through mosn; this variant must bypass it")
         if target == "iptables+mosn":
-            if not ct_grew:
-                bad.append("no conntrack entries appeared: the REDIRECT rule did not apply")
+            hits = row.get("iptables_redirected")
+            if not isinstance(hits, int) or hits < need:
+                bad.append(f"the REDIRECT rule matched {hits} connection(s) (>= {need} expected)")
             return bad
         if cap is None:
             bad.append("no outbound_captured counter in /metrics (capture not wired into this mosn?)")
@@ -1071,6 +1084,8 @@ stream {{
             res, note = self.run_client(wl, origin, tag, host=self.origin_host)
             s1 = self.snapshot(proxy_pids, other)
             row["conntrack_after"] = conntrack_count()
+            if self.cap.iptables_on_port:
+                row["iptables_redirected"] = self.cap.iptables_hits()
             if note:
                 notes.append(note)
             row.update(self.cpu_figures(s0, s1))
@@ -1535,7 +1550,7 @@ def analyze(out: Path, plot: bool) -> None:
             if capture:
                 s["invalid_rounds"] = sum(1 for r in rows if r["workload"] == wl and r["target"] == t
                                           and r["status"] not in ("ok", "errors", "skipped"))
-                for k in ["mosn_connections", "mosn_bytes", *CAPTURE_STATS, "sk_msg_share"]:
+                for k in ["mosn_connections", "mosn_bytes", "iptables_redirected", *CAPTURE_STATS, "sk_msg_share"]:
                     s[f"{k}_median"] = med(fnum(r.get(k)) for r in rs)
             summary.append(s)
     with open(out / "summary.csv", "w", newline="") as f:
@@ -1577,10 +1592,18 @@ def analyze(out: Path, plot: bool) -> None:
             elif t == "direct":
                 cells.append(f"1 ({fmt(s['value_median'], s['unit'])} {s['unit']})")
             else:
+                share = s.get("sk_msg_share_median") if "sk_msg" in t else None
+                low = share is not None and share < 0.5
                 cells.append(f"{s['ratio_median']:.2f} ({s['ratio_min']:.2f}..{s['ratio_max']:.2f})"
-                             + (f" [{bad} invalid]" if bad else ""))
+                             + (f" [{bad} invalid]" if bad else "") + (" †" if low else ""))
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     lines.append("")
+    if capture and "†" in "\n".join(lines):
+        lines += ["† sk_msg carried less than half of the bytes (median sk_msg share below 0.5; see the counters "
+                  "below): the figure is mostly plain TCP.", ""]
+    if capture and invalid:
+        lines += ["[n invalid] = n run(s) whose counters did not show the variant's path carrying the traffic "
+                  "(no ratio from them; reasons under \"Not ok\").", ""]
     if capture:
         lines += capture_tables(summary, workloads, targets, by)
     lines.append("| workload | target | ratio (min..max) | median | unit | p50 µs | p99 µs | proxy CPU % "
@@ -1636,9 +1659,10 @@ def capture_tables(summary, workloads, targets, by) -> list[str]:
     out.append("What carried the traffic (median per run of the counter deltas from mosn's /metrics; "
                "sk_msg share = sk_msg_redirected_bytes / bytes mosn moved on its four socket hops, or, "
                "without mosn in the path, / the payload bytes the app exchanged):\n")
-    out.append("| workload | target | mosn conns | outbound_captured | outbound_excluded | orig-dst getsockopt "
-               "| sk_msg_redirects | sk_msg bytes | sk_msg share | backpressure / order fallbacks | invalid runs |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("| workload | target | mosn conns | iptables REDIRECTs | outbound_captured | outbound_excluded "
+               "| orig-dst getsockopt | sk_msg_redirects | sk_msg bytes | sk_msg share "
+               "| backpressure / order fallbacks | invalid runs |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     def f(s, k, share=False):
         v = s.get(f"{k}_median")
@@ -1654,7 +1678,8 @@ def capture_tables(summary, workloads, targets, by) -> list[str]:
         if s["target"] == "direct":
             continue
         out.append(
-            f"| {s['workload']} | {s['target']} | {f(s, 'mosn_connections')} | {f(s, 'outbound_captured')} "
+            f"| {s['workload']} | {s['target']} | {f(s, 'mosn_connections')} | {f(s, 'iptables_redirected')} "
+            f"| {f(s, 'outbound_captured')} "
             f"| {f(s, 'outbound_excluded')} | {f(s, 'original_dst_getsockopt')} | {f(s, 'sk_msg_redirects')} "
             f"| {f(s, 'sk_msg_redirected_bytes')} | {f(s, 'sk_msg_share', True)} "
             f"| {f(s, 'sk_msg_backpressure_fallbacks')} / {f(s, 'sk_msg_order_fallbacks')} "
