@@ -341,7 +341,7 @@ impl TcpProxy {
                     warn!(error = %e, "kernel splice failed for this connection; copying in userspace");
                     m.errors.inc(ErrorKind::SpliceSetup);
                 } else {
-                    debug!("connection already closing; copying in userspace");
+                    debug!(error = %e, "connection already closing; copying in userspace");
                 }
                 return self.copy(down, up, c).await;
             }
