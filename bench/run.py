@@ -77,7 +77,7 @@ FIELDS = [
 # --suite capture: FIELDS plus what shows the capture carried the traffic.
 CAPTURE_FIELDS = FIELDS + [
     "mosn_connections", "mosn_bytes", "payload_bytes_est", "iptables_redirected", *CAPTURE_STATS,
-    "sk_msg_share", "conntrack_before", "conntrack_after", "capture_check",
+    "sk_msg_share", "conntrack_before", "conntrack_after", "cgroup_bpf_progs", "capture_check",
 ]
 
 # Names of mosn metrics whose deltas are copied into rows.csv (all deltas go to raw/).
@@ -680,6 +680,20 @@ class CaptureEnv:
             self._ipt("-X", CAPTURE_CHAIN)
         self.iptables_on_port = 0
 
+    def effective_progs(self) -> int | None:
+        """BPF programs in effect for the app's and the server's cgroups (attached there or on an
+        ancestor, e.g. the root), by `bpftool cgroup show CG effective`; None without bpftool."""
+        if not have("bpftool"):
+            return None
+        n = 0
+        for g in ("app", "server"):
+            try:
+                r = run_cmd(["bpftool", "-j", "cgroup", "show", str(self.cg[g]), "effective"], timeout=10)
+                n += len(json.loads(r.stdout)) if r.stdout.strip() else 0
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                return None
+        return n
+
     # ------------------------------------------------------------------ bpffs pins
     def detect_stop(self, mosn: str) -> None:
         try:
@@ -999,6 +1013,9 @@ stream {{
         ct_grew = isinstance(ct0, int) and isinstance(ct1, int) and ct1 > ct0
         if target != "iptables+mosn" and ct_grew:
             bad.append(f"conntrack entries appeared ({ct0} -> {ct1}): netfilter NAT was active")
+        progs = row.get("cgroup_bpf_progs")
+        if not target.startswith("ebpf") and isinstance(progs, int) and progs > 0:
+            bad.append(f"{progs} BPF program(s) in effect on the app/server cgroups (left from an earlier run?)")
         if target == "direct":
             return bad
         if not metrics_ok:
@@ -1080,6 +1097,7 @@ stream {{
             noise, waited, quiet = self.wait_quiet(proxy_pids + other)
             row.update(noise_before_pct=round(noise, 1), quiet_wait_s=round(waited, 1), quiet_reached=int(quiet))
             row["conntrack_before"] = conntrack_count()
+            row["cgroup_bpf_progs"] = self.cap.effective_progs()
             s0 = self.snapshot(proxy_pids, other)
             res, note = self.run_client(wl, origin, tag, host=self.origin_host)
             s1 = self.snapshot(proxy_pids, other)
