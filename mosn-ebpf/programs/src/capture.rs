@@ -28,10 +28,13 @@ use aya_ebpf::{
         BPF_F_INGRESS, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
         BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, bpf_sock, sk_action,
     },
-    helpers::generated::{
-        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_uid_gid,
-        bpf_get_socket_cookie, bpf_map_lookup_elem, bpf_msg_redirect_hash, bpf_probe_read_kernel,
-        bpf_sk_assign, bpf_sk_release, bpf_sock_hash_update,
+    helpers::{
+        bpf_probe_read_kernel,
+        generated::{
+            bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_uid_gid,
+            bpf_get_socket_cookie, bpf_map_lookup_elem, bpf_msg_redirect_hash, bpf_sk_assign,
+            bpf_sk_release, bpf_sock_hash_update,
+        },
     },
     macros::{cgroup_sock_addr, cgroup_sockopt, map, sk_lookup, sk_msg, sock_ops},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, SockHash, SockMap},
@@ -618,32 +621,11 @@ pub fn mosn_sk_msg(ctx: SkMsgContext) -> u32 {
     sk_action::SK_PASS
 }
 
+/// Reads a `T` at `base + off` in kernel memory (faults safely; offsets from the kernel's BTF).
 #[inline(always)]
-fn read_u32(base: u64, off: u32) -> Option<u32> {
-    let mut v: u32 = 0;
-    // SAFETY: bpf_probe_read_kernel faults safely; the offsets come from the kernel's BTF.
-    let r = unsafe {
-        bpf_probe_read_kernel(
-            addr_of_mut!(v) as *mut c_void,
-            4,
-            (base + u64::from(off)) as *const c_void,
-        )
-    };
-    if r == 0 { Some(v) } else { None }
-}
-
-#[inline(always)]
-fn read_u64(base: u64, off: u32) -> Option<u64> {
-    let mut v: u64 = 0;
-    // SAFETY: as `read_u32`.
-    let r = unsafe {
-        bpf_probe_read_kernel(
-            addr_of_mut!(v) as *mut c_void,
-            8,
-            (base + u64::from(off)) as *const c_void,
-        )
-    };
-    if r == 0 { Some(v) } else { None }
+fn read_at<T>(base: u64, off: u32) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel copies through the kernel's fault-safe path.
+    unsafe { bpf_probe_read_kernel((base + u64::from(off)) as *const T) }.ok()
 }
 
 /// The kernel address of a socket the verifier hands us as a typed pointer, as a plain
@@ -653,16 +635,9 @@ fn read_u64(base: u64, off: u32) -> Option<u64> {
 #[inline(always)]
 fn address_of(p: *mut c_void) -> Option<u64> {
     let slot: *mut c_void = p;
-    let mut out: u64 = 0;
     // SAFETY: reads 8 bytes of our own stack.
-    let r = unsafe {
-        bpf_probe_read_kernel(
-            addr_of_mut!(out) as *mut c_void,
-            8,
-            addr_of!(slot) as *const c_void,
-        )
-    };
-    if r == 0 && out != 0 { Some(out) } else { None }
+    let out: u64 = unsafe { bpf_probe_read_kernel(addr_of!(slot) as *const u64) }.ok()?;
+    (out != 0).then_some(out)
 }
 
 #[inline(always)]
@@ -730,7 +705,7 @@ fn msg(ctx: &SkMsgContext) {
         bpf_msg_redirect_hash(
             ctx.msg,
             addr_of!(LOCAL) as *mut c_void,
-            addr_of_mut_key(&mut key),
+            addr_of_mut!(key) as *mut c_void,
             u64::from(BPF_F_INGRESS),
         )
     };
@@ -740,43 +715,30 @@ fn msg(ctx: &SkMsgContext) {
     }
 }
 
-#[inline(always)]
-fn addr_of_mut_key(k: &mut SockKey) -> *mut c_void {
-    k as *mut SockKey as *mut c_void
-}
-
 /// `Some(SkMsgRedirects)` = redirect; `Some(reason)` = send through TCP and count why;
 /// `None` = send through TCP (state unreadable).
 #[inline(always)]
 fn can_redirect(g: &CaptureGlobals, me: u64, peer: u64, size: u32) -> Option<Stat> {
     // Backpressure: the peer's unread redirected bytes (its psock's ingress_msg total).
-    let psock = read_u64(peer, g.off_sk_user_data)? & SK_USER_DATA_PTRMASK;
+    let psock = read_at::<u64>(peer, g.off_sk_user_data)? & SK_USER_DATA_PTRMASK;
     if psock == 0 {
         return None;
     }
-    let queued = read_u32(psock, g.off_psock_msg_tot_len)?;
+    let queued = read_at::<u32>(psock, g.off_psock_msg_tot_len)?;
     if u64::from(queued) + u64::from(size) > u64::from(g.sk_msg_queue_limit) {
         return Some(Stat::SkMsgThrottled);
     }
     // Order: a redirected message is read before anything in the peer's TCP receive queue,
     // so redirect only when every byte this socket sent through TCP has been acked by the
     // peer (write_seq == snd_una) and read by its application (rcv_nxt == copied_seq).
-    let write_seq = read_u32(me, g.off_write_seq)?;
-    let snd_una = read_u32(me, g.off_snd_una)?;
-    let rcv_nxt = read_u32(peer, g.off_rcv_nxt)?;
-    let copied_seq = read_u32(peer, g.off_copied_seq)?;
+    let write_seq = read_at::<u32>(me, g.off_write_seq)?;
+    let snd_una = read_at::<u32>(me, g.off_snd_una)?;
+    let rcv_nxt = read_at::<u32>(peer, g.off_rcv_nxt)?;
+    let copied_seq = read_at::<u32>(peer, g.off_copied_seq)?;
     if write_seq != snd_una || rcv_nxt != copied_seq {
         return Some(Stat::SkMsgOrdered);
     }
     Some(Stat::SkMsgRedirects)
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";
+mod rt;

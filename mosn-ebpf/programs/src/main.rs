@@ -97,12 +97,4 @@ fn try_splice(ctx: &SkBuffContext) -> Result<u32, u32> {
     Ok(verdict)
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";
+mod rt;
