@@ -11,12 +11,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::admin::{self, AdminState};
-use crate::config::{Config, FastPath};
+use crate::config::{Config, FastPath, NetworkFilter};
 use crate::ebpf::{SpliceError, Splicer};
+use crate::filter::{FilterChain, FilterDeps, Registry};
 use crate::metrics::{Metrics, Sample, SampleKind, SampleSource};
 use crate::network::{
-    AutoRule, BoundListener, ConnTracker, DataPath, ListenerIndex, OriginalDstLookup, TcpProxy,
+    AutoRule, BoundListener, ConnTracker, ConnectionHandler, DataPath, ListenerIndex,
+    OriginalDstLookup, TcpProxy,
 };
+use crate::proxy::Proxy;
+use crate::router::Routers;
 use crate::upstream::ClusterManager;
 
 /// Why the daemon could not start. Nothing is left listening when this is returned.
@@ -186,7 +190,11 @@ pub async fn run(
     if let Some(s) = &splicer {
         metrics.add_collector(Box::new(KernelSamples(Arc::clone(s))));
     }
-    let clusters = ClusterManager::new(&config, &metrics);
+    let clusters = Arc::new(ClusterManager::new(&config, &metrics));
+    let stop_health = CancellationToken::new();
+    clusters.start_health_checks(&stop_health);
+    let routers = Routers::new(&config.routers);
+    let filter_registry = Registry::builtin();
     // Capture is installed before anything listens: a failure leaves nothing bound.
     let capture = match &config.capture {
         Some(c) => Some(CaptureControl::install(c)?),
@@ -202,13 +210,32 @@ pub async fn run(
     for l in &config.listeners {
         let data_path = DataPath::resolve(l.fast_path, splicer.as_ref(), &auto)
             .expect("kernel listeners without a splicer were rejected by load_fast_path");
-        let proxy = TcpProxy::new(
-            &l.name,
-            &l.tcp_proxy,
-            &clusters,
-            data_path.clone(),
-            metrics.listener(&l.name),
-        );
+        let proxy: Arc<dyn ConnectionHandler> = match &l.filter {
+            NetworkFilter::TcpProxy(t) => Arc::new(TcpProxy::new(
+                &l.name,
+                t,
+                &clusters,
+                data_path.clone(),
+                metrics.listener(&l.name),
+            )),
+            NetworkFilter::Proxy(p) => Arc::new(Proxy {
+                listener: l.name.as_str().into(),
+                config: p.clone(),
+                routes: Arc::clone(
+                    routers
+                        .get(&p.router_config_name)
+                        .expect("validated config references known routers"),
+                ),
+                filters: FilterChain::new(filter_registry.build(
+                    &l.stream_filters,
+                    &FilterDeps {
+                        clusters: &clusters,
+                    },
+                )),
+                clusters: Arc::clone(&clusters),
+                metrics: metrics.listener(&l.name),
+            }),
+        };
         let b =
             BoundListener::bind(&l.name, l.address, proxy, l.original_dst).map_err(|source| {
                 StartError::Bind {
@@ -298,6 +325,7 @@ pub async fn run(
     if let Some(c) = capture {
         c.shutdown().await;
     }
+    stop_health.cancel();
     stop_admin.cancel();
     if let Some(t) = admin_task {
         let _ = t.await;

@@ -12,6 +12,7 @@ fn test_config() -> Config {
     Config {
         listeners: vec![],
         clusters: vec![],
+        routers: vec![],
         admin: Some("127.0.0.1:34901".parse().unwrap()),
         drain_timeout: crate::config::DEFAULT_DRAIN_TIMEOUT,
         capture: None,

@@ -42,6 +42,28 @@ impl Diag {
         }
     }
 
+    /// Decodes a filter's or block's `config` object into its file-shaped type; a type error
+    /// is recorded at the offending field's path (`<path>.<field>`).
+    pub fn decode<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+        value: &Value,
+    ) -> Option<T> {
+        match serde_path_to_error::deserialize(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let at = if inner == "." {
+                    path.to_owned()
+                } else {
+                    join(path, &inner)
+                };
+                self.error(&at, e.into_inner().to_string());
+                None
+            }
+        }
+    }
+
     pub fn duration(&mut self, path: &str, raw: &RawDuration) -> Option<Duration> {
         match raw {
             RawDuration::Text(s) => match parse_go_duration(s) {

@@ -14,8 +14,12 @@ pub mod capture;
 mod diag;
 mod duration;
 mod error;
+pub mod filter;
+pub mod health;
+pub mod lb;
 pub mod model;
 pub mod raw;
+pub mod router;
 mod size;
 pub mod validate;
 

@@ -10,6 +10,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use super::capture::{CaptureConfig, CaptureMode, InboundPorts, SkMsgConfig, WorkloadConfig};
+pub use super::filter::StreamFilterConfig;
+pub use super::health::{CircuitBreakersConfig, HealthCheckConfig, OutlierConfig};
+pub use super::lb::{LbPolicy, Metadata, MetadataMatch, SubsetConfig};
+pub use super::router::RouterConfig;
 
 /// Default connect timeout when a cluster gives none: MOSN's default (3 s).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -25,6 +29,8 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     pub clusters: Vec<ClusterConfig>,
+    /// Every `servers[].routers[]`, by `router_config_name` (unique).
+    pub routers: Vec<RouterConfig>,
     /// Admin HTTP server address (`admin.address.socket_address`), if configured.
     pub admin: Option<SocketAddr>,
     /// Graceful shutdown drain timeout (extension key `graceful_timeout` at top level, MOSN
@@ -44,7 +50,80 @@ pub struct ListenerConfig {
     /// MOSN's `use_original_dst`: this listener receives captured (redirected or
     /// transparently intercepted) connections and recovers where each was going.
     pub original_dst: Option<OriginalDst>,
-    pub tcp_proxy: TcpProxyConfig,
+    /// The listener's network filter (one per listener).
+    pub filter: NetworkFilter,
+    /// `stream_filters[]`, in order (L7 listeners only).
+    pub stream_filters: Vec<StreamFilterConfig>,
+}
+
+/// The network filter that handles a listener's connections.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkFilter {
+    /// `tcp_proxy`: pure L4.
+    TcpProxy(TcpProxyConfig),
+    /// `proxy`: MOSN's L7 proxy (codec, streams, router).
+    Proxy(ProxyConfig),
+}
+
+impl NetworkFilter {
+    /// The `tcp_proxy` config, if this is one.
+    pub fn tcp_proxy(&self) -> Option<&TcpProxyConfig> {
+        match self {
+            NetworkFilter::TcpProxy(t) => Some(t),
+            NetworkFilter::Proxy(_) => None,
+        }
+    }
+}
+
+/// Default limit of a request's header block: Envoy's `max_request_headers_kb` default
+/// (60 KiB). Larger headers are answered with 431.
+pub const DEFAULT_MAX_REQUEST_HEADER_BYTES: usize = 60 * 1024;
+/// Default idle timeout of a downstream L7 connection with no request in flight: Envoy's
+/// HTTP connection manager default (1 h).
+pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The `proxy` network filter (MOSN's `Proxy`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProxyConfig {
+    /// `downstream_protocol`.
+    pub downstream_protocol: Protocol,
+    /// `upstream_protocol` (absent: the downstream protocol).
+    pub upstream_protocol: Protocol,
+    /// `router_config_name`: the router (`servers[].routers[]`) requests are routed by.
+    pub router_config_name: String,
+    /// `max_request_header_bytes` (our extension; default
+    /// [`DEFAULT_MAX_REQUEST_HEADER_BYTES`]).
+    pub max_request_header_bytes: usize,
+    /// `idle_timeout`: closes a downstream connection idle this long between requests
+    /// (default [`DEFAULT_HTTP_IDLE_TIMEOUT`]; "0s" disables: `None`).
+    pub idle_timeout: Option<Duration>,
+}
+
+/// An L7 protocol name as MOSN's config spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Protocol {
+    /// `"Http1"`: HTTP/1.1 (and 1.0).
+    Http1,
+}
+
+impl Protocol {
+    /// Every supported protocol, as configs spell them.
+    pub const ALL: &'static [(&'static str, Protocol)] = &[("Http1", Protocol::Http1)];
+
+    pub fn parse(s: &str) -> Option<Protocol> {
+        Protocol::ALL
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(s))
+            .map(|&(_, p)| p)
+    }
+
+    pub fn name(self) -> &'static str {
+        Protocol::ALL
+            .iter()
+            .find(|&&(_, p)| p == self)
+            .map_or("?", |(n, _)| n)
+    }
 }
 
 /// How a `use_original_dst` listener learns a connection's original destination.
@@ -150,6 +229,14 @@ pub struct ClusterConfig {
     /// `upstream_bind_config.source_address` (Envoy's spelling): the local address upstream
     /// sockets bind before connecting (port 0: the kernel picks the port at connect time).
     pub bind_source: Option<SocketAddr>,
+    /// `lb_subset_config`: subset load balancing by host metadata.
+    pub lb_subset: Option<SubsetConfig>,
+    /// `health_check`: active health checking.
+    pub health_check: Option<HealthCheckConfig>,
+    /// `outlier_detection`: passive ejection of failing hosts.
+    pub outlier_detection: Option<OutlierConfig>,
+    /// `circuit_breakers`: limits that answer 503 at once when reached.
+    pub circuit_breakers: CircuitBreakersConfig,
 }
 
 /// A cluster's `type`.
@@ -168,16 +255,7 @@ pub struct HostConfig {
     pub address: SocketAddr,
     /// `weight` (1..=128 in MOSN; default 1). Used by weighted policies later.
     pub weight: u32,
-}
-
-/// `lb_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum LbPolicy {
-    /// `LB_ROUNDROBIN` (MOSN's default).
-    RoundRobin,
-    /// `LB_RANDOM`.
-    Random,
-    /// `LB_ORIGINAL_DST`: the connection's original destination (only `ORIGINAL_DST`
-    /// clusters, whose default it is).
-    OriginalDst,
+    /// `metadata` (MOSN: `{"filter_metadata": {"mosn.lb": {"version": "v1"}}}`): the
+    /// key/value pairs subset load balancing matches on.
+    pub metadata: Metadata,
 }

@@ -53,12 +53,14 @@ impl RawConfig {
 pub struct RawServer {
     pub listeners: Option<Vec<RawListener>>,
     pub graceful_timeout: Option<RawDuration>,
+    /// Decoded by [`super::router`].
+    pub routers: Option<Vec<Value>>,
     #[serde(flatten)]
     pub extra: Extra,
 }
 
 impl RawServer {
-    pub const KEYS: &'static [&'static str] = &["listeners", "graceful_timeout"];
+    pub const KEYS: &'static [&'static str] = &["listeners", "graceful_timeout", "routers"];
 }
 
 /// `servers[].listeners[]` (MOSN's `ListenerConfig`).
@@ -74,6 +76,8 @@ pub struct RawListener {
     pub fast_path: Option<String>,
     /// MOSN: "redirect" | "tproxy" (older MOSN: a boolean, `true` meaning "redirect").
     pub use_original_dst: Option<RawOriginalDst>,
+    /// MOSN: the L7 stream filters, decoded by [`super::filter`].
+    pub stream_filters: Option<Vec<RawFilter>>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -86,6 +90,7 @@ impl RawListener {
         "filter_chains",
         "fast_path",
         "use_original_dst",
+        "stream_filters",
     ];
 }
 
@@ -137,6 +142,29 @@ pub struct RawTcpProxy {
 impl RawTcpProxy {
     pub const KEYS: &'static [&'static str] =
         &["cluster", "routes", "idle_timeout", "max_connect_attempts"];
+}
+
+/// The `config` of a `proxy` filter (MOSN's `Proxy`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a proxy config object")]
+pub struct RawProxy {
+    pub downstream_protocol: Option<String>,
+    pub upstream_protocol: Option<String>,
+    pub router_config_name: Option<String>,
+    pub max_request_header_bytes: Option<RawSize>,
+    pub idle_timeout: Option<RawDuration>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawProxy {
+    pub const KEYS: &'static [&'static str] = &[
+        "downstream_protocol",
+        "upstream_protocol",
+        "router_config_name",
+        "max_request_header_bytes",
+        "idle_timeout",
+    ];
 }
 
 /// `routes[]` of a `tcp_proxy` (MOSN's `TCPRoute`, whose Go fields have no json tags, hence
@@ -213,6 +241,14 @@ pub struct RawCluster {
     /// Envoy's spelling: `{"source_address": {"address": "127.0.0.6", "port_value": 0}}`.
     #[serde(alias = "upstreamBindConfig")]
     pub upstream_bind_config: Option<RawBindConfig>,
+    /// Decoded by [`super::lb`].
+    pub lb_subset_config: Option<Value>,
+    /// Decoded by [`super::health`].
+    pub health_check: Option<Value>,
+    /// Decoded by [`super::health`]. MOSN has none; Envoy's name.
+    pub outlier_detection: Option<Value>,
+    /// Decoded by [`super::health`].
+    pub circuit_breakers: Option<Value>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -227,6 +263,10 @@ impl RawCluster {
         "hosts",
         "tls_context",
         "upstream_bind_config",
+        "lb_subset_config",
+        "health_check",
+        "outlier_detection",
+        "circuit_breakers",
     ];
 }
 
@@ -250,12 +290,14 @@ impl RawBindConfig {
 pub struct RawHost {
     pub address: Option<String>,
     pub weight: Option<u64>,
+    /// Decoded by [`super::lb`].
+    pub metadata: Option<Value>,
     #[serde(flatten)]
     pub extra: Extra,
 }
 
 impl RawHost {
-    pub const KEYS: &'static [&'static str] = &["address", "weight"];
+    pub const KEYS: &'static [&'static str] = &["address", "weight", "metadata"];
 }
 
 /// `admin` (Envoy's bootstrap `Admin`, which MOSN decodes with jsonpb, so the camelCase

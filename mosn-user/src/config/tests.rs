@@ -75,8 +75,15 @@ fn base_config_is_valid_with_defaults() {
     assert_eq!(c.listeners.len(), 1);
     let l = &c.listeners[0];
     assert_eq!(l.fast_path, FastPath::Auto);
-    assert_eq!(l.tcp_proxy.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT));
-    assert_eq!(l.tcp_proxy.max_connect_attempts, 1, "one host: tried once");
+    assert_eq!(
+        l.filter.tcp_proxy().unwrap().idle_timeout,
+        Some(DEFAULT_IDLE_TIMEOUT)
+    );
+    assert_eq!(
+        l.filter.tcp_proxy().unwrap().max_connect_attempts,
+        1,
+        "one host: tried once"
+    );
     assert_eq!(c.clusters[0].lb, LbPolicy::RoundRobin);
     assert_eq!(c.clusters[0].connect_timeout, DEFAULT_CONNECT_TIMEOUT);
     assert_eq!(c.clusters[0].hosts[0].weight, 1);
@@ -93,10 +100,20 @@ fn mosn_tcpproxy_sample_parses_with_warnings() {
     let l = &c.listeners[0];
     assert_eq!(l.name, "proxyListener");
     assert_eq!(l.address, sock("127.0.0.1:2045"));
-    assert_eq!(l.tcp_proxy.cluster.as_deref(), Some("serverCluster"));
-    assert_eq!(l.tcp_proxy.routes.len(), 1);
-    assert_eq!(l.tcp_proxy.routes[0].cluster, "serverCluster");
-    assert!(l.tcp_proxy.routes[0].source_addresses.is_empty());
+    assert_eq!(
+        l.filter.tcp_proxy().unwrap().cluster.as_deref(),
+        Some("serverCluster")
+    );
+    assert_eq!(l.filter.tcp_proxy().unwrap().routes.len(), 1);
+    assert_eq!(
+        l.filter.tcp_proxy().unwrap().routes[0].cluster,
+        "serverCluster"
+    );
+    assert!(
+        l.filter.tcp_proxy().unwrap().routes[0]
+            .source_addresses
+            .is_empty()
+    );
     assert_eq!(c.clusters.len(), 1);
     let cl = &c.clusters[0];
     assert_eq!(cl.name, "serverCluster", "MOSN's \"Name\" spelling is read");
@@ -105,7 +122,8 @@ fn mosn_tcpproxy_sample_parses_with_warnings() {
         cl.hosts,
         vec![HostConfig {
             address: sock("127.0.0.1:8080"),
-            weight: 1
+            weight: 1,
+            metadata: Default::default(),
         }]
     );
     let expected = [
@@ -140,7 +158,7 @@ fn examples_json_and_yaml_are_equal() {
     assert_eq!(c.listeners[0].address, sock("127.0.0.1:2045"));
     assert_eq!(c.listeners[0].fast_path, FastPath::Auto);
     assert_eq!(
-        c.listeners[0].tcp_proxy.idle_timeout,
+        c.listeners[0].filter.tcp_proxy().unwrap().idle_timeout,
         Some(Duration::from_secs(600))
     );
     assert_eq!(c.clusters[0].hosts[0].address, sock("127.0.0.1:8080"));
@@ -234,7 +252,7 @@ fn full_feature_set() {
     v["graceful_timeout"] = "1m30s".into();
     v["servers"][0]["graceful_timeout"] = "90s".into();
     let c = parse_value(&v).unwrap().config;
-    let tp = &c.listeners[0].tcp_proxy;
+    let tp = &c.listeners[0].filter.tcp_proxy().unwrap();
     assert_eq!(c.listeners[0].fast_path, FastPath::Kernel);
     assert_eq!(tp.cluster, None);
     assert_eq!(tp.idle_timeout, None, "0 disables the idle timeout");
@@ -262,7 +280,14 @@ fn default_connect_attempts_follow_host_count() {
         {"address": "127.0.0.1:4"}
     ]);
     let c = parse_value(&v).unwrap().config;
-    assert_eq!(c.listeners[0].tcp_proxy.max_connect_attempts, 3);
+    assert_eq!(
+        c.listeners[0]
+            .filter
+            .tcp_proxy()
+            .unwrap()
+            .max_connect_attempts,
+        3
+    );
 }
 
 #[test]
@@ -403,13 +428,35 @@ fn bad_duration() {
 fn unsupported_filter_type() {
     let mut v = base();
     listener0(&mut v)["filter_chains"][0]["filters"][0] = serde_json::json!({
+        "type": "dubbo_proxy",
+        "config": {}
+    });
+    assert_one_error(
+        &v,
+        "servers[0].listeners[0].filter_chains[0].filters[0].type: filter type \"dubbo_proxy\" is \
+         not supported yet (supported: tcp_proxy, proxy)",
+    );
+}
+
+#[test]
+fn proxy_filter_needs_a_known_router() {
+    let mut v = base();
+    listener0(&mut v)["filter_chains"][0]["filters"][0] = serde_json::json!({
         "type": "proxy",
         "config": { "downstream_protocol": "Http1", "router_config_name": "r" }
     });
     assert_one_error(
         &v,
-        "servers[0].listeners[0].filter_chains[0].filters[0].type: filter type \"proxy\" is not \
-         supported yet (supported: tcp_proxy)",
+        "servers[0].listeners[0].filter_chains[0].filters[0].config.router_config_name: unknown \
+         router \"r\" (no routers are defined)",
+    );
+    listener0(&mut v)["filter_chains"][0]["filters"][0]["config"]["downstream_protocol"] =
+        "Http9".into();
+    v["servers"][0]["routers"] = serde_json::json!([{ "router_config_name": "r" }]);
+    assert_one_error(
+        &v,
+        "servers[0].listeners[0].filter_chains[0].filters[0].config.downstream_protocol: \
+         unsupported protocol \"Http9\" (supported: \"Http1\")",
     );
 }
 
@@ -591,10 +638,8 @@ fn unknown_keys_are_warnings_everywhere() {
     ] {
         v[key] = serde_json::json!({"anything": [1, 2]});
     }
-    v["servers"][0]["routers"] = serde_json::json!([]);
     listener0(&mut v)["adress"] = "typo".into();
     tcp_config0(&mut v)["stat_prefix"] = "tcp".into();
-    v["cluster_manager"]["clusters"][0]["hosts"][0]["metadata"] = serde_json::json!({});
     v["admin"] = serde_json::json!({"address": {"socket_address": {
         "address": "0.0.0.0", "portValue": 34901, "protocol": "TCP"}}, "access_log_path": "x"});
     let loaded = parse_value(&v).unwrap();
@@ -603,10 +648,8 @@ fn unknown_keys_are_warnings_everywhere() {
         "ignoring unsupported key tracing",
         "ignoring unsupported key inheritOldMosnconfig",
         "ignoring unsupported key third_part_codec",
-        "ignoring unsupported key servers[0].routers",
         "ignoring unsupported key servers[0].listeners[0].adress (did you mean \"address\"?)",
         "ignoring unsupported key servers[0].listeners[0].filter_chains[0].filters[0].config.stat_prefix",
-        "ignoring unsupported key cluster_manager.clusters[0].hosts[0].metadata",
         "ignoring unsupported key admin.access_log_path",
         "ignoring unsupported key admin.address.socket_address.protocol",
     ] {
@@ -615,7 +658,7 @@ fn unknown_keys_are_warnings_everywhere() {
             "missing {expected:?} in {w:#?}"
         );
     }
-    assert_eq!(w.len(), 10 + 6, "{w:#?}");
+    assert_eq!(w.len(), 10 + 4, "{w:#?}");
     assert_eq!(
         loaded.config.admin,
         Some(sock("0.0.0.0:34901")),

@@ -18,11 +18,12 @@ use super::raw::*;
 pub(super) mod capture;
 mod cluster;
 
-use cluster::{Clusters, clusters};
+pub(in crate::config) use cluster::Clusters;
+use cluster::clusters;
 
 /// Upper bound of the default `max_connect_attempts`: MOSN's tcp_proxy retries up to 3 times.
 const DEFAULT_MAX_CONNECT_ATTEMPTS: u32 = 3;
-const SUPPORTED_FILTERS: &str = "supported: tcp_proxy";
+const SUPPORTED_FILTERS: &str = "supported: tcp_proxy, proxy";
 
 /// Validates a decoded file. Returns every error found, or the config plus warnings.
 pub fn validate(raw: &RawConfig) -> Result<Loaded, ConfigError> {
@@ -33,13 +34,33 @@ pub fn validate(raw: &RawConfig) -> Result<Loaded, ConfigError> {
     // listeners, in file order.
     let mut cluster_diag = Diag::default();
     let clusters = clusters(raw.cluster_manager.as_ref(), &mut cluster_diag);
+    let servers = raw.servers.as_deref().unwrap_or_default();
+    let router_values: Vec<(String, &[Value])> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                index("", "servers", i),
+                s.routers.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let mut router_diag = Diag::default();
+    let routers = super::router::routers(&router_values, &clusters, &mut router_diag);
+    let router_names: Vec<String> = router_values
+        .iter()
+        .flat_map(|(_, rs)| rs.iter())
+        .filter_map(|r| r.get("router_config_name").and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect();
     let mut listener_refs = HashMap::new();
-    let listeners = listeners(
-        raw.servers.as_deref().unwrap_or_default(),
-        &clusters,
-        &mut listener_refs,
-        &mut d,
-    );
+    let ctx = ListenerCtx {
+        clusters: &clusters,
+        routers: &router_names,
+    };
+    let listeners = listeners(servers, &ctx, &mut listener_refs, &mut d);
+    d.errors.append(&mut router_diag.errors);
+    d.warnings.append(&mut router_diag.warnings);
     d.errors.append(&mut cluster_diag.errors);
     d.warnings.append(&mut cluster_diag.warnings);
     let admin = raw.admin.as_ref().and_then(|a| admin(a, &mut d));
@@ -54,6 +75,7 @@ pub fn validate(raw: &RawConfig) -> Result<Loaded, ConfigError> {
             config: Config {
                 listeners,
                 clusters: clusters.configs,
+                routers,
                 admin,
                 drain_timeout,
                 capture,
@@ -83,9 +105,16 @@ pub(super) struct ValidListener {
     pub started: bool,
 }
 
+/// What a listener's filters may refer to.
+struct ListenerCtx<'a> {
+    clusters: &'a Clusters,
+    /// Every `router_config_name` defined (also of routers with errors).
+    routers: &'a [String],
+}
+
 fn listeners(
     servers: &[RawServer],
-    clusters: &Clusters,
+    ctx: &ListenerCtx<'_>,
     refs: &mut HashMap<String, ListenerRef>,
     d: &mut Diag,
 ) -> Vec<ListenerConfig> {
@@ -111,7 +140,7 @@ fn listeners(
                     names.insert(name.clone(), path.clone());
                 }
             }
-            let valid = listener(l, &path, clusters, d);
+            let valid = listener(l, &path, ctx, d);
             if let Some(name) = l.name.as_ref().filter(|n| !n.is_empty()) {
                 refs.entry(name.clone()).or_insert_with(|| ListenerRef {
                     path: path.clone(),
@@ -177,9 +206,10 @@ fn listeners(
 fn listener(
     l: &RawListener,
     path: &str,
-    clusters: &Clusters,
+    ctx: &ListenerCtx<'_>,
     d: &mut Diag,
 ) -> Option<(ListenerConfig, bool)> {
+    let clusters = ctx.clusters;
     let errors_before = d.errors.len();
     d.extra(path, &l.extra, RawListener::KEYS);
     let name = match l.name.as_deref() {
@@ -233,12 +263,24 @@ fn listener(
             None
         }
     };
-    let tcp_proxy = filter_chains(l, path, clusters, d);
+    let filter = filter_chains(l, path, ctx, d);
+    let stream_filters = super::filter::stream_filters(
+        l.stream_filters.as_deref().unwrap_or_default(),
+        path,
+        clusters,
+        d,
+    );
+    if !stream_filters.is_empty() && matches!(filter, Some(NetworkFilter::TcpProxy(_))) {
+        d.error(
+            &join(path, "stream_filters"),
+            "stream filters need an L7 listener (a \"proxy\" network filter), not tcp_proxy",
+        );
+    }
     if d.errors.len() != errors_before {
         return None;
     }
-    let tcp_proxy = tcp_proxy?;
-    if original_dst.is_none() {
+    let filter = filter?;
+    if let (None, NetworkFilter::TcpProxy(tcp_proxy)) = (original_dst, &filter) {
         let referenced = tcp_proxy
             .cluster
             .iter()
@@ -261,7 +303,8 @@ fn listener(
             address: address?,
             fast_path,
             original_dst,
-            tcp_proxy,
+            filter,
+            stream_filters,
         },
         l.bind_port == Some(true),
     ))
@@ -270,14 +313,15 @@ fn listener(
 fn filter_chains(
     l: &RawListener,
     path: &str,
-    clusters: &Clusters,
+    ctx: &ListenerCtx<'_>,
     d: &mut Diag,
-) -> Option<TcpProxyConfig> {
+) -> Option<NetworkFilter> {
+    let clusters = ctx.clusters;
     let chains = l.filter_chains.as_deref().unwrap_or_default();
     if chains.is_empty() {
         d.error(
             &join(path, "filter_chains"),
-            "a listener needs one filter chain with a tcp_proxy filter",
+            "a listener needs one filter chain with a tcp_proxy or proxy filter",
         );
         return None;
     }
@@ -287,7 +331,7 @@ fn filter_chains(
             "only one filter chain per listener is supported",
         );
     }
-    let mut found: Option<(String, Option<TcpProxyConfig>)> = None;
+    let mut found: Option<(String, Option<NetworkFilter>)> = None;
     for (c, chain) in chains.iter().enumerate() {
         let cp = index(path, "filter_chains", c);
         d.extra(&cp, &chain.extra, RawFilterChain::KEYS);
@@ -311,12 +355,20 @@ fn filter_chains(
                     &join(&fp, "type"),
                     format!("missing filter type ({SUPPORTED_FILTERS})"),
                 ),
-                Some("tcp_proxy") => {
-                    let config = tcp_proxy(filter.config.as_ref(), &fp, clusters, d);
+                Some(kind @ ("tcp_proxy" | "proxy")) => {
+                    let config = if kind == "proxy" {
+                        proxy(filter.config.as_ref(), &fp, ctx, d).map(NetworkFilter::Proxy)
+                    } else {
+                        tcp_proxy(filter.config.as_ref(), &fp, clusters, d)
+                            .map(NetworkFilter::TcpProxy)
+                    };
                     if let Some((first, _)) = &found {
                         d.error(
                             &fp,
-                            format!("only one tcp_proxy per listener (first at {first})"),
+                            format!(
+                                "only one network filter (tcp_proxy or proxy) per listener \
+                                 (first at {first})"
+                            ),
                         );
                     } else {
                         found = Some((fp, config));
@@ -414,6 +466,108 @@ fn tcp_proxy(
         routes,
         idle_timeout,
         max_connect_attempts,
+    })
+}
+
+fn proxy(
+    config: Option<&Value>,
+    filter_path: &str,
+    ctx: &ListenerCtx<'_>,
+    d: &mut Diag,
+) -> Option<ProxyConfig> {
+    let path = join(filter_path, "config");
+    let Some(value) = config else {
+        d.error(
+            &path,
+            "missing proxy config (needs \"downstream_protocol\" and \"router_config_name\")",
+        );
+        return None;
+    };
+    let raw: RawProxy = d.decode(&path, value)?;
+    let errors_before = d.errors.len();
+    d.extra(&path, &raw.extra, RawProxy::KEYS);
+    let supported = || {
+        Protocol::ALL
+            .iter()
+            .map(|(n, _)| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut protocol = |key: &str, v: Option<&str>| -> Option<Protocol> {
+        let v = v?;
+        let p = Protocol::parse(v);
+        if p.is_none() {
+            d.error(
+                &join(&path, key),
+                format!("unsupported protocol {v:?} (supported: {})", supported()),
+            );
+        }
+        p
+    };
+    let downstream = protocol("downstream_protocol", raw.downstream_protocol.as_deref());
+    let upstream = protocol("upstream_protocol", raw.upstream_protocol.as_deref());
+    if raw.downstream_protocol.is_none() {
+        d.error(
+            &join(&path, "downstream_protocol"),
+            format!("missing downstream_protocol (supported: {})", supported()),
+        );
+    }
+    let router = match raw.router_config_name.as_deref() {
+        None | Some("") => {
+            d.error(
+                &join(&path, "router_config_name"),
+                "missing router_config_name (the name of a servers[].routers[] entry)",
+            );
+            None
+        }
+        Some(r) if !ctx.routers.iter().any(|n| n == r) => {
+            let defined = if ctx.routers.is_empty() {
+                "no routers are defined".to_owned()
+            } else {
+                format!("defined routers: {}", ctx.routers.join(", "))
+            };
+            d.error(
+                &join(&path, "router_config_name"),
+                format!("unknown router {r:?} ({defined})"),
+            );
+            None
+        }
+        Some(r) => Some(r.to_owned()),
+    };
+    let max_request_header_bytes = match &raw.max_request_header_bytes {
+        None => DEFAULT_MAX_REQUEST_HEADER_BYTES,
+        Some(v) => {
+            let p = join(&path, "max_request_header_bytes");
+            match super::size::parse_raw_size(v) {
+                Ok(n) if (1024..=1 << 20).contains(&n) => n as usize,
+                Ok(n) => {
+                    d.error(&p, format!("{n} bytes is out of range (1KiB..=1MiB)"));
+                    DEFAULT_MAX_REQUEST_HEADER_BYTES
+                }
+                Err(reason) => {
+                    d.error(&p, reason);
+                    DEFAULT_MAX_REQUEST_HEADER_BYTES
+                }
+            }
+        }
+    };
+    let idle_timeout = match &raw.idle_timeout {
+        None => Some(DEFAULT_HTTP_IDLE_TIMEOUT),
+        Some(t) => match d.duration(&join(&path, "idle_timeout"), t) {
+            Some(Duration::ZERO) => None,
+            other => other,
+        },
+    };
+    if d.errors.len() != errors_before {
+        return None;
+    }
+    let downstream_protocol = downstream?;
+    Some(ProxyConfig {
+        downstream_protocol,
+        upstream_protocol: upstream.unwrap_or(downstream_protocol),
+        router_config_name: router?,
+        max_request_header_bytes,
+        idle_timeout,
     })
 }
 

@@ -9,10 +9,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::handler::ConnectionHandler;
 use super::original_dst::{
     Destination, ListenerIndex, OriginalDstHandler, OriginalDstLookup, set_transparent,
 };
-use super::tcp_proxy::TcpProxy;
 use crate::config::OriginalDst;
 
 /// Tracks live connection tasks so shutdown can wait for them to finish.
@@ -27,7 +27,7 @@ pub struct BoundListener {
     pub name: String,
     pub local_addr: SocketAddr,
     listener: TcpListener,
-    proxy: Arc<TcpProxy>,
+    proxy: Arc<dyn ConnectionHandler>,
     /// `use_original_dst`, as configured.
     original_dst_mode: Option<OriginalDst>,
     /// Set by [`BoundListener::enable_original_dst`] once every listener is bound.
@@ -47,7 +47,7 @@ impl BoundListener {
     pub fn bind(
         name: &str,
         addr: SocketAddr,
-        proxy: TcpProxy,
+        proxy: Arc<dyn ConnectionHandler>,
         original_dst: Option<OriginalDst>,
     ) -> std::io::Result<BoundListener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -69,14 +69,14 @@ impl BoundListener {
             name: name.to_string(),
             local_addr,
             listener,
-            proxy: Arc::new(proxy),
+            proxy,
             original_dst_mode: original_dst,
             original_dst: None,
         })
     }
 
     /// This listener's filter chain.
-    pub fn proxy(&self) -> &Arc<TcpProxy> {
+    pub fn proxy(&self) -> &Arc<dyn ConnectionHandler> {
         &self.proxy
     }
 
@@ -113,7 +113,7 @@ impl BoundListener {
                                 (Arc::clone(&self.proxy), Destination::local(local))
                             }
                         };
-                        tracker.spawn(proxy.handle(stream, peer, dst));
+                        tracker.spawn(ConnectionHandler::handle(proxy, stream, peer, dst));
                     }
                     Err(e) => {
                         // EMFILE/ENFILE/ENOBUFS: back off instead of spinning on the error.

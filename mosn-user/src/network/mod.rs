@@ -1,6 +1,7 @@
 //! Listeners, connections and the `tcp_proxy` network filter (MOSN's network layer).
 
 mod copy;
+mod handler;
 mod listener;
 mod original_dst;
 pub mod sockopt;
@@ -10,6 +11,7 @@ mod tcp_proxy;
 pub(crate) mod test_util;
 
 pub use copy::{BiCopy, COPY_BUFFER_INITIAL, COPY_BUFFER_MAX, CopyEnd, DirectionStats};
+pub use handler::{ConnectionFuture, ConnectionHandler};
 pub use listener::{BoundListener, ConnTracker};
 pub use original_dst::{
     Destination, ListenerIndex, OriginalDstHandler, OriginalDstLookup, recover,

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use super::handler::ConnectionHandler;
 use super::sockopt;
-use super::tcp_proxy::TcpProxy;
 use crate::config::OriginalDst;
 
 /// Where captured connections were going, as recorded by the capture programs.
@@ -100,12 +100,14 @@ fn binds(listener: SocketAddr, addr: SocketAddr) -> bool {
 /// Every bound listener's address and filter chain, for hand-off by original destination.
 #[derive(Default)]
 pub struct ListenerIndex {
-    by_addr: HashMap<SocketAddr, Arc<TcpProxy>>,
+    by_addr: HashMap<SocketAddr, Arc<dyn ConnectionHandler>>,
 }
 
 impl ListenerIndex {
     /// `listeners`: each listener's bound address (port resolved) and its tcp_proxy.
-    pub fn new(listeners: impl IntoIterator<Item = (SocketAddr, Arc<TcpProxy>)>) -> ListenerIndex {
+    pub fn new(
+        listeners: impl IntoIterator<Item = (SocketAddr, Arc<dyn ConnectionHandler>)>,
+    ) -> ListenerIndex {
         ListenerIndex {
             by_addr: listeners.into_iter().collect(),
         }
@@ -113,7 +115,7 @@ impl ListenerIndex {
 
     /// The listener bound to exactly `dst`, else the one bound to the unspecified address of
     /// `dst`'s family with `dst`'s port; with its bound address.
-    pub fn find(&self, dst: SocketAddr) -> Option<(SocketAddr, &Arc<TcpProxy>)> {
+    pub fn find(&self, dst: SocketAddr) -> Option<(SocketAddr, &Arc<dyn ConnectionHandler>)> {
         let any = SocketAddr::new(
             if dst.is_ipv4() {
                 std::net::Ipv4Addr::UNSPECIFIED.into()
@@ -141,25 +143,25 @@ impl OriginalDstHandler {
     /// `own`/`listener_addr`: the accepting listener's tcp_proxy and bound address.
     pub fn dispatch(
         &self,
-        own: &Arc<TcpProxy>,
+        own: &Arc<dyn ConnectionHandler>,
         listener_addr: SocketAddr,
         stream: &TcpStream,
         peer: SocketAddr,
-    ) -> (Arc<TcpProxy>, Destination) {
+    ) -> (Arc<dyn ConnectionHandler>, Destination) {
         let local = stream.local_addr().unwrap_or(listener_addr);
         let Some(dst) = recover(self.mode, stream, peer, self.lookup.as_deref()) else {
-            debug!(listener = %own.listener, %peer, "no original destination; using the listener's address");
+            debug!(listener = %own.listener(), %peer, "no original destination; using the listener's address");
             return (Arc::clone(own), Destination::local(local));
         };
         if binds(listener_addr, dst) {
             // Addressed to this listener itself (not captured, or a direct connection to a
             // tproxy port): using it as the upstream would connect the proxy to itself.
-            debug!(listener = %own.listener, %peer, %dst, "original destination is this listener; not captured");
+            debug!(listener = %own.listener(), %peer, %dst, "original destination is this listener; not captured");
             return (Arc::clone(own), Destination::local(dst));
         }
         match self.listeners.find(dst) {
             Some((bound, target)) if !Arc::ptr_eq(target, own) => {
-                debug!(listener = %own.listener, %peer, %dst, to = %target.listener, "handing over to the listener of the original destination");
+                debug!(listener = %own.listener(), %peer, %dst, to = %target.listener(), "handing over to the listener of the original destination");
                 let original = (bound != dst).then_some(dst);
                 (
                     Arc::clone(target),

@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::config::{self, Format};
 use crate::metrics::{ErrorKind, Metrics};
+use crate::network::ConnectionHandler;
+use crate::network::TcpProxy;
 use crate::network::test_util::{origin, tcp_pair};
 use crate::network::{BoundListener, ConnTracker, DataPath};
 use crate::upstream::ClusterManager;
@@ -64,12 +66,12 @@ impl Proxy {
             .map(|l| {
                 let proxy = TcpProxy::new(
                     &l.name,
-                    &l.tcp_proxy,
+                    l.filter.tcp_proxy().unwrap(),
                     &clusters,
                     DataPath::Userspace,
                     metrics.listener(&l.name),
                 );
-                BoundListener::bind(&l.name, l.address, proxy, l.original_dst).unwrap()
+                BoundListener::bind(&l.name, l.address, Arc::new(proxy), l.original_dst).unwrap()
             })
             .collect();
         let index = Arc::new(ListenerIndex::new(
@@ -339,10 +341,10 @@ fn listener_index_prefers_the_exact_address() {
     .unwrap()
     .config;
     let clusters = ClusterManager::new(&config, &metrics);
-    let proxy = |name: &str| {
+    let proxy = |name: &str| -> Arc<dyn ConnectionHandler> {
         Arc::new(TcpProxy::new(
             name,
-            &config.listeners[0].tcp_proxy,
+            config.listeners[0].filter.tcp_proxy().unwrap(),
             &clusters,
             DataPath::Userspace,
             metrics.listener(name),
@@ -356,7 +358,7 @@ fn listener_index_prefers_the_exact_address() {
     let name = |a: &str| {
         index
             .find(a.parse().unwrap())
-            .map(|(_, p)| p.listener.clone())
+            .map(|(_, p)| p.listener().to_owned())
     };
     assert_eq!(name("10.0.0.1:80").as_deref(), Some("exact"));
     assert_eq!(name("10.0.0.2:80").as_deref(), Some("any4"));

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::lb::LoadBalancer;
+use super::circuit_breaker::CircuitBreakers;
+use super::host::Host;
+use super::lb::{self, LbContext, LoadBalancer};
+use super::outlier::{OutlierDetector, RequestOutcome};
 use crate::config::{ClusterConfig, ClusterKind, Config};
 use crate::metrics::{ClusterMetrics, Metrics};
 use crate::network::sockopt;
@@ -49,13 +52,17 @@ pub struct Cluster {
     pub name: String,
     pub kind: ClusterKind,
     /// Static hosts (empty for ORIGINAL_DST).
-    pub hosts: Vec<SocketAddr>,
+    pub hosts: Vec<Arc<Host>>,
     pub connect_timeout: Duration,
     /// `SO_MARK` of every upstream socket (`capture.proxy_mark` when capture is configured).
     pub mark: Option<u32>,
     /// `upstream_bind_config.source_address`.
     pub bind_source: Option<SocketAddr>,
-    lb: LoadBalancer,
+    lb: Box<dyn LoadBalancer>,
+    pub breakers: CircuitBreakers,
+    pub outlier: Option<OutlierDetector>,
+    /// The validated config this cluster was built from (health checks read it).
+    pub config: ClusterConfig,
     pub metrics: ClusterMetrics,
 }
 
@@ -63,15 +70,61 @@ impl Cluster {
     /// `mark`: the `SO_MARK` put on every upstream socket (None: no mark, which needs no
     /// privilege).
     pub fn new(cfg: &ClusterConfig, metrics: &Metrics, mark: Option<u32>) -> Cluster {
+        let hosts: Vec<Arc<Host>> = cfg.hosts.iter().map(|h| Arc::new(Host::new(h))).collect();
         Cluster {
             name: cfg.name.clone(),
             kind: cfg.kind,
-            hosts: cfg.hosts.iter().map(|h| h.address).collect(),
             connect_timeout: cfg.connect_timeout,
             mark,
             bind_source: cfg.bind_source,
-            lb: LoadBalancer::new(cfg.lb),
+            lb: lb::build(cfg, &hosts),
+            breakers: CircuitBreakers::new(&cfg.circuit_breakers),
+            outlier: cfg
+                .outlier_detection
+                .as_ref()
+                .map(|o| OutlierDetector::new(o, &hosts)),
+            hosts,
+            config: cfg.clone(),
             metrics: metrics.cluster(&cfg.name),
+        }
+    }
+
+    /// One healthy host for a request, by the cluster's load balancer; `None`: no healthy
+    /// host (counted).
+    pub fn choose_host(&self, ctx: &LbContext<'_>) -> Option<Arc<Host>> {
+        let h = self.lb.choose(ctx);
+        if h.is_none() {
+            self.metrics.no_healthy_host.inc();
+        }
+        h
+    }
+
+    /// Tells outlier detection how a request to `host` went.
+    pub fn report(&self, host: &Arc<Host>, outcome: RequestOutcome) {
+        if let Some(o) = &self.outlier {
+            o.report(host, outcome);
+        }
+    }
+
+    /// Connects to one host (connect timeout, mark, bind source), counting the attempt and
+    /// its failure.
+    pub async fn connect_host(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        self.metrics.upstream_cx_total.inc();
+        match tokio::time::timeout(self.connect_timeout, self.connect_to(addr)).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => {
+                self.metrics.upstream_cx_connect_fail.inc();
+                tracing::debug!(%addr, error = %e, "upstream connect failed");
+                Err(e)
+            }
+            Err(_) => {
+                self.metrics.upstream_cx_connect_timeout.inc();
+                tracing::debug!(%addr, timeout = ?self.connect_timeout, "upstream connect timed out");
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connect timeout after {:?}", self.connect_timeout),
+                ))
+            }
         }
     }
 
@@ -84,43 +137,47 @@ impl Cluster {
         attempts: usize,
         original_dst: Option<SocketAddr>,
     ) -> Result<(TcpStream, SocketAddr), ConnectError> {
-        let targets: Vec<SocketAddr> = match self.kind {
-            ClusterKind::Static => self
-                .lb
-                .pick_order(self.hosts.len(), attempts.max(1))
-                .into_iter()
-                .map(|i| self.hosts[i])
-                .collect(),
-            ClusterKind::OriginalDst => match original_dst {
-                Some(addr) => vec![addr],
-                None => {
-                    self.metrics.no_healthy_host.inc();
-                    return Err(ConnectError::NoOriginalDst {
-                        cluster: self.name.clone(),
-                    });
-                }
-            },
+        let original = match (self.kind, original_dst) {
+            (ClusterKind::Static, _) => None,
+            (ClusterKind::OriginalDst, Some(addr)) => Some(addr),
+            (ClusterKind::OriginalDst, None) => {
+                self.metrics.no_healthy_host.inc();
+                return Err(ConnectError::NoOriginalDst {
+                    cluster: self.name.clone(),
+                });
+            }
         };
+        let attempts = if original.is_some() {
+            1
+        } else {
+            attempts.max(1)
+        };
+        let mut tried: Vec<SocketAddr> = Vec::new();
         let mut last = None;
-        for &addr in &targets {
-            self.metrics.upstream_cx_total.inc();
-            match tokio::time::timeout(self.connect_timeout, self.connect_to(addr)).await {
-                Ok(Ok(s)) => return Ok((s, addr)),
-                Ok(Err(e)) => {
-                    self.metrics.upstream_cx_connect_fail.inc();
-                    tracing::debug!(%addr, error = %e, "upstream connect failed");
-                    last = Some((addr, e));
+        while tried.len() < attempts {
+            let (addr, host) = match original {
+                Some(addr) => (addr, None),
+                None => {
+                    let ctx = LbContext {
+                        tried: &tried,
+                        ..LbContext::default()
+                    };
+                    match self.lb.choose(&ctx) {
+                        // Every healthy host tried: stop, each host at most once.
+                        Some(h) if tried.contains(&h.address) => break,
+                        Some(h) => (h.address, Some(h)),
+                        None => break,
+                    }
                 }
-                Err(_) => {
-                    self.metrics.upstream_cx_connect_timeout.inc();
-                    tracing::debug!(%addr, timeout = ?self.connect_timeout, "upstream connect timed out");
-                    last = Some((
-                        addr,
-                        std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!("connect timeout after {:?}", self.connect_timeout),
-                        ),
-                    ));
+            };
+            tried.push(addr);
+            match self.connect_host(addr).await {
+                Ok(s) => return Ok((s, addr)),
+                Err(e) => {
+                    if let Some(h) = &host {
+                        self.report(h, RequestOutcome::ConnectFailure);
+                    }
+                    last = Some((addr, e));
                 }
             }
         }
@@ -128,7 +185,7 @@ impl Cluster {
         match last {
             Some((addr, source)) => Err(ConnectError::Failed {
                 cluster: self.name.clone(),
-                attempts: targets.len(),
+                attempts: tried.len(),
                 addr,
                 source,
             }),
@@ -174,6 +231,13 @@ impl ClusterManager {
 
     pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
         self.clusters.get(name)
+    }
+
+    /// Starts every cluster's active health checks, until `stop` is cancelled.
+    pub fn start_health_checks(&self, stop: &tokio_util::sync::CancellationToken) {
+        for c in self.clusters.values() {
+            super::health::spawn(c, stop.clone());
+        }
     }
 }
 

@@ -9,12 +9,13 @@ use crate::config::addr::parse_socket_addr;
 use crate::config::diag::{Diag, index, join};
 use crate::config::model::*;
 use crate::config::raw::*;
+use crate::config::{health, lb};
 
 /// MOSN's host weight range (`MinHostWeight`..=`MaxHostWeight`).
 const HOST_WEIGHTS: std::ops::RangeInclusive<u64> = 1..=128;
 
 /// Validated clusters plus what listeners need to check their references.
-pub(super) struct Clusters {
+pub(in crate::config) struct Clusters {
     pub configs: Vec<ClusterConfig>,
     /// Every cluster name given, in file order, even of clusters with other errors (so one
     /// bad cluster does not also produce "unknown cluster" errors at every reference).
@@ -37,7 +38,7 @@ impl Clusters {
     }
 }
 
-pub(super) fn clusters(raw: Option<&RawClusterManager>, d: &mut Diag) -> Clusters {
+pub(in crate::config) fn clusters(raw: Option<&RawClusterManager>, d: &mut Diag) -> Clusters {
     let mut out = Clusters {
         configs: Vec::new(),
         names: Vec::new(),
@@ -106,38 +107,7 @@ fn cluster(c: &RawCluster, path: &str, d: &mut Diag) -> (Option<String>, Option<
             ClusterKind::Static
         }
     };
-    let lb = match (kind, c.lb_type.as_deref()) {
-        (ClusterKind::OriginalDst, None | Some("LB_ORIGINAL_DST")) => LbPolicy::OriginalDst,
-        (ClusterKind::OriginalDst, Some(other)) => {
-            d.error(
-                &join(path, "lb_type"),
-                format!(
-                    "lb_type {other:?} does not apply to an ORIGINAL_DST cluster (use \
-                     \"LB_ORIGINAL_DST\" or leave it out)"
-                ),
-            );
-            LbPolicy::OriginalDst
-        }
-        (ClusterKind::Static, None | Some("LB_ROUNDROBIN")) => LbPolicy::RoundRobin,
-        (ClusterKind::Static, Some("LB_RANDOM")) => LbPolicy::Random,
-        (ClusterKind::Static, Some("LB_ORIGINAL_DST")) => {
-            d.error(
-                &join(path, "lb_type"),
-                "lb_type \"LB_ORIGINAL_DST\" needs \"type\": \"ORIGINAL_DST\"",
-            );
-            LbPolicy::RoundRobin
-        }
-        (ClusterKind::Static, Some(other)) => {
-            d.error(
-                &join(path, "lb_type"),
-                format!(
-                    "unsupported lb_type {other:?} (supported: LB_ROUNDROBIN, LB_RANDOM, \
-                     LB_ORIGINAL_DST)"
-                ),
-            );
-            LbPolicy::RoundRobin
-        }
-    };
+    let lb = lb::lb_policy(kind, c.lb_type.as_deref(), path, d);
     let connect_timeout = match &c.connect_timeout {
         None => DEFAULT_CONNECT_TIMEOUT,
         Some(raw) => {
@@ -184,6 +154,24 @@ fn cluster(c: &RawCluster, path: &str, d: &mut Diag) -> (Option<String>, Option<
         }
     }
 
+    let lb_subset = lb::subset(
+        c.lb_subset_config.as_ref(),
+        &join(path, "lb_subset_config"),
+        d,
+    );
+    let health_check =
+        health::health_check(c.health_check.as_ref(), &join(path, "health_check"), d);
+    let outlier_detection = health::outlier_detection(
+        c.outlier_detection.as_ref(),
+        &join(path, "outlier_detection"),
+        d,
+    );
+    let circuit_breakers = health::circuit_breakers(
+        c.circuit_breakers.as_ref(),
+        &join(path, "circuit_breakers"),
+        d,
+    );
+
     let config = (d.errors.len() == errors_before).then(|| ClusterConfig {
         name: name.clone().unwrap_or_default(),
         kind,
@@ -191,6 +179,10 @@ fn cluster(c: &RawCluster, path: &str, d: &mut Diag) -> (Option<String>, Option<
         connect_timeout,
         hosts,
         bind_source,
+        lb_subset,
+        health_check,
+        outlier_detection,
+        circuit_breakers,
     });
     (name, config)
 }
@@ -252,8 +244,10 @@ fn host(h: &RawHost, path: &str, d: &mut Diag) -> Option<HostConfig> {
             return None;
         }
     };
+    let metadata = lb::host_metadata(h.metadata.as_ref(), &join(path, "metadata"), d);
     Some(HostConfig {
         address: address?,
         weight,
+        metadata,
     })
 }

@@ -1,0 +1,46 @@
+//! What a listener hands each accepted connection to: its network filter (`tcp_proxy`, or
+//! the L7 `proxy` of the `proxy` module), behind one trait so `network` knows nothing of
+//! the layers above it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
+use super::original_dst::Destination;
+
+/// The future that serves one connection to its end.
+pub type ConnectionFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A listener's network filter, built once; [`ConnectionHandler::handle`] runs per
+/// connection.
+pub trait ConnectionHandler: Send + Sync + 'static {
+    /// The listener's name (logs).
+    fn listener(&self) -> &str;
+
+    /// Serves one accepted connection. `dst`: where it was going (the local address, or the
+    /// original destination of a captured connection).
+    fn handle(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        dst: Destination,
+    ) -> ConnectionFuture;
+}
+
+impl ConnectionHandler for super::tcp_proxy::TcpProxy {
+    fn listener(&self) -> &str {
+        &self.listener
+    }
+
+    fn handle(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        dst: Destination,
+    ) -> ConnectionFuture {
+        Box::pin(super::tcp_proxy::TcpProxy::handle(self, stream, peer, dst))
+    }
+}
