@@ -51,19 +51,34 @@ pub enum ErrorKind {
     IdleTimeout,
     /// Handing the connection to the kernel splice failed (it fell back to userspace).
     SpliceSetup,
+    /// A malformed request (answered 400).
+    BadRequest,
+    /// A request header block over the limit (answered 431).
+    HeaderTooLarge,
+    /// No route matched the request (answered 404).
+    NoRoute,
+    /// A circuit breaker was open (answered 503).
+    CircuitOpen,
+    /// No upstream response in time (answered 504).
+    UpstreamTimeout,
     /// Anything else.
     Other,
 }
 
 impl ErrorKind {
     /// Every kind, in label order.
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::UpstreamConnect,
         ErrorKind::NoHealthyHost,
         ErrorKind::DownstreamReset,
         ErrorKind::UpstreamReset,
         ErrorKind::IdleTimeout,
         ErrorKind::SpliceSetup,
+        ErrorKind::BadRequest,
+        ErrorKind::HeaderTooLarge,
+        ErrorKind::NoRoute,
+        ErrorKind::CircuitOpen,
+        ErrorKind::UpstreamTimeout,
         ErrorKind::Other,
     ];
 
@@ -76,6 +91,11 @@ impl ErrorKind {
             ErrorKind::UpstreamReset => "upstream_reset",
             ErrorKind::IdleTimeout => "idle_timeout",
             ErrorKind::SpliceSetup => "splice_setup",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::HeaderTooLarge => "header_too_large",
+            ErrorKind::NoRoute => "no_route",
+            ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::Other => "other",
         }
     }
@@ -171,6 +191,20 @@ pub struct ListenerMetrics {
     pub kernel_spliced_total: Counter,
     /// Connections copied in userspace (`mosn_listener_userspace_copied_total`).
     pub userspace_copied_total: Counter,
+    /// Requests received from downstream (L7) (`mosn_listener_downstream_rq_total`).
+    pub downstream_rq_total: Counter,
+    /// Downstream requests in flight (L7) (`mosn_listener_downstream_rq_active`).
+    pub downstream_rq_active: Gauge,
+    /// Responses 1xx sent downstream (`mosn_listener_downstream_rq_1xx_total`).
+    pub downstream_rq_1xx: Counter,
+    /// Responses 2xx sent downstream (`mosn_listener_downstream_rq_2xx_total`).
+    pub downstream_rq_2xx: Counter,
+    /// Responses 3xx sent downstream (`mosn_listener_downstream_rq_3xx_total`).
+    pub downstream_rq_3xx: Counter,
+    /// Responses 4xx sent downstream (`mosn_listener_downstream_rq_4xx_total`).
+    pub downstream_rq_4xx: Counter,
+    /// Responses 5xx sent downstream (`mosn_listener_downstream_rq_5xx_total`).
+    pub downstream_rq_5xx: Counter,
     /// Failures by kind (`mosn_listener_errors_total`).
     pub errors: ErrorCounters,
 }
@@ -192,6 +226,21 @@ impl ListenerMetrics {
             "userspace_copied_total",
             self.userspace_copied_total.get(),
         );
+        put(
+            &mut m,
+            "downstream_rq_total",
+            self.downstream_rq_total.get(),
+        );
+        put(
+            &mut m,
+            "downstream_rq_active",
+            self.downstream_rq_active.get(),
+        );
+        put(&mut m, "downstream_rq_1xx", self.downstream_rq_1xx.get());
+        put(&mut m, "downstream_rq_2xx", self.downstream_rq_2xx.get());
+        put(&mut m, "downstream_rq_3xx", self.downstream_rq_3xx.get());
+        put(&mut m, "downstream_rq_4xx", self.downstream_rq_4xx.get());
+        put(&mut m, "downstream_rq_5xx", self.downstream_rq_5xx.get());
         for kind in ErrorKind::ALL {
             put(&mut m, &format!("errors_{kind}"), self.errors.get(kind));
         }
@@ -217,6 +266,44 @@ pub struct ClusterMetrics {
     pub upstream_bytes_received: Counter,
     /// Connections refused because no host was healthy (`mosn_cluster_no_healthy_host_total`).
     pub no_healthy_host: Counter,
+    /// Requests sent upstream (each try) (`mosn_cluster_upstream_rq_total`).
+    pub upstream_rq_total: Counter,
+    /// Upstream requests in flight (`mosn_cluster_upstream_rq_active`).
+    pub upstream_rq_active: Gauge,
+    /// Upstream responses 2xx (`mosn_cluster_upstream_rq_2xx_total`).
+    pub upstream_rq_2xx: Counter,
+    /// Upstream responses 3xx (`mosn_cluster_upstream_rq_3xx_total`).
+    pub upstream_rq_3xx: Counter,
+    /// Upstream responses 4xx (`mosn_cluster_upstream_rq_4xx_total`).
+    pub upstream_rq_4xx: Counter,
+    /// Upstream responses 5xx (`mosn_cluster_upstream_rq_5xx_total`).
+    pub upstream_rq_5xx: Counter,
+    /// Upstream requests that timed out (`mosn_cluster_upstream_rq_timeout_total`).
+    pub upstream_rq_timeout: Counter,
+    /// Upstream connections that broke before a full response (`mosn_cluster_upstream_rq_reset_total`).
+    pub upstream_rq_reset: Counter,
+    /// Upstream requests retried (`mosn_cluster_upstream_rq_retry_total`).
+    pub upstream_rq_retry: Counter,
+    /// Copies of requests sent to this cluster by mirroring (`mosn_cluster_upstream_rq_mirrored_total`).
+    pub upstream_rq_mirrored: Counter,
+    /// Connections refused by the max_connections circuit breaker (`mosn_cluster_upstream_cx_overflow_total`).
+    pub upstream_cx_overflow: Counter,
+    /// Requests refused by the max_pending_requests circuit breaker (`mosn_cluster_upstream_rq_pending_overflow_total`).
+    pub upstream_rq_pending_overflow: Counter,
+    /// Requests refused by the max_requests circuit breaker (`mosn_cluster_upstream_rq_overflow_total`).
+    pub upstream_rq_overflow: Counter,
+    /// Retries refused by the max_retries circuit breaker (`mosn_cluster_upstream_rq_retry_overflow_total`).
+    pub upstream_rq_retry_overflow: Counter,
+    /// Active health checks that passed (`mosn_cluster_health_check_success_total`).
+    pub health_check_success: Counter,
+    /// Active health checks that failed (`mosn_cluster_health_check_failure_total`).
+    pub health_check_failure: Counter,
+    /// Hosts healthy now (`mosn_cluster_membership_healthy`).
+    pub membership_healthy: Gauge,
+    /// Hosts ejected by outlier detection (`mosn_cluster_outlier_detection_ejections_total`).
+    pub outlier_ejections_total: Counter,
+    /// Hosts ejected now (`mosn_cluster_outlier_detection_ejections_active`).
+    pub outlier_ejections_active: Gauge,
 }
 
 impl ClusterMetrics {
@@ -245,6 +332,65 @@ impl ClusterMetrics {
             self.upstream_bytes_received.get(),
         );
         put(&mut m, "no_healthy_host", self.no_healthy_host.get());
+        put(&mut m, "upstream_rq_total", self.upstream_rq_total.get());
+        put(&mut m, "upstream_rq_active", self.upstream_rq_active.get());
+        put(&mut m, "upstream_rq_2xx", self.upstream_rq_2xx.get());
+        put(&mut m, "upstream_rq_3xx", self.upstream_rq_3xx.get());
+        put(&mut m, "upstream_rq_4xx", self.upstream_rq_4xx.get());
+        put(&mut m, "upstream_rq_5xx", self.upstream_rq_5xx.get());
+        put(
+            &mut m,
+            "upstream_rq_timeout",
+            self.upstream_rq_timeout.get(),
+        );
+        put(&mut m, "upstream_rq_reset", self.upstream_rq_reset.get());
+        put(&mut m, "upstream_rq_retry", self.upstream_rq_retry.get());
+        put(
+            &mut m,
+            "upstream_rq_mirrored",
+            self.upstream_rq_mirrored.get(),
+        );
+        put(
+            &mut m,
+            "upstream_cx_overflow",
+            self.upstream_cx_overflow.get(),
+        );
+        put(
+            &mut m,
+            "upstream_rq_pending_overflow",
+            self.upstream_rq_pending_overflow.get(),
+        );
+        put(
+            &mut m,
+            "upstream_rq_overflow",
+            self.upstream_rq_overflow.get(),
+        );
+        put(
+            &mut m,
+            "upstream_rq_retry_overflow",
+            self.upstream_rq_retry_overflow.get(),
+        );
+        put(
+            &mut m,
+            "health_check_success",
+            self.health_check_success.get(),
+        );
+        put(
+            &mut m,
+            "health_check_failure",
+            self.health_check_failure.get(),
+        );
+        put(&mut m, "membership_healthy", self.membership_healthy.get());
+        put(
+            &mut m,
+            "outlier_ejections_total",
+            self.outlier_ejections_total.get(),
+        );
+        put(
+            &mut m,
+            "outlier_ejections_active",
+            self.outlier_ejections_active.get(),
+        );
         m
     }
 }
@@ -394,6 +540,32 @@ struct Families {
     cluster_bytes_sent: Family<ClusterLabels, Counter>,
     cluster_bytes_received: Family<ClusterLabels, Counter>,
     cluster_no_healthy_host: Family<ClusterLabels, Counter>,
+    cluster_rq: Family<ClusterLabels, Counter>,
+    cluster_rq_active: Family<ClusterLabels, Gauge>,
+    cluster_rq_2xx: Family<ClusterLabels, Counter>,
+    cluster_rq_3xx: Family<ClusterLabels, Counter>,
+    cluster_rq_4xx: Family<ClusterLabels, Counter>,
+    cluster_rq_5xx: Family<ClusterLabels, Counter>,
+    cluster_rq_timeout: Family<ClusterLabels, Counter>,
+    cluster_rq_reset: Family<ClusterLabels, Counter>,
+    cluster_rq_retry: Family<ClusterLabels, Counter>,
+    cluster_rq_mirrored: Family<ClusterLabels, Counter>,
+    cluster_cx_overflow: Family<ClusterLabels, Counter>,
+    cluster_rq_pending_overflow: Family<ClusterLabels, Counter>,
+    cluster_rq_overflow: Family<ClusterLabels, Counter>,
+    cluster_rq_retry_overflow: Family<ClusterLabels, Counter>,
+    cluster_hc_success: Family<ClusterLabels, Counter>,
+    cluster_hc_failure: Family<ClusterLabels, Counter>,
+    cluster_membership_healthy: Family<ClusterLabels, Gauge>,
+    cluster_outlier_ejections: Family<ClusterLabels, Counter>,
+    cluster_outlier_ejections_active: Family<ClusterLabels, Gauge>,
+    listener_rq: Family<ListenerLabels, Counter>,
+    listener_rq_active: Family<ListenerLabels, Gauge>,
+    listener_rq_1xx: Family<ListenerLabels, Counter>,
+    listener_rq_2xx: Family<ListenerLabels, Counter>,
+    listener_rq_3xx: Family<ListenerLabels, Counter>,
+    listener_rq_4xx: Family<ListenerLabels, Counter>,
+    listener_rq_5xx: Family<ListenerLabels, Counter>,
 }
 
 impl Families {
@@ -436,6 +608,32 @@ impl Families {
                 reg(r, "cluster_upstream_bytes_received", "Bytes from upstream copied in userspace"),
             cluster_no_healthy_host:
                 reg(r, "cluster_no_healthy_host", "Connections refused: no healthy upstream host"),
+            cluster_rq: reg(r, "cluster_upstream_rq", "Requests sent upstream (each try)"),
+            cluster_rq_active: reg(r, "cluster_upstream_rq_active", "Upstream requests in flight"),
+            cluster_rq_2xx: reg(r, "cluster_upstream_rq_2xx", "Upstream responses 2xx"),
+            cluster_rq_3xx: reg(r, "cluster_upstream_rq_3xx", "Upstream responses 3xx"),
+            cluster_rq_4xx: reg(r, "cluster_upstream_rq_4xx", "Upstream responses 4xx"),
+            cluster_rq_5xx: reg(r, "cluster_upstream_rq_5xx", "Upstream responses 5xx"),
+            cluster_rq_timeout: reg(r, "cluster_upstream_rq_timeout", "Upstream requests that timed out"),
+            cluster_rq_reset: reg(r, "cluster_upstream_rq_reset", "Upstream connections that broke before a full response"),
+            cluster_rq_retry: reg(r, "cluster_upstream_rq_retry", "Upstream requests retried"),
+            cluster_rq_mirrored: reg(r, "cluster_upstream_rq_mirrored", "Copies of requests sent to this cluster by mirroring"),
+            cluster_cx_overflow: reg(r, "cluster_upstream_cx_overflow", "Connections refused by the max_connections circuit breaker"),
+            cluster_rq_pending_overflow: reg(r, "cluster_upstream_rq_pending_overflow", "Requests refused by the max_pending_requests circuit breaker"),
+            cluster_rq_overflow: reg(r, "cluster_upstream_rq_overflow", "Requests refused by the max_requests circuit breaker"),
+            cluster_rq_retry_overflow: reg(r, "cluster_upstream_rq_retry_overflow", "Retries refused by the max_retries circuit breaker"),
+            cluster_hc_success: reg(r, "cluster_health_check_success", "Active health checks that passed"),
+            cluster_hc_failure: reg(r, "cluster_health_check_failure", "Active health checks that failed"),
+            cluster_membership_healthy: reg(r, "cluster_membership_healthy", "Hosts healthy now"),
+            cluster_outlier_ejections: reg(r, "cluster_outlier_detection_ejections", "Hosts ejected by outlier detection"),
+            cluster_outlier_ejections_active: reg(r, "cluster_outlier_detection_ejections_active", "Hosts ejected now"),
+            listener_rq: reg(r, "listener_downstream_rq", "Requests received from downstream (L7)"),
+            listener_rq_active: reg(r, "listener_downstream_rq_active", "Downstream requests in flight (L7)"),
+            listener_rq_1xx: reg(r, "listener_downstream_rq_1xx", "Responses 1xx sent downstream"),
+            listener_rq_2xx: reg(r, "listener_downstream_rq_2xx", "Responses 2xx sent downstream"),
+            listener_rq_3xx: reg(r, "listener_downstream_rq_3xx", "Responses 3xx sent downstream"),
+            listener_rq_4xx: reg(r, "listener_downstream_rq_4xx", "Responses 4xx sent downstream"),
+            listener_rq_5xx: reg(r, "listener_downstream_rq_5xx", "Responses 5xx sent downstream"),
         };
         families
     }
@@ -508,6 +706,13 @@ impl Metrics {
             bytes_sent: f.listener_bytes_sent.get_or_create(&l).clone(),
             kernel_spliced_total: f.listener_kernel_spliced.get_or_create(&l).clone(),
             userspace_copied_total: f.listener_userspace_copied.get_or_create(&l).clone(),
+            downstream_rq_total: f.listener_rq.get_or_create(&l).clone(),
+            downstream_rq_active: f.listener_rq_active.get_or_create(&l).clone(),
+            downstream_rq_1xx: f.listener_rq_1xx.get_or_create(&l).clone(),
+            downstream_rq_2xx: f.listener_rq_2xx.get_or_create(&l).clone(),
+            downstream_rq_3xx: f.listener_rq_3xx.get_or_create(&l).clone(),
+            downstream_rq_4xx: f.listener_rq_4xx.get_or_create(&l).clone(),
+            downstream_rq_5xx: f.listener_rq_5xx.get_or_create(&l).clone(),
             errors: ErrorCounters { by_kind },
         };
         listeners.insert(listener.to_owned(), m.clone());
@@ -532,6 +737,25 @@ impl Metrics {
             upstream_bytes_sent: f.cluster_bytes_sent.get_or_create(&c).clone(),
             upstream_bytes_received: f.cluster_bytes_received.get_or_create(&c).clone(),
             no_healthy_host: f.cluster_no_healthy_host.get_or_create(&c).clone(),
+            upstream_rq_total: f.cluster_rq.get_or_create(&c).clone(),
+            upstream_rq_active: f.cluster_rq_active.get_or_create(&c).clone(),
+            upstream_rq_2xx: f.cluster_rq_2xx.get_or_create(&c).clone(),
+            upstream_rq_3xx: f.cluster_rq_3xx.get_or_create(&c).clone(),
+            upstream_rq_4xx: f.cluster_rq_4xx.get_or_create(&c).clone(),
+            upstream_rq_5xx: f.cluster_rq_5xx.get_or_create(&c).clone(),
+            upstream_rq_timeout: f.cluster_rq_timeout.get_or_create(&c).clone(),
+            upstream_rq_reset: f.cluster_rq_reset.get_or_create(&c).clone(),
+            upstream_rq_retry: f.cluster_rq_retry.get_or_create(&c).clone(),
+            upstream_rq_mirrored: f.cluster_rq_mirrored.get_or_create(&c).clone(),
+            upstream_cx_overflow: f.cluster_cx_overflow.get_or_create(&c).clone(),
+            upstream_rq_pending_overflow: f.cluster_rq_pending_overflow.get_or_create(&c).clone(),
+            upstream_rq_overflow: f.cluster_rq_overflow.get_or_create(&c).clone(),
+            upstream_rq_retry_overflow: f.cluster_rq_retry_overflow.get_or_create(&c).clone(),
+            health_check_success: f.cluster_hc_success.get_or_create(&c).clone(),
+            health_check_failure: f.cluster_hc_failure.get_or_create(&c).clone(),
+            membership_healthy: f.cluster_membership_healthy.get_or_create(&c).clone(),
+            outlier_ejections_total: f.cluster_outlier_ejections.get_or_create(&c).clone(),
+            outlier_ejections_active: f.cluster_outlier_ejections_active.get_or_create(&c).clone(),
         };
         clusters.insert(cluster.to_owned(), m.clone());
         m
