@@ -21,6 +21,7 @@ use crate::network::{
 };
 use crate::proxy::Proxy;
 use crate::router::Routers;
+use crate::stream::Pools;
 use crate::upstream::ClusterManager;
 
 /// Why the daemon could not start. Nothing is left listening when this is returned.
@@ -195,6 +196,8 @@ pub async fn run(
     clusters.start_health_checks(&stop_health);
     let routers = Routers::new(&config.routers);
     let filter_registry = Registry::builtin();
+    let pools = Pools::new();
+    let stop_accepting = CancellationToken::new();
     // Capture is installed before anything listens: a failure leaves nothing bound.
     let capture = match &config.capture {
         Some(c) => Some(CaptureControl::install(c)?),
@@ -233,7 +236,9 @@ pub async fn run(
                     },
                 )),
                 clusters: Arc::clone(&clusters),
+                pools: Arc::clone(&pools),
                 metrics: metrics.listener(&l.name),
+                shutdown: stop_accepting.clone(),
             }),
         };
         let b =
@@ -275,7 +280,6 @@ pub async fn run(
         metrics: Arc::clone(&metrics),
         ready: Default::default(),
     });
-    let stop_accepting = CancellationToken::new();
     let stop_admin = CancellationToken::new();
     let admin_task = match config.admin {
         Some(address) => {

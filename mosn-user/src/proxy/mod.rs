@@ -1,17 +1,35 @@
 //! The L7 proxy (MOSN's `proxy` network filter): per downstream connection, decode requests
-//! with the listener's codec, run each through the request phases, and send responses back.
+//! with the listener's codec and run each through the request [`phase`]s.
+//!
+//! Requests on one connection are handled one after the other (HTTP/1.1 pipelining is
+//! tolerated: a request already received waits in the buffer until the previous response
+//! is out).
+
+mod body;
+mod headers;
+mod mirror;
+pub mod phase;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info_span};
 
 use crate::config::ProxyConfig;
 use crate::filter::FilterChain;
-use crate::metrics::ListenerMetrics;
+use crate::metrics::{ErrorKind, ListenerMetrics};
 use crate::network::{ConnectionFuture, ConnectionHandler, Destination};
+use crate::protocol::Decoder;
+use crate::protocol::http1::{Frame, RequestDecoder};
 use crate::router::RouteTable;
+use crate::stream::Pools;
 use crate::upstream::ClusterManager;
+
+pub use phase::Phase;
 
 /// One listener's L7 proxy, built once from config.
 pub struct Proxy {
@@ -20,7 +38,21 @@ pub struct Proxy {
     pub routes: Arc<RouteTable>,
     pub filters: FilterChain,
     pub clusters: Arc<ClusterManager>,
+    pub pools: Arc<Pools>,
     pub metrics: ListenerMetrics,
+    /// Cancelled on shutdown: idle keep-alive connections close instead of holding the drain.
+    pub shutdown: CancellationToken,
+}
+
+/// The downstream side of a connection.
+pub(crate) struct Downstream {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    /// Received bytes not decoded yet.
+    pub rbuf: BytesMut,
+    /// Encoded bytes for downstream not written yet.
+    pub wbuf: BytesMut,
+    pub decoder: RequestDecoder,
 }
 
 impl ConnectionHandler for Proxy {
@@ -32,9 +64,102 @@ impl ConnectionHandler for Proxy {
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
-        dst: Destination,
+        _dst: Destination,
     ) -> ConnectionFuture {
-        let _ = (stream, peer, dst);
-        Box::pin(async {})
+        let span = info_span!("http", listener = %self.listener, %peer);
+        Box::pin(
+            async move {
+                let m = &self.metrics;
+                m.connections_total.inc();
+                m.connections_active.inc();
+                self.serve(stream, peer).await;
+                m.connections_active.dec();
+            }
+            .instrument(span),
+        )
+    }
+}
+
+impl Proxy {
+    async fn serve(&self, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let mut down = Downstream {
+            stream,
+            peer,
+            rbuf: BytesMut::with_capacity(body::READ_CHUNK),
+            wbuf: BytesMut::with_capacity(body::READ_CHUNK),
+            decoder: RequestDecoder::new(self.config.max_request_header_bytes),
+        };
+        loop {
+            let head = match self.next_head(&mut down).await {
+                Some(h) => h,
+                None => break,
+            };
+            if !phase::Exchange::new(self, &mut down, head).run().await {
+                break;
+            }
+        }
+        let _ = down.stream.shutdown().await;
+    }
+
+    /// Reads the next request head; `None` ends the connection (closed, idle, shut down,
+    /// or a malformed request, which has been answered).
+    async fn next_head(
+        &self,
+        down: &mut Downstream,
+    ) -> Option<crate::protocol::http1::RequestHead> {
+        loop {
+            match down.decoder.decode(&mut down.rbuf) {
+                Ok(Some(Frame::Head(h))) => return Some(h),
+                Ok(Some(_)) => return None,
+                Ok(None) => {}
+                Err(e) => {
+                    let reply = phase::decode_reply(&e);
+                    let kind = match e {
+                        crate::protocol::DecodeError::HeaderTooLarge { .. } => {
+                            ErrorKind::HeaderTooLarge
+                        }
+                        _ => ErrorKind::BadRequest,
+                    };
+                    debug!(error = %e, "bad request");
+                    self.metrics.errors.inc(kind);
+                    self.metrics.downstream_rq_total.inc();
+                    self.metrics.downstream_rq_4xx.inc();
+                    down.wbuf.clear();
+                    headers::local_reply(
+                        &reply,
+                        http::Version::HTTP_11,
+                        false,
+                        true,
+                        &mut down.wbuf,
+                    );
+                    let _ = down.stream.write_all(&down.wbuf).await;
+                    return None;
+                }
+            }
+            down.rbuf.reserve(body::READ_CHUNK);
+            let idle = down.rbuf.is_empty();
+            let read = down.stream.read_buf(&mut down.rbuf);
+            let n = tokio::select! {
+                biased;
+                r = read => r,
+                _ = self.shutdown.cancelled(), if idle => return None,
+                _ = sleep_opt(self.config.idle_timeout) => {
+                    self.metrics.errors.inc(ErrorKind::IdleTimeout);
+                    return None;
+                }
+            };
+            match n {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+async fn sleep_opt(d: Option<std::time::Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }

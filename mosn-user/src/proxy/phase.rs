@@ -1,0 +1,910 @@
+//! One request through the proxy: an explicit state machine, one method per [`Phase`].
+//!
+//! ```text
+//!  RequestFilters ──► Route ──► ChooseHost ──► UpstreamRequest ──► ResponseFilters ──► StreamResponse ──► End
+//!        │              │           │  ▲           │      │               │                                ▲
+//!        │              │           │  └── Retry ◄─┘      └─► Upgrade ────┼────────────────────────────────┤
+//!        └──────────────┴───────────┴───────────┴─────────────► LocalReply ───────────────────────────────┘
+//! ```
+//! (`docs/ARCHITECTURE.md` has the full chart and what each phase does.)
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HOST, LOCATION};
+use http::{HeaderValue, Method, StatusCode, Version};
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::body::{PumpError, RequestBody, ResponseBody, ResponseError, pump_step, response_step};
+use super::headers;
+use super::mirror;
+use super::{Downstream, Proxy};
+use crate::filter::{FilterContext, FilterStatus, LocalReply, StreamFilter};
+use crate::metrics::ErrorKind;
+use crate::protocol::http1::{BodyKind, Frame, RequestHead, ResponseHead, encode};
+use crate::protocol::{DecodeError, Decoder};
+use crate::router::{RouteAction, RouteMatch};
+use crate::stream::{PoolError, UpstreamConn};
+use crate::upstream::circuit_breaker::BreakerGuard;
+use crate::upstream::host::RequestGuard;
+use crate::upstream::{Cluster, Host, LbContext, RequestOutcome};
+
+/// Where a request is.
+#[derive(Debug)]
+pub enum Phase {
+    /// Stream filters see the request head (may answer, delay or change it).
+    RequestFilters,
+    /// The router picks the route; direct responses and redirects answer here.
+    Route,
+    /// The circuit breaker admits the request and the load balancer picks a host.
+    ChooseHost,
+    /// Connect (or reuse), send the request, wait for the response head.
+    UpstreamRequest,
+    /// A try failed: try another host if the retry policy allows, else answer.
+    Retry(Failure),
+    /// Stream filters and the route see the response head; it is encoded.
+    ResponseFilters(Box<ResponseHead>),
+    /// The response body flows to downstream (and any remaining request body upstream).
+    StreamResponse,
+    /// A 101 answered an upgrade request: bytes flow both ways untouched.
+    Upgrade,
+    /// The proxy answers by itself.
+    LocalReply(LocalReply, ErrorKind),
+    /// Done: filters told, metrics counted, the upstream connection pooled or closed.
+    End,
+}
+
+/// Why a try failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// No connection could be made.
+    Connect(String),
+    /// The connection broke before a response head.
+    Reset(String),
+    /// No response head within the (per-try) timeout.
+    Timeout,
+    /// A response whose status the retry policy retries (the connection is kept in case
+    /// no retry happens and it is forwarded).
+    Status(Box<ResponseHead>),
+}
+
+/// One request's state across its phases.
+pub(crate) struct Exchange<'a> {
+    proxy: &'a Proxy,
+    down: &'a mut Downstream,
+    head: http::request::Parts,
+    req_kind: BodyKind,
+    /// The downstream stays open after this exchange.
+    keep_alive: bool,
+    upgrade: bool,
+    filters: Vec<Box<dyn StreamFilter>>,
+    fctx: FilterContext,
+    route: Option<RouteMatch>,
+    cluster: Option<Arc<Cluster>>,
+    host: Option<Arc<Host>>,
+    tried: Vec<SocketAddr>,
+    retries: u32,
+    stale_retry_used: bool,
+    /// The route's timeout, from when the request arrived.
+    deadline: Option<Instant>,
+    body: RequestBody,
+    /// The request head as sent upstream (encoded once, sent again on retries).
+    upstream_head: Bytes,
+    upstream: Option<UpstreamConn>,
+    response: Option<ResponseBody>,
+    /// The status sent downstream (once a head is written).
+    status: Option<StatusCode>,
+    rq_guard: Option<BreakerGuard>,
+    retry_guard: Option<BreakerGuard>,
+    host_guard: Option<RequestGuard>,
+    /// Count `upstream_rq_active` down at the end of the current try.
+    upstream_active: bool,
+    /// The upstream keeps its connection open after this response.
+    upstream_keep: bool,
+}
+
+impl<'a> Exchange<'a> {
+    pub(crate) fn new(
+        proxy: &'a Proxy,
+        down: &'a mut Downstream,
+        head: RequestHead,
+    ) -> Exchange<'a> {
+        let chunked = head.body == BodyKind::Chunked;
+        let fctx = FilterContext {
+            source: down.peer,
+            listener: Arc::clone(&proxy.listener),
+            mirrors: Vec::new(),
+        };
+        Exchange {
+            proxy,
+            filters: proxy.filters.create(),
+            fctx,
+            body: RequestBody::new(chunked, head.body.is_empty()),
+            req_kind: head.body,
+            keep_alive: head.keep_alive,
+            upgrade: head.upgrade,
+            head: head.parts,
+            down,
+            route: None,
+            cluster: None,
+            host: None,
+            tried: Vec::new(),
+            retries: 0,
+            stale_retry_used: false,
+            deadline: None,
+            upstream_head: Bytes::new(),
+            upstream: None,
+            response: None,
+            status: None,
+            rq_guard: None,
+            retry_guard: None,
+            host_guard: None,
+            upstream_active: false,
+            upstream_keep: false,
+        }
+    }
+
+    /// Runs the request to its end. Returns whether the downstream connection stays open.
+    pub async fn run(mut self) -> bool {
+        let m = &self.proxy.metrics;
+        m.downstream_rq_total.inc();
+        m.downstream_rq_active.inc();
+        let mut phase = Phase::RequestFilters;
+        loop {
+            phase = match phase {
+                Phase::RequestFilters => self.request_filters().await,
+                Phase::Route => self.route(),
+                Phase::ChooseHost => self.choose_host(),
+                Phase::UpstreamRequest => self.upstream_request().await,
+                Phase::Retry(f) => self.retry(f),
+                Phase::ResponseFilters(h) => self.response_filters(*h),
+                Phase::StreamResponse => self.stream_response().await,
+                Phase::Upgrade => self.tunnel().await,
+                Phase::LocalReply(r, kind) => self.local_reply(r, kind).await,
+                Phase::End => break,
+            };
+        }
+        self.end()
+    }
+
+    async fn request_filters(&mut self) -> Phase {
+        for f in &mut self.filters {
+            match f.on_request_headers(&mut self.head, &mut self.fctx) {
+                FilterStatus::Continue => {}
+                FilterStatus::Pause(d) => tokio::time::sleep(d).await,
+                FilterStatus::Respond(r) => return Phase::LocalReply(r, ErrorKind::Other),
+            }
+        }
+        Phase::Route
+    }
+
+    fn route(&mut self) -> Phase {
+        let Some(route) = self.proxy.routes.route(&self.head, self.down.peer) else {
+            return Phase::LocalReply(
+                LocalReply::text(
+                    StatusCode::NOT_FOUND,
+                    "no_route",
+                    "no route matched the request",
+                ),
+                ErrorKind::NoRoute,
+            );
+        };
+        match route.action(&self.head) {
+            RouteAction::Forward => {}
+            RouteAction::DirectResponse { status, body } => {
+                return Phase::LocalReply(
+                    LocalReply {
+                        status,
+                        body,
+                        headers: Vec::new(),
+                        detail: "direct_response",
+                    },
+                    ErrorKind::Other,
+                );
+            }
+            RouteAction::Redirect { status, location } => {
+                return Phase::LocalReply(
+                    LocalReply {
+                        status,
+                        body: Bytes::new(),
+                        headers: vec![(LOCATION, location)],
+                        detail: "redirect",
+                    },
+                    ErrorKind::Other,
+                );
+            }
+        }
+        let cluster = route
+            .cluster(&self.head)
+            .and_then(|name| self.proxy.clusters.get(&name).cloned());
+        let Some(cluster) = cluster else {
+            return Phase::LocalReply(
+                LocalReply::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "cluster_not_found",
+                    "the route's cluster does not exist",
+                ),
+                ErrorKind::NoHealthyHost,
+            );
+        };
+        self.deadline = route.timeout().map(|t| Instant::now() + t);
+        route.apply_request(&mut self.head);
+        headers::strip_hop_by_hop(&mut self.head.headers, self.upgrade);
+        headers::forwarded_for(&mut self.head.headers, self.down.peer.ip());
+        let mut out = BytesMut::with_capacity(256);
+        encode_request_head(&self.head, self.req_kind, &mut out);
+        self.upstream_head = out.freeze();
+        for p in route.mirror_policies() {
+            if p.fraction >= 1.0 || rand::random::<f64>() < p.fraction {
+                self.fctx.mirrors.push(crate::filter::MirrorRequest {
+                    cluster: p.cluster.clone(),
+                });
+            }
+        }
+        self.cluster = Some(cluster);
+        self.route = Some(route);
+        Phase::ChooseHost
+    }
+
+    fn choose_host(&mut self) -> Phase {
+        let cluster = Arc::clone(self.cluster.as_ref().expect("routed"));
+        if self.rq_guard.is_none() {
+            match cluster.breakers.try_request() {
+                Some(g) => self.rq_guard = Some(g),
+                None => {
+                    cluster.metrics.upstream_rq_overflow.inc();
+                    return Phase::LocalReply(
+                        LocalReply::text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "circuit_open",
+                            "upstream overflow: circuit breaker open",
+                        ),
+                        ErrorKind::CircuitOpen,
+                    );
+                }
+            }
+        }
+        let route = self.route.as_ref().expect("routed");
+        let ctx = LbContext {
+            hash: route.hash(&self.head, self.down.peer),
+            metadata_match: route.metadata_match(),
+            tried: &self.tried,
+        };
+        match cluster.choose_host(&ctx) {
+            Some(h) => {
+                self.host = Some(h);
+                Phase::UpstreamRequest
+            }
+            None => Phase::LocalReply(
+                LocalReply::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_healthy_upstream",
+                    "no healthy upstream",
+                ),
+                ErrorKind::NoHealthyHost,
+            ),
+        }
+    }
+
+    /// The deadline of this try: the route's, or the retry policy's per-try timeout if
+    /// sooner.
+    fn try_deadline(&self) -> Option<Instant> {
+        let per_try = self
+            .route
+            .as_ref()
+            .and_then(|r| r.retry_policy())
+            .and_then(|p| p.per_try_timeout)
+            .map(|t| Instant::now() + t);
+        match (self.deadline, per_try) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    async fn upstream_request(&mut self) -> Phase {
+        let cluster = Arc::clone(self.cluster.as_ref().expect("routed"));
+        let host = Arc::clone(self.host.as_ref().expect("chosen"));
+        let deadline = self.try_deadline();
+        let max_header = self.proxy.config.max_request_header_bytes;
+        let mut conn = match self
+            .proxy
+            .pools
+            .acquire(&cluster, &host, deadline, max_header.max(64 * 1024))
+            .await
+        {
+            Ok(c) => c,
+            Err(PoolError::Connect { addr, source }) => {
+                cluster.report(&host, RequestOutcome::ConnectFailure);
+                self.tried.push(addr);
+                return Phase::Retry(Failure::Connect(format!("connect to {addr}: {source}")));
+            }
+            Err(PoolError::Overflow(_)) => {
+                return Phase::LocalReply(
+                    LocalReply::text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "circuit_open",
+                        "upstream overflow: circuit breaker open",
+                    ),
+                    ErrorKind::CircuitOpen,
+                );
+            }
+            Err(PoolError::Timeout(_)) => return Phase::Retry(Failure::Timeout),
+        };
+        conn.decoder.expect(&self.head.method);
+        self.tried.push(host.address);
+        self.host_guard = Some(host.start_request());
+        cluster.metrics.upstream_rq_total.inc();
+        cluster.metrics.upstream_rq_active.inc();
+        self.upstream_active = true;
+
+        // The head, then whatever body was kept (a retry) or is already here.
+        let body = &mut self.body;
+        let mut out = BytesMut::with_capacity(self.upstream_head.len() + body.out.len());
+        out.extend_from_slice(&self.upstream_head);
+        if let Some(r) = &body.replay {
+            out.extend_from_slice(r);
+        }
+        body.out = out;
+        body.broken = false;
+        if !body.done
+            && let Err(e) = body.feed(
+                &mut self.down.rbuf,
+                &mut self.down.decoder,
+                &mut self.filters,
+                &mut self.fctx,
+            )
+        {
+            self.upstream = Some(conn);
+            return self.pump_failed(e);
+        }
+
+        let reused = conn.reused;
+        let result = {
+            let Downstream {
+                stream,
+                rbuf,
+                decoder,
+                wbuf,
+                ..
+            } = &mut *self.down;
+            let (mut drd, mut dwr) = stream.split();
+            let UpstreamConn {
+                stream: ustream,
+                buf: ubuf,
+                decoder: udec,
+                ..
+            } = &mut conn;
+            let (mut urd, mut uwr) = ustream.split();
+            let body = &mut self.body;
+            let filters = &mut self.filters;
+            let fctx = &mut self.fctx;
+            let wait = async {
+                loop {
+                    tokio::select! {
+                        r = pump_step(body, &mut drd, rbuf, decoder, &mut uwr, filters, fctx), if body.active() => {
+                            match r {
+                                Ok(()) => {}
+                                Err(PumpError::Upstream(e)) => {
+                                    // Upstream stopped reading; it may still answer.
+                                    debug!(error = %e, "upstream stopped reading the request");
+                                    body.broken = true;
+                                }
+                                Err(e) => return Err(HeadError::Pump(e)),
+                            }
+                        }
+                        h = read_head(&mut urd, ubuf, udec) => {
+                            let h = h?;
+                            if h.parts.status.is_informational() && h.parts.status != StatusCode::SWITCHING_PROTOCOLS {
+                                // 100 Continue and friends go straight to the client.
+                                wbuf.clear();
+                                encode::response_head(Version::HTTP_11, h.parts.status, &h.parts.headers, BodyKind::Empty, true, wbuf);
+                                dwr.write_all(wbuf).await.map_err(|e| HeadError::Pump(PumpError::Downstream(e)))?;
+                                wbuf.clear();
+                                continue;
+                            }
+                            return Ok(h);
+                        }
+                    }
+                }
+            };
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d, wait)
+                    .await
+                    .unwrap_or(Err(HeadError::Timeout)),
+                None => wait.await,
+            }
+        };
+        self.upstream = Some(conn);
+        match result {
+            Ok(head) => {
+                let code = head.parts.status.as_u16();
+                cluster.report(&host, RequestOutcome::Status(code));
+                count_status(&cluster, code);
+                let retriable = self
+                    .route
+                    .as_ref()
+                    .and_then(|r| r.retry_policy())
+                    .is_some_and(|p| p.retries_status(code));
+                if retriable {
+                    Phase::Retry(Failure::Status(Box::new(head)))
+                } else {
+                    Phase::ResponseFilters(Box::new(head))
+                }
+            }
+            Err(HeadError::Timeout) => {
+                cluster.metrics.upstream_rq_timeout.inc();
+                cluster.report(&host, RequestOutcome::Timeout);
+                self.upstream = None;
+                Phase::Retry(Failure::Timeout)
+            }
+            Err(HeadError::Reset(why)) => {
+                cluster.metrics.upstream_rq_reset.inc();
+                self.upstream = None;
+                if reused && !self.stale_retry_used && self.body.replay.is_some() {
+                    // A pooled connection the server closed just as we sent: once, try a
+                    // fresh one without spending a retry.
+                    self.stale_retry_used = true;
+                    self.end_try();
+                    self.tried.pop();
+                    return Phase::ChooseHost;
+                }
+                cluster.report(&host, RequestOutcome::Reset);
+                Phase::Retry(Failure::Reset(why))
+            }
+            Err(HeadError::Malformed(e)) => {
+                cluster.report(&host, RequestOutcome::Status(502));
+                self.upstream = None;
+                Phase::LocalReply(
+                    LocalReply::text(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_malformed",
+                        &format!("malformed upstream response: {e}"),
+                    ),
+                    ErrorKind::UpstreamReset,
+                )
+            }
+            Err(HeadError::Pump(e)) => self.pump_failed(e),
+        }
+    }
+
+    /// The request body could not be moved: answer (400, a filter's reply) or give up.
+    fn pump_failed(&mut self, e: PumpError) -> Phase {
+        self.upstream = None;
+        self.keep_alive = false;
+        match e {
+            PumpError::Decode(d) => Phase::LocalReply(decode_reply(&d), ErrorKind::BadRequest),
+            PumpError::Filter(r) => Phase::LocalReply(r, ErrorKind::Other),
+            PumpError::Downstream(err) => {
+                debug!(error = %err, "downstream went away mid-request");
+                self.proxy.metrics.errors.inc(ErrorKind::DownstreamReset);
+                Phase::End
+            }
+            PumpError::Upstream(err) => Phase::Retry(Failure::Reset(err.to_string())),
+        }
+    }
+
+    /// Ends the current try's accounting.
+    fn end_try(&mut self) {
+        self.host_guard = None;
+        if self.upstream_active
+            && let Some(c) = &self.cluster
+        {
+            c.metrics.upstream_rq_active.dec();
+        }
+        self.upstream_active = false;
+    }
+
+    /// Whether another try may go: the policy covers `failure`, tries are left, the body
+    /// can be sent again, the deadline has not passed, and the retry breaker admits it.
+    fn may_retry(&mut self, failure: &Failure) -> bool {
+        let Some(policy) = self.route.as_ref().and_then(|r| r.retry_policy()) else {
+            return false;
+        };
+        let covered = match failure {
+            Failure::Connect(_) | Failure::Reset(_) => policy.on_connect_failure,
+            Failure::Timeout => policy.on_5xx || policy.on_gateway_error,
+            Failure::Status(h) => policy.retries_status(h.parts.status.as_u16()),
+        };
+        if !covered
+            || self.retries >= policy.num_retries
+            || self.body.replay.is_none()
+            || self.deadline.is_some_and(|d| Instant::now() >= d)
+        {
+            return false;
+        }
+        let cluster = self.cluster.as_ref().expect("routed");
+        match cluster.breakers.try_retry() {
+            Some(g) => {
+                self.retry_guard = Some(g);
+                true
+            }
+            None => {
+                cluster.metrics.upstream_rq_retry_overflow.inc();
+                false
+            }
+        }
+    }
+
+    fn retry(&mut self, failure: Failure) -> Phase {
+        self.end_try();
+        if self.may_retry(&failure) {
+            self.retries += 1;
+            self.upstream = None;
+            if let Some(c) = &self.cluster {
+                c.metrics.upstream_rq_retry.inc();
+            }
+            debug!(?failure, retry = self.retries, "retrying on another host");
+            return Phase::ChooseHost;
+        }
+        match failure {
+            Failure::Status(head) => Phase::ResponseFilters(head),
+            Failure::Connect(why) => Phase::LocalReply(
+                LocalReply::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "upstream_connect_failure",
+                    &format!("upstream connect error: {why}"),
+                ),
+                ErrorKind::UpstreamConnect,
+            ),
+            Failure::Reset(why) => Phase::LocalReply(
+                LocalReply::text(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_reset",
+                    &format!("upstream reset before response: {why}"),
+                ),
+                ErrorKind::UpstreamReset,
+            ),
+            Failure::Timeout => Phase::LocalReply(
+                LocalReply::text(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "upstream request timeout",
+                ),
+                ErrorKind::UpstreamTimeout,
+            ),
+        }
+    }
+
+    fn response_filters(&mut self, head: ResponseHead) -> Phase {
+        let mut parts = head.parts;
+        for f in &mut self.filters {
+            if let FilterStatus::Respond(r) = f.on_response_headers(&mut parts, &mut self.fctx) {
+                self.upstream = None;
+                return Phase::LocalReply(r, ErrorKind::Other);
+            }
+        }
+        if let Some(r) = &self.route {
+            r.apply_response(&mut parts);
+        }
+        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        let upgrade = switching && self.upgrade;
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        let down_11 = self.head.version == Version::HTTP_11;
+        let (kind, keep_length) = match head.body {
+            BodyKind::Empty => (BodyKind::Empty, true),
+            BodyKind::Length(n) => (BodyKind::Length(n), false),
+            BodyKind::Chunked | BodyKind::CloseDelimited if down_11 => (BodyKind::Chunked, false),
+            BodyKind::Chunked | BodyKind::CloseDelimited => {
+                // An HTTP/1.0 client cannot read chunks: the body ends with the connection.
+                self.keep_alive = false;
+                (BodyKind::CloseDelimited, false)
+            }
+        };
+        if switching && !upgrade {
+            return Phase::LocalReply(
+                LocalReply::text(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_malformed",
+                    "unexpected 101 from upstream",
+                ),
+                ErrorKind::UpstreamReset,
+            );
+        }
+        if !upgrade {
+            if !self.keep_alive {
+                parts
+                    .headers
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            } else if !down_11 {
+                parts.headers.insert(
+                    http::header::CONNECTION,
+                    HeaderValue::from_static("keep-alive"),
+                );
+            }
+        }
+        let wbuf = &mut self.down.wbuf;
+        encode::response_head(
+            Version::HTTP_11,
+            parts.status,
+            &parts.headers,
+            kind,
+            keep_length,
+            wbuf,
+        );
+        self.set_status(parts.status);
+        if upgrade {
+            return Phase::Upgrade;
+        }
+        if !head.keep_alive {
+            // The upstream closes after this response: do not pool it.
+            if let Some(c) = &mut self.upstream {
+                c.reused = false;
+            }
+        }
+        self.response = Some(ResponseBody {
+            chunked: kind == BodyKind::Chunked,
+            done: false,
+        });
+        self.upstream_keep = head.keep_alive;
+        Phase::StreamResponse
+    }
+
+    fn set_status(&mut self, status: StatusCode) {
+        self.status = Some(status);
+        let m = &self.proxy.metrics;
+        match status.as_u16() {
+            100..=199 => m.downstream_rq_1xx.inc(),
+            200..=299 => m.downstream_rq_2xx.inc(),
+            300..=399 => m.downstream_rq_3xx.inc(),
+            400..=499 => m.downstream_rq_4xx.inc(),
+            _ => m.downstream_rq_5xx.inc(),
+        };
+    }
+
+    async fn stream_response(&mut self) -> Phase {
+        let mut conn = self
+            .upstream
+            .take()
+            .expect("a response comes from a connection");
+        let mut resp = self.response.take().expect("response filters ran");
+        let result = {
+            let Downstream {
+                stream,
+                rbuf,
+                decoder,
+                wbuf,
+                ..
+            } = &mut *self.down;
+            let (mut drd, mut dwr) = stream.split();
+            let UpstreamConn {
+                stream: ustream,
+                buf: ubuf,
+                decoder: udec,
+                ..
+            } = &mut conn;
+            let (mut urd, mut uwr) = ustream.split();
+            let body = &mut self.body;
+            let filters = &mut self.filters;
+            let fctx = &mut self.fctx;
+            loop {
+                if resp.finished(wbuf) {
+                    break Ok(());
+                }
+                tokio::select! {
+                    r = pump_step(body, &mut drd, rbuf, decoder, &mut uwr, filters, fctx), if body.active() => {
+                        if let Err(e) = r {
+                            debug!(?e, "request body stopped while the response flows");
+                            body.broken = true;
+                        }
+                    }
+                    r = response_step(&mut resp, &mut urd, ubuf, udec, &mut dwr, wbuf) => {
+                        if let Err(e) = r {
+                            break Err(e);
+                        }
+                    }
+                }
+            }
+        };
+        self.end_try();
+        match result {
+            Ok(()) => {
+                let request_done = self.body.done && self.body.out.is_empty() && !self.body.broken;
+                if !request_done {
+                    // The upstream answered before reading the whole request: neither
+                    // connection is in step any more.
+                    self.keep_alive = false;
+                } else if self.upstream_keep {
+                    self.proxy.pools.release(conn);
+                }
+            }
+            Err(ResponseError::Upstream(why)) => {
+                debug!(%why, "upstream broke mid-response; closing the downstream");
+                if let Some(c) = &self.cluster {
+                    c.metrics.upstream_rq_reset.inc();
+                }
+                self.proxy.metrics.errors.inc(ErrorKind::UpstreamReset);
+                self.keep_alive = false;
+            }
+            Err(ResponseError::Downstream(e)) => {
+                debug!(error = %e, "downstream went away mid-response");
+                self.proxy.metrics.errors.inc(ErrorKind::DownstreamReset);
+                self.keep_alive = false;
+            }
+        }
+        Phase::End
+    }
+
+    /// After a 101: the written head, leftovers both ways, then a byte tunnel until both
+    /// sides are done.
+    async fn tunnel(&mut self) -> Phase {
+        self.keep_alive = false;
+        let Some(mut conn) = self.upstream.take() else {
+            return Phase::End;
+        };
+        self.end_try();
+        let down = &mut *self.down;
+        let mut first = std::mem::take(&mut down.wbuf);
+        first.extend_from_slice(&conn.buf);
+        conn.buf.clear();
+        if down.stream.write_all(&first).await.is_err() {
+            return Phase::End;
+        }
+        if !down.rbuf.is_empty() {
+            if conn.stream.write_all(&down.rbuf).await.is_err() {
+                return Phase::End;
+            }
+            down.rbuf.clear();
+        }
+        match tokio::io::copy_bidirectional(&mut down.stream, &mut conn.stream).await {
+            Ok((up, back)) => debug!(up, back, "upgraded connection closed"),
+            Err(e) => debug!(error = %e, "upgraded connection broke"),
+        }
+        Phase::End
+    }
+
+    async fn local_reply(&mut self, reply: LocalReply, kind: ErrorKind) -> Phase {
+        self.end_try();
+        self.upstream = None;
+        if kind != ErrorKind::Other {
+            self.proxy.metrics.errors.inc(kind);
+        }
+        if self.status.is_some() {
+            // A head already went out: nothing else can be said on this connection.
+            self.keep_alive = false;
+            return Phase::End;
+        }
+        if !self.req_kind.is_empty() && !self.body.done {
+            // The rest of the request body is still on the wire.
+            self.keep_alive = false;
+        }
+        debug!(
+            status = reply.status.as_u16(),
+            detail = reply.detail,
+            "local reply"
+        );
+        let mut parts = http::Response::new(()).into_parts().0;
+        parts.status = reply.status;
+        for f in &mut self.filters {
+            let _ = f.on_response_headers(&mut parts, &mut self.fctx);
+        }
+        let mut reply = reply;
+        for (n, v) in &parts.headers {
+            reply.headers.push((n.clone(), v.clone()));
+        }
+        let down = &mut *self.down;
+        down.wbuf.clear();
+        headers::local_reply(
+            &reply,
+            Version::HTTP_11,
+            self.head.method == Method::HEAD,
+            !self.keep_alive,
+            &mut down.wbuf,
+        );
+        self.set_status(reply.status);
+        let down = &mut *self.down;
+        if down.stream.write_all(&down.wbuf).await.is_err() {
+            self.keep_alive = false;
+        }
+        down.wbuf.clear();
+        Phase::End
+    }
+
+    /// Tells the filters, counts, sends mirrors; returns whether the downstream stays open.
+    fn end(mut self) -> bool {
+        self.end_try();
+        let status = self.status.unwrap_or(StatusCode::BAD_GATEWAY);
+        for f in &mut self.filters {
+            f.on_done(status, &self.fctx);
+        }
+        self.proxy.metrics.downstream_rq_active.dec();
+        if !self.fctx.mirrors.is_empty() && self.body.done {
+            if let Some(body) = self.body.replay.take() {
+                mirror::send(
+                    self.proxy,
+                    &self.head,
+                    self.req_kind,
+                    body.freeze(),
+                    std::mem::take(&mut self.fctx.mirrors),
+                );
+            }
+        }
+        self.keep_alive && self.status.is_some()
+    }
+}
+
+/// Why no response head arrived.
+enum HeadError {
+    Timeout,
+    Reset(String),
+    Malformed(DecodeError),
+    Pump(PumpError),
+}
+
+/// Reads until a response head is decoded. Cancel-safe: progress stays in `ubuf`.
+async fn read_head(
+    up: &mut tokio::net::tcp::ReadHalf<'_>,
+    ubuf: &mut BytesMut,
+    decoder: &mut crate::protocol::http1::ResponseDecoder,
+) -> Result<ResponseHead, HeadError> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        match decoder.decode(ubuf) {
+            Ok(Some(Frame::Head(h))) => return Ok(h),
+            Ok(Some(_)) => {
+                return Err(HeadError::Malformed(DecodeError::malformed(
+                    "response",
+                    "body before head",
+                )));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(HeadError::Malformed(e)),
+        }
+        ubuf.reserve(super::body::READ_CHUNK);
+        match up.read_buf(ubuf).await {
+            Ok(0) => return Err(HeadError::Reset("connection closed".into())),
+            Ok(_) => {}
+            Err(e) => return Err(HeadError::Reset(e.to_string())),
+        }
+    }
+}
+
+/// Encodes the request head for upstream: origin-form target, HTTP/1.1.
+pub(super) fn encode_request_head(head: &http::request::Parts, kind: BodyKind, dst: &mut BytesMut) {
+    let target = head.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut headers_ref = &head.headers;
+    let owned;
+    if !head.headers.contains_key(HOST)
+        && let Some(a) = head.uri.authority()
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        // An absolute-form target carries the host: make it the Host header.
+        let mut h = head.headers.clone();
+        h.insert(HOST, v);
+        owned = h;
+        headers_ref = &owned;
+    }
+    encode::request_head(&head.method, target, headers_ref, kind, dst);
+}
+
+fn count_status(cluster: &Cluster, code: u16) {
+    let m = &cluster.metrics;
+    match code {
+        200..=299 => m.upstream_rq_2xx.inc(),
+        300..=399 => m.upstream_rq_3xx.inc(),
+        400..=499 => m.upstream_rq_4xx.inc(),
+        500..=599 => m.upstream_rq_5xx.inc(),
+        _ => 0,
+    };
+}
+
+/// The response to a request that could not be decoded.
+pub(super) fn decode_reply(e: &DecodeError) -> LocalReply {
+    match e {
+        DecodeError::HeaderTooLarge { .. } => LocalReply::text(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "header_too_large",
+            &e.to_string(),
+        ),
+        DecodeError::Unsupported(_) => LocalReply::text(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            &e.to_string(),
+        ),
+        DecodeError::Malformed { .. } => {
+            LocalReply::text(StatusCode::BAD_REQUEST, "bad_request", &e.to_string())
+        }
+    }
+}
