@@ -37,10 +37,6 @@ pub type Metadata = BTreeMap<String, String>;
 /// A route's `metadata_match`: the subset of hosts whose metadata has all these pairs.
 pub type MetadataMatch = BTreeMap<String, String>;
 
-/// `lb_subset_config`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct SubsetConfig {}
-
 /// `lb_type` for a cluster of `kind`.
 pub(super) fn lb_policy(
     kind: ClusterKind,
@@ -49,9 +45,12 @@ pub(super) fn lb_policy(
     d: &mut Diag,
 ) -> LbPolicy {
     let p = join(path, "lb_type");
-    match (kind, raw) {
-        (ClusterKind::OriginalDst, None | Some("LB_ORIGINAL_DST")) => LbPolicy::OriginalDst,
-        (ClusterKind::OriginalDst, Some(other)) => {
+    let named = raw.map(|r| (r, LbPolicy::from_name(r)));
+    match (kind, named) {
+        (ClusterKind::OriginalDst, None | Some((_, Some(LbPolicy::OriginalDst)))) => {
+            LbPolicy::OriginalDst
+        }
+        (ClusterKind::OriginalDst, Some((other, _))) => {
             d.error(
                 &p,
                 format!(
@@ -61,21 +60,21 @@ pub(super) fn lb_policy(
             );
             LbPolicy::OriginalDst
         }
-        (ClusterKind::Static, None | Some("LB_ROUNDROBIN")) => LbPolicy::RoundRobin,
-        (ClusterKind::Static, Some("LB_RANDOM")) => LbPolicy::Random,
-        (ClusterKind::Static, Some("LB_ORIGINAL_DST")) => {
+        (ClusterKind::Static, None) => LbPolicy::RoundRobin,
+        (ClusterKind::Static, Some((_, Some(LbPolicy::OriginalDst)))) => {
             d.error(
                 &p,
                 "lb_type \"LB_ORIGINAL_DST\" needs \"type\": \"ORIGINAL_DST\"",
             );
             LbPolicy::RoundRobin
         }
-        (ClusterKind::Static, Some(other)) => {
+        (ClusterKind::Static, Some((_, Some(policy)))) => policy,
+        (ClusterKind::Static, Some((other, None))) => {
             d.error(
                 &p,
                 format!(
-                    "unsupported lb_type {other:?} (supported: LB_ROUNDROBIN, LB_RANDOM, \
-                     LB_ORIGINAL_DST)"
+                    "unsupported lb_type {other:?} (supported: {})",
+                    LB_TYPE_NAMES.join(", ")
                 ),
             );
             LbPolicy::RoundRobin
@@ -83,14 +82,347 @@ pub(super) fn lb_policy(
     }
 }
 
-/// `lb_subset_config` (absent: no subset load balancing).
-pub(super) fn subset(value: Option<&Value>, path: &str, d: &mut Diag) -> Option<SubsetConfig> {
-    let _ = (value, path, d);
-    None
+/// Every `lb_type` spelling accepted, for error messages.
+pub const LB_TYPE_NAMES: &[&str] = &[
+    "LB_ROUNDROBIN",
+    "LB_RANDOM",
+    "LB_WEIGHTED_ROUNDROBIN",
+    "LB_LEAST_REQUEST",
+    "LB_MAGLEV",
+    "LB_RING_HASH",
+    "RING_HASH",
+    "LB_ORIGINAL_DST",
+];
+
+impl LbPolicy {
+    /// The policy an `lb_type` names (any kind of cluster); `None` if unknown.
+    pub fn from_name(name: &str) -> Option<LbPolicy> {
+        Some(match name {
+            "LB_ROUNDROBIN" => LbPolicy::RoundRobin,
+            "LB_RANDOM" => LbPolicy::Random,
+            "LB_WEIGHTED_ROUNDROBIN" => LbPolicy::WeightedRoundRobin,
+            "LB_LEAST_REQUEST" => LbPolicy::LeastRequest,
+            "LB_MAGLEV" => LbPolicy::Maglev,
+            "LB_RING_HASH" | "RING_HASH" => LbPolicy::RingHash,
+            "LB_ORIGINAL_DST" => LbPolicy::OriginalDst,
+            _ => return None,
+        })
+    }
+
+    /// The canonical `lb_type` spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            LbPolicy::RoundRobin => "LB_ROUNDROBIN",
+            LbPolicy::Random => "LB_RANDOM",
+            LbPolicy::OriginalDst => "LB_ORIGINAL_DST",
+            LbPolicy::WeightedRoundRobin => "LB_WEIGHTED_ROUNDROBIN",
+            LbPolicy::LeastRequest => "LB_LEAST_REQUEST",
+            LbPolicy::Maglev => "LB_MAGLEV",
+            LbPolicy::RingHash => "LB_RING_HASH",
+        }
+    }
 }
 
-/// A host's `metadata` (absent: empty).
+/// `lb_subset_config.fall_back_policy`: what a request gets when its `metadata_match`
+/// selects no subset (or it has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum FallbackPolicy {
+    /// `0` / `NO_FALLBACK` (MOSN's default): no host.
+    #[default]
+    NoFallback,
+    /// `1` / `ANY_ENDPOINT`: any host of the cluster.
+    AnyEndpoint,
+    /// `2` / `DEFAULT_SUBSET`: the hosts matching `default_subset`.
+    DefaultSubset,
+}
+
+/// `lb_subset_config` (MOSN's `LBSubsetConfig`, after Envoy's subset load balancer).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct SubsetConfig {
+    /// `fall_back_policy`.
+    pub fallback: FallbackPolicy,
+    /// `default_subset`: the pairs a host needs to be in the fallback subset
+    /// ([`FallbackPolicy::DefaultSubset`] only; empty: every host).
+    pub default_subset: Metadata,
+    /// `subset_selectors`: each a set of metadata keys (sorted, distinct); hosts are grouped
+    /// into subsets by their values for these keys.
+    pub selectors: Vec<Vec<String>>,
+}
+
+const SUBSET_KEYS: &[&str] = &["fall_back_policy", "default_subset", "subset_selectors"];
+
+/// `lb_subset_config` (absent: no subset load balancing).
+pub(super) fn subset(value: Option<&Value>, path: &str, d: &mut Diag) -> Option<SubsetConfig> {
+    let value = value?;
+    if value.is_null() {
+        return None;
+    }
+    let Some(obj) = value.as_object() else {
+        d.error(
+            path,
+            format!(
+                "expected an object like {{\"fall_back_policy\": 1, \"subset_selectors\": \
+                 [[\"version\"]]}}, got {}",
+                kind_of(value)
+            ),
+        );
+        return None;
+    };
+    let extra: BTreeMap<String, Value> = obj
+        .iter()
+        .filter(|(k, _)| !SUBSET_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    d.extra(path, &extra, SUBSET_KEYS);
+
+    let errors_before = d.errors.len();
+    let fp = join(path, "fall_back_policy");
+    let fallback = match obj.get("fall_back_policy") {
+        None | Some(Value::Null) => FallbackPolicy::NoFallback,
+        Some(v) => match fallback_policy(v) {
+            Some(f) => f,
+            None => {
+                d.error(
+                    &fp,
+                    format!(
+                        "unsupported fall_back_policy {v} (supported: 0 or \"NO_FALLBACK\", 1 \
+                         or \"ANY_ENDPOINT\", 2 or \"DEFAULT_SUBSET\")"
+                    ),
+                );
+                FallbackPolicy::NoFallback
+            }
+        },
+    };
+
+    let dp = join(path, "default_subset");
+    let default_subset = match obj.get("default_subset") {
+        None | Some(Value::Null) => {
+            if fallback == FallbackPolicy::DefaultSubset {
+                d.error(
+                    &dp,
+                    "fall_back_policy DEFAULT_SUBSET needs a default_subset (for example \
+                     {\"version\": \"v1\"})",
+                );
+            }
+            Metadata::new()
+        }
+        Some(v) => {
+            let m = pairs(v, &dp, d);
+            if fallback != FallbackPolicy::DefaultSubset {
+                d.warn(format!(
+                    "{dp}: ignored: fall_back_policy is not DEFAULT_SUBSET"
+                ));
+            } else if m.is_empty() && v.is_object() {
+                d.warn(format!(
+                    "{dp}: an empty default_subset matches every host (the same as \
+                     fall_back_policy ANY_ENDPOINT)"
+                ));
+            }
+            m
+        }
+    };
+
+    let sp = join(path, "subset_selectors");
+    let mut selectors: Vec<Vec<String>> = Vec::new();
+    match obj.get("subset_selectors") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => {
+            for (i, sel) in list.iter().enumerate() {
+                let p = format!("{sp}[{i}]");
+                let Some(keys) = selector(sel, &p, d) else {
+                    continue;
+                };
+                if let Some(first) = selectors.iter().position(|s| *s == keys) {
+                    d.error(
+                        &p,
+                        format!("the same keys as subset_selectors[{first}]; remove one"),
+                    );
+                    continue;
+                }
+                selectors.push(keys);
+            }
+        }
+        Some(other) => d.error(
+            &sp,
+            format!(
+                "expected a list of key lists like [[\"version\"], [\"version\", \"zone\"]], \
+                 got {}",
+                kind_of(other)
+            ),
+        ),
+    }
+    if selectors.is_empty() && d.errors.len() == errors_before {
+        d.warn(format!(
+            "{sp}: no subset selectors: every request uses the fall_back_policy"
+        ));
+    }
+    (d.errors.len() == errors_before).then_some(SubsetConfig {
+        fallback,
+        default_subset,
+        selectors,
+    })
+}
+
+fn fallback_policy(v: &Value) -> Option<FallbackPolicy> {
+    match v {
+        Value::Number(n) => match n.as_u64()? {
+            0 => Some(FallbackPolicy::NoFallback),
+            1 => Some(FallbackPolicy::AnyEndpoint),
+            2 => Some(FallbackPolicy::DefaultSubset),
+            _ => None,
+        },
+        Value::String(s) => match s.as_str() {
+            "NO_FALLBACK" => Some(FallbackPolicy::NoFallback),
+            "ANY_ENDPOINT" => Some(FallbackPolicy::AnyEndpoint),
+            "DEFAULT_SUBSET" => Some(FallbackPolicy::DefaultSubset),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// One `subset_selectors[i]`: a non-empty list of distinct, non-empty keys (returned sorted).
+fn selector(v: &Value, path: &str, d: &mut Diag) -> Option<Vec<String>> {
+    let Some(list) = v.as_array() else {
+        d.error(
+            path,
+            format!(
+                "expected a list of metadata keys like [\"version\"], got {}",
+                kind_of(v)
+            ),
+        );
+        return None;
+    };
+    if list.is_empty() {
+        d.error(
+            path,
+            "an empty selector selects nothing; list at least one metadata key",
+        );
+        return None;
+    }
+    let mut keys: Vec<String> = Vec::new();
+    let mut ok = true;
+    for (j, k) in list.iter().enumerate() {
+        let p = format!("{path}[{j}]");
+        match k.as_str() {
+            Some("") => {
+                d.error(&p, "metadata key must not be empty");
+                ok = false;
+            }
+            Some(k) if keys.iter().any(|x| x == k) => {
+                d.error(&p, format!("key {k:?} is listed twice in this selector"));
+                ok = false;
+            }
+            Some(k) => keys.push(k.to_owned()),
+            None => {
+                d.error(
+                    &p,
+                    format!("expected a metadata key (a string), got {}", kind_of(k)),
+                );
+                ok = false;
+            }
+        }
+    }
+    keys.sort();
+    ok.then_some(keys)
+}
+
+/// The metadata namespace subset load balancing reads (MOSN's `mosn.lb`).
+pub const METADATA_NAMESPACE: &str = "mosn.lb";
+
+/// A host's `metadata` (absent: empty): `{"filter_metadata": {"mosn.lb": {"k": "v"}}}`.
 pub(super) fn host_metadata(value: Option<&Value>, path: &str, d: &mut Diag) -> Metadata {
-    let _ = (value, path, d);
-    Metadata::new()
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Metadata::new();
+    };
+    let example = "{\"filter_metadata\": {\"mosn.lb\": {\"version\": \"v1\"}}}";
+    let Some(obj) = value.as_object() else {
+        d.error(
+            path,
+            format!("expected an object like {example}, got {}", kind_of(value)),
+        );
+        return Metadata::new();
+    };
+    let extra: BTreeMap<String, Value> = obj
+        .iter()
+        .filter(|(k, _)| k.as_str() != "filter_metadata")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    d.extra(path, &extra, &["filter_metadata"]);
+    let fp = join(path, "filter_metadata");
+    let namespaces = match obj.get("filter_metadata") {
+        None | Some(Value::Null) => return Metadata::new(),
+        Some(Value::Object(ns)) => ns,
+        Some(other) => {
+            d.error(
+                &fp,
+                format!(
+                    "expected an object of namespaces like {{\"mosn.lb\": {{\"version\": \
+                     \"v1\"}}}}, got {}",
+                    kind_of(other)
+                ),
+            );
+            return Metadata::new();
+        }
+    };
+    for ns in namespaces.keys().filter(|k| *k != METADATA_NAMESPACE) {
+        d.warn(format!(
+            "{fp}[{ns:?}]: ignored: load balancing reads only the {METADATA_NAMESPACE:?} \
+             namespace"
+        ));
+    }
+    match namespaces.get(METADATA_NAMESPACE) {
+        None | Some(Value::Null) => Metadata::new(),
+        Some(v) => pairs(v, &format!("{fp}[{METADATA_NAMESPACE:?}]"), d),
+    }
+}
+
+/// An object of metadata pairs; strings, numbers and booleans are kept as their text.
+fn pairs(v: &Value, path: &str, d: &mut Diag) -> Metadata {
+    let Some(obj) = v.as_object() else {
+        d.error(
+            path,
+            format!(
+                "expected an object of key/value pairs like {{\"version\": \"v1\"}}, got {}",
+                kind_of(v)
+            ),
+        );
+        return Metadata::new();
+    };
+    let mut out = Metadata::new();
+    for (k, v) in obj {
+        let p = join(path, k);
+        if k.is_empty() {
+            d.error(&p, "metadata key must not be empty");
+            continue;
+        }
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                d.error(
+                    &p,
+                    format!(
+                        "expected a string, number or boolean, got {}",
+                        kind_of(other)
+                    ),
+                );
+                continue;
+            }
+        };
+        out.insert(k.clone(), text);
+    }
+    out
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
 }
