@@ -5,6 +5,17 @@
 //!
 //! API used by the proxy (keep it): [`Routers::new`], [`Routers::get`], [`RouteTable::route`]
 //! and the methods of [`RouteMatch`].
+//!
+//! Files: `host` picks the virtual host, `matcher` the route, `action` holds what a route
+//! does (cluster choice, rewrites, redirects, hashing) and `header` the header mutations.
+//! The config they are built from is [`crate::config::router`].
+
+mod action;
+mod header;
+mod host;
+mod matcher;
+#[cfg(test)]
+mod tests;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -13,9 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+use http::{HeaderValue, StatusCode, header as hdr};
 
 use crate::config::{MetadataMatch, RouterConfig};
+use action::{Action, Forward, Target};
+use header::{HeaderMutations, Side};
+use host::DomainIndex;
+use matcher::RouteMatcher;
 
 /// Every router of the config, by `router_config_name`.
 #[derive(Debug, Default)]
@@ -43,20 +58,88 @@ impl Routers {
 #[derive(Debug)]
 pub struct RouteTable {
     pub name: String,
+    domains: DomainIndex,
+    virtual_hosts: Vec<Arc<VirtualHost>>,
+    headers: Arc<HeaderMutations>,
+}
+
+#[derive(Debug)]
+struct VirtualHost {
+    name: String,
+    routes: Vec<Route>,
+    headers: HeaderMutations,
+}
+
+#[derive(Debug)]
+struct Route {
+    matcher: RouteMatcher,
+    action: Action,
+    headers: HeaderMutations,
 }
 
 impl RouteTable {
+    /// `cfg` has been validated (a regex that does not compile matches nothing).
     pub fn new(cfg: &RouterConfig) -> RouteTable {
+        let virtual_hosts = cfg
+            .virtual_hosts
+            .iter()
+            .map(|vh| {
+                let routes = vh
+                    .routes
+                    .iter()
+                    .map(|r| {
+                        let matcher = RouteMatcher::new(&r.matcher);
+                        Route {
+                            action: Action::new(&r.action, matcher.path()),
+                            matcher,
+                            headers: HeaderMutations::new(&r.headers),
+                        }
+                    })
+                    .collect();
+                Arc::new(VirtualHost {
+                    name: vh.name.clone(),
+                    routes,
+                    headers: HeaderMutations::new(&vh.headers),
+                })
+            })
+            .collect();
         RouteTable {
             name: cfg.name.clone(),
+            domains: DomainIndex::new(&cfg.virtual_hosts),
+            virtual_hosts,
+            headers: Arc::new(HeaderMutations::new(&cfg.headers)),
         }
     }
 
     /// The route for a request, or `None` (404). `source`: the downstream peer.
+    ///
+    /// The virtual host is chosen by the `Host` header (or the URI's authority); the first
+    /// of its routes whose match applies wins. A weighted route picks its cluster here, so
+    /// that [`RouteMatch::cluster`] and [`RouteMatch::metadata_match`] agree.
     pub fn route(&self, head: &http::request::Parts, source: SocketAddr) -> Option<RouteMatch> {
-        let _ = (head, source);
-        None
+        let _ = source;
+        let vi = self.domains.find(request_host(head).unwrap_or_default())?;
+        let vhost = &self.virtual_hosts[vi];
+        let route = vhost.routes.iter().position(|r| r.matcher.matches(head))?;
+        let picked = match &vhost.routes[route].action {
+            Action::Forward(f) => f.pick(),
+            _ => 0,
+        };
+        Some(RouteMatch {
+            vhost: Arc::clone(vhost),
+            route,
+            router: Arc::clone(&self.headers),
+            picked,
+        })
     }
+}
+
+/// The request's host: the `Host` header, else the URI's authority.
+fn request_host(head: &http::request::Parts) -> Option<&str> {
+    head.headers
+        .get(hdr::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| head.uri.authority().map(|a| a.as_str()))
 }
 
 /// What a matched route does.
@@ -109,54 +192,110 @@ pub struct MirrorPolicy {
 
 /// A matched route, with its virtual host and router (for header mutations at each level).
 #[derive(Debug, Clone)]
-pub struct RouteMatch {}
+pub struct RouteMatch {
+    vhost: Arc<VirtualHost>,
+    /// Index in `vhost.routes`.
+    route: usize,
+    router: Arc<HeaderMutations>,
+    /// The weighted cluster picked (0 otherwise).
+    picked: usize,
+}
 
 impl RouteMatch {
+    fn route(&self) -> &Route {
+        &self.vhost.routes[self.route]
+    }
+
+    fn forward(&self) -> Option<&Forward> {
+        match &self.route().action {
+            Action::Forward(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The matched virtual host's `name`.
+    pub fn virtual_host(&self) -> &str {
+        &self.vhost.name
+    }
+
     pub fn action(&self, head: &http::request::Parts) -> RouteAction {
-        let _ = head;
-        RouteAction::Forward
+        match &self.route().action {
+            Action::Forward(_) => RouteAction::Forward,
+            Action::Direct { status, body } => RouteAction::DirectResponse {
+                status: *status,
+                body: body.clone(),
+            },
+            Action::Redirect(r) => RouteAction::Redirect {
+                status: r.status,
+                location: r.location(head),
+            },
+        }
     }
 
     /// The cluster to forward to: `cluster_name`, the value of `cluster_header`, or one of
-    /// `weighted_clusters` by weight. `None`: `cluster_header` absent from the request.
+    /// `weighted_clusters` by weight (picked once per [`RouteTable::route`]). `None`:
+    /// `cluster_header` absent from the request (or empty, or not UTF-8), or the route does not
+    /// forward.
     pub fn cluster(&self, head: &http::request::Parts) -> Option<Cow<'_, str>> {
-        let _ = head;
-        None
+        match &self.forward()?.target {
+            Target::Name(n) => Some(Cow::Borrowed(n)),
+            Target::Header(h) => head
+                .headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(|v| Cow::Owned(v.to_owned())),
+            Target::Weighted { clusters, .. } => clusters
+                .get(self.picked)
+                .map(|(n, _, _)| Cow::Borrowed(n.as_str())),
+        }
     }
 
     /// Rewrites the request for upstream: `prefix_rewrite`/`regex_rewrite` of the path,
     /// `host_rewrite`, and header add/remove of the route, virtual host and router.
     pub fn apply_request(&self, head: &mut http::request::Parts) {
-        let _ = head;
+        if let Some(f) = self.forward() {
+            f.rewrite(head);
+        }
+        header::apply(self.levels(), Side::Request, &mut head.headers);
     }
 
     /// Header add/remove on the response, at each level.
     pub fn apply_response(&self, head: &mut http::response::Parts) {
-        let _ = head;
+        header::apply(self.levels(), Side::Response, &mut head.headers);
+    }
+
+    fn levels(&self) -> [&HeaderMutations; 3] {
+        [&self.route().headers, &self.vhost.headers, &self.router]
     }
 
     /// `timeout`: the whole request, retries included (`None`: no timeout).
     pub fn timeout(&self) -> Option<Duration> {
-        None
+        self.forward()?.timeout
     }
 
     pub fn retry_policy(&self) -> Option<&RetryPolicy> {
-        None
+        self.forward()?.retry.as_ref()
     }
 
-    /// `metadata_match` (subset load balancing).
+    /// `metadata_match` (subset load balancing): the picked weighted cluster's, else the
+    /// route's.
     pub fn metadata_match(&self) -> Option<&MetadataMatch> {
-        None
+        let f = self.forward()?;
+        let picked = match &f.target {
+            Target::Weighted { clusters, .. } => clusters.get(self.picked)?.2.as_ref(),
+            _ => None,
+        };
+        picked.or(f.metadata_match.as_ref())
     }
 
     pub fn mirror_policies(&self) -> &[MirrorPolicy] {
-        &[]
+        self.forward().map_or(&[], |f| &f.mirrors)
     }
 
     /// The request's hash under the route's `hash_policy` (header, cookie, source IP), for
-    /// hashing load balancers.
+    /// hashing load balancers: xxh64 of the first policy that yields a value.
     pub fn hash(&self, head: &http::request::Parts, source: SocketAddr) -> Option<u64> {
-        let _ = (head, source);
-        None
+        self.forward()?.hash(head, source)
     }
 }
