@@ -5,6 +5,20 @@
 //! [`StreamFilter`] per request. Every hook has a default that does nothing and continues,
 //! so a filter implements only what it needs. [`register_builtin`] lists every built-in
 //! filter; there is no other registry.
+//!
+//! Built-in filters (config `type`, one module each): `fault`, `mirror`, `rbac`,
+//! `local_ratelimit`, `payload_limit`, `ip_access`. Their configs are in
+//! [`crate::config::filter`].
+
+mod fault;
+mod ip_access;
+mod mirror;
+mod payload_limit;
+mod rate_limit;
+mod rbac;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,7 +36,8 @@ use crate::upstream::ClusterManager;
 pub enum FilterStatus {
     /// Go on with the next filter, then the proxy.
     Continue,
-    /// Wait this long, then go on (fault delay).
+    /// Wait this long, then call the same filter's [`StreamFilter::on_resume`], whose status
+    /// decides (fault delay, then maybe abort).
     Pause(Duration),
     /// Stop here and answer the downstream with this response; upstream is not contacted.
     Respond(LocalReply),
@@ -75,6 +90,12 @@ pub trait StreamFilter: Send {
         _head: &mut http::request::Parts,
         _ctx: &mut FilterContext,
     ) -> FilterStatus {
+        FilterStatus::Continue
+    }
+
+    /// After a `Pause` returned by this filter has elapsed, before the next filter runs.
+    /// `Continue` goes on; `Respond` answers instead (a fault that delays, then aborts).
+    fn on_resume(&mut self, _ctx: &mut FilterContext) -> FilterStatus {
         FilterStatus::Continue
     }
 
@@ -155,12 +176,24 @@ impl Registry {
 
 /// The config `type` of a filter config.
 pub fn filter_name(cfg: &StreamFilterConfig) -> &'static str {
-    match *cfg {}
+    match cfg {
+        StreamFilterConfig::Fault(_) => fault::NAME,
+        StreamFilterConfig::Mirror(_) => mirror::NAME,
+        StreamFilterConfig::Rbac(_) => rbac::NAME,
+        StreamFilterConfig::LocalRateLimit(_) => rate_limit::NAME,
+        StreamFilterConfig::PayloadLimit(_) => payload_limit::NAME,
+        StreamFilterConfig::IpAccess(_) => ip_access::NAME,
+    }
 }
 
 /// Lists every built-in stream filter.
 pub fn register_builtin(r: &mut Registry) {
-    let _ = r;
+    r.register(fault::NAME, fault::build);
+    r.register(mirror::NAME, mirror::build);
+    r.register(rbac::NAME, rbac::build);
+    r.register(rate_limit::NAME, rate_limit::build);
+    r.register(payload_limit::NAME, payload_limit::build);
+    r.register(ip_access::NAME, ip_access::build);
 }
 
 /// A listener's filter factories; [`FilterChain::create`] makes one request's filters.
