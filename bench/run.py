@@ -10,6 +10,7 @@ shared/design/MEASURING.md).
         [--out bench/results] [--quick] [--layout split|shared] [--targets direct,haproxy,nginx]
 
     python3 bench/run.py --suite capture [--quick] ...   # the transparent-capture benchmark
+    python3 bench/run.py --suite http [--quick] ...      # HTTP/1.1 through mosn/HAProxy/nginx (bench/http_suite.py)
 
 The script re-executes itself inside the namespace (`ip netns exec NS python3 run.py --_inner`;
 `nsenter --net=...` for --suite capture, which needs the host's cgroup v2 and bpffs mounts) for
@@ -39,6 +40,8 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent  # .../bench
+# bench/http_suite.py does `import run`: make that this module even when it runs as __main__
+sys.modules.setdefault("run", sys.modules[__name__])
 ROOT = HERE.parent  # workspace root
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -52,12 +55,20 @@ WORKLOADS = {
     "connrate": {"kind": "connrate", "unit": "conn/s", "label": "new conn per request"},
 }
 ALL_WORKLOADS = list(WORKLOADS)
+# --suite http (bench/http_suite.py): wrk against an nginx origin, directly and through L7 proxies.
+HTTP_TARGETS = ["direct", "mosn", "haproxy", "nginx"]
+HTTP_WORKLOADS = ["keepalive", "close"]
+WORKLOADS.update({
+    "keepalive": {"kind": "wrk", "conns": 50, "close": False, "unit": "req/s", "label": "HTTP/1.1 keep-alive, 50 conns"},
+    "close": {"kind": "wrk", "conns": 50, "close": True, "unit": "req/s", "label": "HTTP/1.1 conn per request, 50 conns"},
+})
 
 # --suite capture: the app -> proxy -> server hop on one host, reached transparently (the app
 # connects to the server's address), vs the app connecting to the server directly.
 CAPTURE_TARGETS = ["direct", "iptables+mosn", "ebpf+mosn", "ebpf+sk_msg+mosn", "ebpf+sk_msg-direct"]
 CAPTURE_WORKLOADS = ["bulk1", "rr1", "rr64", "connrate"]
-SUITES = {"l4": (ALL_TARGETS, ALL_WORKLOADS), "capture": (CAPTURE_TARGETS, CAPTURE_WORKLOADS)}
+SUITES = {"l4": (ALL_TARGETS, ALL_WORKLOADS), "capture": (CAPTURE_TARGETS, CAPTURE_WORKLOADS),
+          "http": (HTTP_TARGETS, HTTP_WORKLOADS)}
 CAPTURE_HOST = "127.0.0.2"  # the servers' address; the app always connects here
 CAPTURE_UID = 65534  # the load generator runs as this uid/gid (iptables matches it)
 CAPTURE_CHAIN = "MOSN_BENCH"
@@ -123,7 +134,8 @@ def parse_args(argv=None):
     p.add_argument("--suite", choices=list(SUITES), default="l4",
                    help="l4: direct vs mosn/HAProxy/nginx as plain forwarders (default); capture: the "
                         "transparently captured hop app -> mosn -> server (iptables REDIRECT vs eBPF capture "
-                        "vs eBPF + sk_msg) vs the app connecting to the server directly")
+                        "vs eBPF + sk_msg) vs the app connecting to the server directly; http: wrk keep-alive "
+                        "and connection-per-request through mosn/HAProxy/nginx (L7) vs direct to an nginx origin")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--duration", type=float, default=None,
                    help="seconds per measurement (default 5; --suite capture: 4)")
@@ -132,11 +144,14 @@ def parse_args(argv=None):
     p.add_argument("--layout", choices=["split", "shared"], default="split",
                    help="split: client+origin on CPU0, proxy on CPU1; shared: everything on CPU0")
     p.add_argument("--targets", default=None,
-                   help=f"comma list of {ALL_TARGETS} (--suite capture: of {CAPTURE_TARGETS}); default all")
+                   help=f"comma list of {ALL_TARGETS} (--suite capture: of {CAPTURE_TARGETS}; --suite http: "
+                        f"of {HTTP_TARGETS}); default all")
     p.add_argument("--workloads", default=None,
-                   help=f"comma list of {ALL_WORKLOADS}; default all (--suite capture: {CAPTURE_WORKLOADS})")
+                   help=f"comma list of {ALL_WORKLOADS}; default all (--suite capture: {CAPTURE_WORKLOADS}; "
+                        f"--suite http: {HTTP_WORKLOADS})")
     p.add_argument("--connrate-concurrency", type=int, default=16)
-    p.add_argument("--rr-warmup", type=float, default=0.3, help="unmeasured seconds before rr/connrate")
+    p.add_argument("--rr-warmup", type=float, default=0.3,
+                   help="unmeasured seconds before rr/connrate (--suite http: a 1 s wrk warm-up if > 0)")
     p.add_argument("--quiet-threshold", type=float, default=10.0,
                    help="max CPU%% (of one CPU) used outside the benchmark before/while measuring")
     p.add_argument("--quiet-max-wait", type=float, default=60.0, help="give up waiting for quiet after s")
@@ -170,8 +185,9 @@ def parse_args(argv=None):
         if t not in suite_targets:
             p.error(f"unknown target {t!r} for --suite {a.suite}; known: {suite_targets}")
     for w in a.workloads:
-        if w not in WORKLOADS:
-            p.error(f"unknown workload {w!r}; known: {ALL_WORKLOADS}")
+        known = HTTP_WORKLOADS if a.suite == "http" else ALL_WORKLOADS
+        if w not in known:
+            p.error(f"unknown workload {w!r} for --suite {a.suite}; known: {known}")
     if "direct" not in a.targets:
         a.targets.insert(0, "direct")  # ratios need it
     else:  # direct first in every round
@@ -184,7 +200,7 @@ def parse_args(argv=None):
     if not (1 <= a.capture_port <= 65535):
         p.error("--capture-port must be 1..65535")
     if a.out is None:
-        a.out = str(HERE / "results" / ("capture" if a.suite == "capture" else ""))
+        a.out = str(HERE / "results" / (a.suite if a.suite in ("capture", "http") else ""))
     a.out = str(Path(a.out).resolve())
     a.mosn = str(Path(a.mosn).resolve()) if a.mosn else ""
     return a
@@ -239,7 +255,11 @@ def apt_install(pkgs: list[str]) -> bool:
         return False
 
 
-def ensure_packages(targets: list[str]) -> None:
+def ensure_packages(targets: list[str], suite: str = "l4") -> None:
+    if suite == "http":
+        import http_suite
+
+        return http_suite.ensure_packages(targets)
     need = []
     for binary, pkg in [("iperf3", "iperf3"), ("taskset", "util-linux"), ("ip", "iproute2")]:
         if not have(binary):
@@ -384,9 +404,12 @@ def outer_main(args) -> int:
     rc = 0
     if not args.analyze_only:
         if not args.no_install:
-            ensure_packages(args.targets)
-        bench_bin = args.bench_bin or (None if args.no_build else build_bench())
-        if not bench_bin or not os.access(bench_bin, os.X_OK):
+            ensure_packages(args.targets, args.suite)
+        if args.suite == "http":  # wrk is the load generator: mosn-bench is not needed
+            bench_bin = args.bench_bin or "-"
+        else:
+            bench_bin = args.bench_bin or (None if args.no_build else build_bench())
+        if args.suite != "http" and (not bench_bin or not os.access(bench_bin, os.X_OK)):
             raise SystemExit(f"no mosn-bench binary ({bench_bin!r})")
         ensure_matplotlib(install=not args.no_install)
         ns = f"mosnbench-{os.getpid()}"
@@ -1404,6 +1427,7 @@ stream {{
             meta.update(suite="capture", origin_host=self.origin_host, capture_port=a.capture_port,
                         app_uid=CAPTURE_UID, cgroups={k: str(v) for k, v in self.cap.cg.items()},
                         pin_path=str(self.cap.pin), iptables=versions_iptables())
+        meta.update(self.extra_meta())
         (self.out / "run.json").write_text(json.dumps(meta, indent=2))
         with open(self.rows_path, "w", newline="") as f:
             csv.DictWriter(f, self.rows_fields).writeheader()
@@ -1425,7 +1449,7 @@ stream {{
                     for attempt in range(1, a.retries + 2):
                         row = (self.measure_capture if self.capture else self.measure)(rnd, wl, target)
                         row["attempts"] = attempt
-                        if row.get("status") in ("start_failed", "failed", "not_captured") \
+                        if row.get("status") in ("start_failed", "failed", "not_captured", "not_proxied") \
                                 or not row.get("disturbed") \
                                 or attempt > a.retries:
                             break
@@ -1433,9 +1457,16 @@ stream {{
                              f"benchmark); retrying")
                     self.write_row(row)
                     self.report(k, n, row)
-                    if row.get("status") == "start_failed":
+                    if row.get("status") == "start_failed" and self.skip_on_start_failure:
                         self.skipped[target] = "failed to start: " + row.get("note", "")[:300]
                         warn(f"{target} failed to start, skipping it from now on: {row.get('note', '')[:600]}")
+
+    # overridden by the http suite's runner, which retries a target that failed to start in every
+    # measurement (each gets its own FAILED row)
+    skip_on_start_failure = True
+
+    def extra_meta(self) -> dict:
+        return {}
 
     def write_row(self, row: dict) -> None:
         with open(self.rows_path, "a", newline="") as f:
@@ -1481,7 +1512,12 @@ def inner_main(args) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (1 << 20, 1 << 20))
     except (ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    r = Runner(args)
+    if args.suite == "http":
+        import http_suite
+
+        r = http_suite.HttpRunner(args)
+    else:
+        r = Runner(args)
     try:
         r.run()
         return 0
@@ -1533,11 +1569,13 @@ def analyze(out: Path, plot: bool) -> None:
     # a ratio is only as clean as both of its runs: the target's and direct's of the same round
     direct_disturbed = {(r["round"], r["workload"]) for r in good
                         if r["target"] == "direct" and int(fnum(r["disturbed"]) or 0)}
-    workloads = [w for w in ALL_WORKLOADS if any(r["workload"] == w for r in rows)]
+    workloads = [w for w in WORKLOADS if any(r["workload"] == w for r in rows)]
     suite = meta.get("suite", "l4")
     capture = suite == "capture"
+    httpsuite = suite == "http"
+    checked = capture or httpsuite  # suites whose runs are checked against counters
     targets = [t for t in SUITES[suite][0] if any(r["target"] == t for r in good)]
-    if capture:  # variants that never gave a valid measurement still get their line
+    if checked:  # variants that never gave a valid measurement still get their line
         targets = [t for t in SUITES[suite][0] if any(r["target"] == t and r["status"] != "skipped" for r in rows)]
     summary = []
     for wl in workloads:
@@ -1570,6 +1608,10 @@ def analyze(out: Path, plot: bool) -> None:
                                           and r["status"] not in ("ok", "errors", "skipped"))
                 for k in ["mosn_connections", "mosn_bytes", "iptables_redirected", *CAPTURE_STATS, "sk_msg_share"]:
                     s[f"{k}_median"] = med(fnum(r.get(k)) for r in rs)
+            if httpsuite:
+                import http_suite
+
+                s.update(http_suite.summary_extra(rows, rs, wl, t))
             summary.append(s)
     with open(out / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, list(summary[0].keys()) if summary else ["workload"])
@@ -1580,8 +1622,12 @@ def analyze(out: Path, plot: bool) -> None:
     failed = [r for r in rows if r["status"] not in ("ok",)]
     invalid = {}  # (workload, target) -> rounds without a valid measurement (capture suite)
     for r in rows:
-        if capture and r["status"] not in ("ok", "errors", "skipped"):
+        if checked and r["status"] not in ("ok", "errors", "skipped"):
             invalid[(r["workload"], r["target"])] = invalid.get((r["workload"], r["target"]), 0) + 1
+    if httpsuite and not summary:
+        import http_suite
+
+        http_suite.no_summary(rows, meta)  # still print the goal checks (all FAIL)
     if not summary:
         warn("no completed measurements to summarise")
         for r in failed:
@@ -1593,6 +1639,8 @@ def analyze(out: Path, plot: bool) -> None:
              f"{meta.get('duration_s', '?')} s, kernel {meta.get('kernel', '?')}, {meta.get('started', '')}")
     if capture:
         title = (f"Transparent capture, app -> mosn -> server on {meta.get('origin_host', '?')}; " + title)
+    if httpsuite:
+        title = (f"HTTP/1.1 (wrk) to an nginx origin on {meta.get('origin_host', '?')}, 100-byte body; " + title)
     lines.append(f"### {title}\n")
     lines.append("Median ratio to direct over rounds (min..max):\n")
     hdr = "| target | " + " | ".join(WORKLOADS[w]["label"] for w in workloads) + " |"
@@ -1604,7 +1652,7 @@ def analyze(out: Path, plot: bool) -> None:
             s = by.get((wl, t))
             bad = invalid.get((wl, t), 0)
             if (not s or s["ratio_median"] is None) and bad:
-                cells.append(f"FAILED ({bad} run(s) not captured)")
+                cells.append(f"FAILED ({bad} run(s) " + ("not captured)" if capture else "not valid)"))
             elif not s or s["ratio_median"] is None:
                 cells.append("-")
             elif t == "direct":
@@ -1622,8 +1670,16 @@ def analyze(out: Path, plot: bool) -> None:
     if capture and invalid:
         lines += ["[n invalid] = n run(s) whose counters did not show the variant's path carrying the traffic "
                   "(no ratio from them; reasons under \"Not ok\").", ""]
+    if httpsuite and invalid:
+        lines += ["FAILED / [n invalid] = n run(s) without a valid measurement: the target did not start, did not "
+                  "answer GET / with the origin's response, wrk saw over 1 % errors, or the proxy's or origin's "
+                  "request counter did not show the requests (no ratio from them; reasons under \"Not ok\").", ""]
     if capture:
         lines += capture_tables(summary, workloads, targets, by)
+    if httpsuite:
+        import http_suite
+
+        lines += http_suite.http_tables(summary, workloads, targets, by)
     lines.append("| workload | target | ratio (min..max) | median | unit | p50 µs | p99 µs | proxy CPU % "
                  "| per proxy core | CPU0/CPU1 busy % | per CPU1 | noise % | errors |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -1643,22 +1699,36 @@ def analyze(out: Path, plot: bool) -> None:
             why = r["note"][:300]
             if r.get("capture_check", "ok") not in ("ok", ""):
                 why = (r["capture_check"] + ("; " + why if why else ""))[:500]
+            if r.get("proxy_check", "ok") not in ("ok", ""):
+                why = (r["proxy_check"] + ("; " + why if why else ""))[:500]
             lines.append(f"- r{r['round']} {r['workload'] or '*'} {r['target']}: {r['status']} {why}")
     lines.append("\nnoise % = max CPU% (of one CPU) used outside the benchmark before / during the runs; "
                  "* = in at least one round this run or direct's was disturbed (outside use above the threshold). "
                  "per proxy core = median / (proxy process CPU% / 100): kernel (softirq, kworker) work "
                  "on behalf of the proxy is not in it; per CPU1 = median / (CPU1 busy% / 100), the whole "
                  "proxy CPU in the split layout (only meaningful when the noise is low).")
+    if httpsuite:  # the goal checks last, so they are what the console ends with
+        import http_suite
+
+        lines += [""] + http_suite.goal_lines(by, targets)
     table = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(table)
     print()
     print(table)
     if plot and summary:
         try:
+            if httpsuite:  # a longer title: wrap it
+                import textwrap
+
+                import http_suite
+
+                title = textwrap.fill(title, 120)
+                http_suite.latency_plot(out, summary, workloads, targets, title)
             make_plot(out, summary, workloads, [t for t in targets if t != "direct"], title)
         except Exception as e:  # a plot must never lose the numbers
             warn(f"plot failed: {e}")
-    log(f"results in {out}: rows.csv summary.csv summary.md" + (" ratios.png" if (out / "ratios.png").exists() else ""))
+    pngs = [p for p in ("ratios.png", "latency.png") if (out / p).exists()]
+    log(f"results in {out}: rows.csv summary.csv summary.md" + "".join(" " + p for p in pngs))
 
 
 def capture_tables(summary, workloads, targets, by) -> list[str]:
@@ -1716,7 +1786,7 @@ def make_plot(out: Path, summary, workloads, targets, title) -> None:
     fig, ax = plt.subplots(figsize=(max(7, 1.9 * len(workloads)), 4.8))
     n = max(1, len(targets))
     width = 0.8 / n
-    colors = {"mosn-userspace": "#4c72b0", "mosn-kernel": "#dd8452", "mosn-auto": "#55a868",
+    colors = {"mosn": "#4c72b0", "mosn-userspace": "#4c72b0", "mosn-kernel": "#dd8452", "mosn-auto": "#55a868",
               "haproxy": "#8172b3", "nginx": "#937860"}
     for i, t in enumerate(targets):
         xs, ys, lo, hi, marks = [], [], [], [], []
