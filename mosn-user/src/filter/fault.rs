@@ -145,9 +145,10 @@ mod tests {
         (paused, aborted, late)
     }
 
-    const N: usize = 10_000;
-    /// 10,000 draws at 30% have a standard deviation of 46; 300 is more than 6 of them.
-    const TOLERANCE: usize = 300;
+    const N: usize = 100_000;
+    /// 100,000 draws at 50% (the widest case) have a standard deviation of 158, so 800 is
+    /// more than 5 of them; an off-by-one percent (1,000) still fails.
+    const TOLERANCE: usize = 800;
 
     fn near(got: usize, want: usize) {
         assert!(

@@ -60,7 +60,8 @@ impl IpAccess {
             return Some(ctx.source.ip());
         };
         let first = value.to_str().ok()?.split(',').next()?.trim();
-        first
+        let bare = first.strip_prefix('[').and_then(|f| f.strip_suffix(']'));
+        bare.unwrap_or(first)
             .parse::<IpAddr>()
             .or_else(|_| first.parse::<SocketAddr>().map(|s| s.ip()))
             .ok()
@@ -153,6 +154,16 @@ mod tests {
             &f,
             "5.6.7.8:5",
             &[("x-forwarded-for", "1.2.3.4:80")]
+        ));
+        assert!(!passes(
+            &f,
+            "5.6.7.8:5",
+            &[("x-forwarded-for", "[::ffff:1.2.3.4]")]
+        ));
+        assert!(!passes(
+            &f,
+            "5.6.7.8:5",
+            &[("x-forwarded-for", "[::ffff:1.2.3.4]:80")]
         ));
         // Absent: the peer. Not an address: refused.
         assert!(!passes(&f, "1.2.3.4:5", &[]));
