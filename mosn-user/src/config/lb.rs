@@ -391,11 +391,11 @@ fn pairs(v: &Value, path: &str, d: &mut Diag) -> Metadata {
     };
     let mut out = Metadata::new();
     for (k, v) in obj {
-        let p = join(path, k);
         if k.is_empty() {
-            d.error(&p, "metadata key must not be empty");
+            d.error(path, "metadata key must not be empty");
             continue;
         }
+        let p = join(path, k);
         let text = match v {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
@@ -424,5 +424,311 @@ fn kind_of(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::config::{ConfigError, Format, Loaded, parse};
+
+    /// A config of one cluster `c` (as `clusters[0]`) with `extra` merged into it.
+    fn config(extra: Value) -> Value {
+        let mut c = json!({ "name": "c", "hosts": [{ "address": "127.0.0.1:8080" }] });
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        json!({ "cluster_manager": { "clusters": [c] } })
+    }
+
+    fn load(v: &Value) -> Result<Loaded, ConfigError> {
+        parse(&v.to_string(), Format::Json)
+    }
+
+    fn errors(extra: Value) -> Vec<String> {
+        match load(&config(extra)) {
+            Ok(l) => panic!("expected errors, got {:#?}", l.config.clusters),
+            Err(ConfigError::Invalid(e)) => e.iter().map(ToString::to_string).collect(),
+            Err(other) => panic!("expected validation errors, got {other}"),
+        }
+    }
+
+    /// Loads a valid config; keeps only the warnings about the cluster.
+    fn ok(extra: Value) -> Loaded {
+        let mut l = load(&config(extra)).unwrap_or_else(|e| panic!("{e}"));
+        l.warnings.retain(|w| w.contains("cluster_manager"));
+        l
+    }
+
+    const P: &str = "cluster_manager.clusters[0]";
+
+    #[test]
+    fn lb_type_names() {
+        for (name, policy) in [
+            ("LB_ROUNDROBIN", LbPolicy::RoundRobin),
+            ("LB_RANDOM", LbPolicy::Random),
+            ("LB_WEIGHTED_ROUNDROBIN", LbPolicy::WeightedRoundRobin),
+            ("LB_LEAST_REQUEST", LbPolicy::LeastRequest),
+            ("LB_MAGLEV", LbPolicy::Maglev),
+            ("LB_RING_HASH", LbPolicy::RingHash),
+            ("RING_HASH", LbPolicy::RingHash),
+        ] {
+            let l = ok(json!({ "lb_type": name }));
+            assert_eq!(l.config.clusters[0].lb, policy, "{name}");
+            assert_eq!(LbPolicy::from_name(policy.name()), Some(policy));
+        }
+        assert_eq!(
+            errors(json!({ "lb_type": "LB_LEAST_CONNECTION" })),
+            vec![format!(
+                "{P}.lb_type: unsupported lb_type \"LB_LEAST_CONNECTION\" (supported: \
+                 LB_ROUNDROBIN, LB_RANDOM, LB_WEIGHTED_ROUNDROBIN, LB_LEAST_REQUEST, LB_MAGLEV, \
+                 LB_RING_HASH, RING_HASH, LB_ORIGINAL_DST)"
+            )]
+        );
+        assert_eq!(
+            errors(json!({ "lb_type": "LB_ORIGINAL_DST" })),
+            vec![format!(
+                "{P}.lb_type: lb_type \"LB_ORIGINAL_DST\" needs \"type\": \"ORIGINAL_DST\""
+            )]
+        );
+        let odst = json!({ "type": "ORIGINAL_DST", "lb_type": "LB_MAGLEV", "hosts": [] });
+        assert_eq!(
+            errors(odst),
+            vec![format!(
+                "{P}.lb_type: lb_type \"LB_MAGLEV\" does not apply to an ORIGINAL_DST cluster \
+                 (use \"LB_ORIGINAL_DST\" or leave it out)"
+            )]
+        );
+    }
+
+    #[test]
+    fn subset_config_parses() {
+        let l = ok(json!({ "lb_subset_config": {
+            "fall_back_policy": "DEFAULT_SUBSET",
+            "default_subset": { "version": "v1", "canary": false },
+            "subset_selectors": [["version"], ["zone", "version"]],
+        }}));
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        assert_eq!(
+            l.config.clusters[0].lb_subset,
+            Some(SubsetConfig {
+                fallback: FallbackPolicy::DefaultSubset,
+                default_subset: [("canary", "false"), ("version", "v1")]
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .into(),
+                selectors: vec![
+                    vec!["version".into()],
+                    vec!["version".into(), "zone".into()]
+                ],
+            })
+        );
+        for (raw, fallback) in [
+            (json!(0), FallbackPolicy::NoFallback),
+            (json!(1), FallbackPolicy::AnyEndpoint),
+            (json!("ANY_ENDPOINT"), FallbackPolicy::AnyEndpoint),
+            (json!("NO_FALLBACK"), FallbackPolicy::NoFallback),
+        ] {
+            let l = ok(json!({ "lb_subset_config": {
+                "fall_back_policy": raw, "subset_selectors": [["v"]]
+            }}));
+            assert_eq!(
+                l.config.clusters[0].lb_subset.as_ref().unwrap().fallback,
+                fallback
+            );
+        }
+        let l = ok(json!({ "lb_subset_config": { "subset_selectors": [["v"]] } }));
+        assert_eq!(
+            l.config.clusters[0].lb_subset.as_ref().unwrap().fallback,
+            FallbackPolicy::NoFallback,
+            "MOSN's default"
+        );
+        assert_eq!(ok(json!({})).config.clusters[0].lb_subset, None);
+    }
+
+    #[test]
+    fn subset_config_errors_name_the_field() {
+        let s = |v: Value| json!({ "lb_subset_config": v });
+        let sp = format!("{P}.lb_subset_config");
+        assert_eq!(
+            errors(s(json!({ "subset_selectors": [["version"], []] }))),
+            vec![format!(
+                "{sp}.subset_selectors[1]: an empty selector selects nothing; list at least \
+                 one metadata key"
+            )]
+        );
+        assert_eq!(
+            errors(s(
+                json!({ "subset_selectors": [["version", ""], ["a", "a"], ["b", 3]] })
+            )),
+            vec![
+                format!("{sp}.subset_selectors[0][1]: metadata key must not be empty"),
+                format!("{sp}.subset_selectors[1][1]: key \"a\" is listed twice in this selector"),
+                format!(
+                    "{sp}.subset_selectors[2][1]: expected a metadata key (a string), got a \
+                     number"
+                ),
+            ]
+        );
+        assert_eq!(
+            errors(s(json!({ "subset_selectors": [["a", "b"], ["b", "a"]] }))),
+            vec![format!(
+                "{sp}.subset_selectors[1]: the same keys as subset_selectors[0]; remove one"
+            )]
+        );
+        assert_eq!(
+            errors(s(json!({ "subset_selectors": "version" }))),
+            vec![format!(
+                "{sp}.subset_selectors: expected a list of key lists like [[\"version\"], \
+                 [\"version\", \"zone\"]], got a string"
+            )]
+        );
+        assert_eq!(
+            errors(s(
+                json!({ "fall_back_policy": 2, "subset_selectors": [["v"]] })
+            )),
+            vec![format!(
+                "{sp}.default_subset: fall_back_policy DEFAULT_SUBSET needs a default_subset \
+                 (for example {{\"version\": \"v1\"}})"
+            )]
+        );
+        assert_eq!(
+            errors(s(
+                json!({ "fall_back_policy": 3, "subset_selectors": [["v"]] })
+            )),
+            vec![format!(
+                "{sp}.fall_back_policy: unsupported fall_back_policy 3 (supported: 0 or \
+                 \"NO_FALLBACK\", 1 or \"ANY_ENDPOINT\", 2 or \"DEFAULT_SUBSET\")"
+            )]
+        );
+        assert_eq!(
+            errors(s(json!({
+                "fall_back_policy": "DEFAULT_SUBSET",
+                "default_subset": { "version": ["v1"] },
+                "subset_selectors": [["v"]],
+            }))),
+            vec![format!(
+                "{sp}.default_subset.version: expected a string, number or boolean, got a list"
+            )]
+        );
+        assert_eq!(
+            errors(s(json!([["version"]]))),
+            vec![format!(
+                "{sp}: expected an object like {{\"fall_back_policy\": 1, \"subset_selectors\": \
+                 [[\"version\"]]}}, got a list"
+            )]
+        );
+    }
+
+    #[test]
+    fn subset_config_warnings() {
+        let l = ok(json!({ "lb_subset_config": {
+            "fall_back_policy": 1,
+            "default_subset": { "version": "v1" },
+            "subset_selector": [["version"]],
+        }}));
+        let sp = format!("{P}.lb_subset_config");
+        assert_eq!(
+            l.warnings,
+            vec![
+                format!(
+                    "ignoring unsupported key {sp}.subset_selector (did you mean \
+                     \"subset_selectors\"?)"
+                ),
+                format!("{sp}.default_subset: ignored: fall_back_policy is not DEFAULT_SUBSET"),
+                format!(
+                    "{sp}.subset_selectors: no subset selectors: every request uses the \
+                     fall_back_policy"
+                ),
+            ]
+        );
+    }
+
+    fn with_metadata(m: Value) -> Value {
+        json!({ "hosts": [
+            { "address": "127.0.0.1:8080" },
+            { "address": "127.0.0.1:8081", "metadata": m },
+        ]})
+    }
+
+    #[test]
+    fn host_metadata_is_read_from_mosn_lb() {
+        let l = ok(with_metadata(json!({ "filter_metadata": { "mosn.lb": {
+            "version": "v1", "weight": 3, "ratio": 0.5, "canary": true,
+        }}})));
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let hosts = &l.config.clusters[0].hosts;
+        assert!(hosts[0].metadata.is_empty());
+        let expected: Metadata = [
+            ("canary", "true"),
+            ("ratio", "0.5"),
+            ("version", "v1"),
+            ("weight", "3"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+        assert_eq!(hosts[1].metadata, expected);
+
+        let l = ok(with_metadata(json!({
+            "filter_metadata": { "envoy.lb": { "version": "v1" } },
+            "labels": {},
+        })));
+        assert!(l.config.clusters[0].hosts[1].metadata.is_empty());
+        let hp = format!("{P}.hosts[1].metadata");
+        assert_eq!(
+            l.warnings,
+            vec![
+                format!("ignoring unsupported key {hp}.labels"),
+                format!(
+                    "{hp}.filter_metadata[\"envoy.lb\"]: ignored: load balancing reads only \
+                     the \"mosn.lb\" namespace"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn host_metadata_errors_name_the_field() {
+        let hp = format!("{P}.hosts[1].metadata");
+        assert_eq!(
+            errors(with_metadata(json!({ "filter_metadata": { "mosn.lb": {
+                "version": null, "zone": { "a": 1 }, "": "x",
+            }}}))),
+            vec![
+                format!("{hp}.filter_metadata[\"mosn.lb\"]: metadata key must not be empty"),
+                format!(
+                    "{hp}.filter_metadata[\"mosn.lb\"].version: expected a string, number or \
+                     boolean, got null"
+                ),
+                format!(
+                    "{hp}.filter_metadata[\"mosn.lb\"].zone: expected a string, number or \
+                     boolean, got an object"
+                ),
+            ]
+        );
+        assert_eq!(
+            errors(with_metadata(
+                json!({ "filter_metadata": { "mosn.lb": ["v1"] } })
+            )),
+            vec![format!(
+                "{hp}.filter_metadata[\"mosn.lb\"]: expected an object of key/value pairs like \
+                 {{\"version\": \"v1\"}}, got a list"
+            )]
+        );
+        assert_eq!(
+            errors(with_metadata(json!({ "filter_metadata": "v1" }))),
+            vec![format!(
+                "{hp}.filter_metadata: expected an object of namespaces like {{\"mosn.lb\": \
+                 {{\"version\": \"v1\"}}}}, got a string"
+            )]
+        );
+        assert_eq!(
+            errors(with_metadata(json!("v1"))),
+            vec![format!(
+                "{hp}: expected an object like {{\"filter_metadata\": {{\"mosn.lb\": \
+                 {{\"version\": \"v1\"}}}}}}, got a string"
+            )]
+        );
     }
 }

@@ -100,3 +100,200 @@ impl LoadBalancer for SubsetLb {
         self.fallback.as_ref()?.choose(ctx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::net::SocketAddr;
+
+    use serde_json::json;
+
+    use super::super::tests::*;
+    use super::*;
+    use crate::config::MetadataMatch;
+    use crate::upstream::host::HealthFlag;
+    use crate::upstream::lb::build;
+
+    /// a: v1/z1, b: v1/z2, c: v2/z1, d: v2 (no zone), e: no metadata.
+    fn hosts() -> Vec<Arc<Host>> {
+        vec![
+            host(0, 1, &[("version", "v1"), ("zone", "z1")]),
+            host(1, 1, &[("version", "v1"), ("zone", "z2")]),
+            host(2, 1, &[("version", "v2"), ("zone", "z1")]),
+            host(3, 1, &[("version", "v2")]),
+            host(4, 1, &[]),
+        ]
+    }
+
+    fn subset_lb(
+        lb_type: &str,
+        fallback: serde_json::Value,
+        hosts: &[Arc<Host>],
+    ) -> Box<dyn LoadBalancer> {
+        let mut s = json!({
+            "fall_back_policy": fallback,
+            "subset_selectors": [["version"], ["zone", "version"]],
+        });
+        if fallback == json!(2) || fallback == json!("DEFAULT_SUBSET") {
+            s["default_subset"] = json!({"version": "v2"});
+        }
+        build(&cluster_config(lb_type, Some(s)), hosts)
+    }
+
+    fn mm(pairs: &[(&str, &str)]) -> MetadataMatch {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Indices of the hosts picked in 200 tries.
+    fn picked(
+        lb: &dyn LoadBalancer,
+        hosts: &[Arc<Host>],
+        m: Option<&MetadataMatch>,
+    ) -> BTreeSet<usize> {
+        let ctx = LbContext {
+            metadata_match: m,
+            ..LbContext::default()
+        };
+        (0..200)
+            .filter_map(|_| lb.choose(&ctx))
+            .map(|h| index_of(hosts, &h))
+            .collect()
+    }
+
+    #[test]
+    fn picks_within_the_matching_subset() {
+        let hosts = hosts();
+        let lb = subset_lb("LB_ROUNDROBIN", json!(0), &hosts);
+        let v1 = mm(&[("version", "v1")]);
+        assert_eq!(picked(&*lb, &hosts, Some(&v1)), BTreeSet::from([0, 1]));
+        let v2 = mm(&[("version", "v2")]);
+        assert_eq!(picked(&*lb, &hosts, Some(&v2)), BTreeSet::from([2, 3]));
+        let v2z1 = mm(&[("version", "v2"), ("zone", "z1")]);
+        assert_eq!(picked(&*lb, &hosts, Some(&v2z1)), BTreeSet::from([2]));
+    }
+
+    #[test]
+    fn subsets_built_per_selector() {
+        let hosts = hosts();
+        let cfg = cluster_config(
+            "LB_RANDOM",
+            Some(json!({"subset_selectors": [["version"], ["version", "zone"], ["rack"]]})),
+        );
+        let lb = SubsetLb::new(cfg.lb, cfg.lb_subset.as_ref().unwrap(), &hosts);
+        assert_eq!(lb.subset_counts(), vec![2, 3, 0]);
+    }
+
+    #[test]
+    fn no_fallback_gives_no_host() {
+        let hosts = hosts();
+        for fb in [json!(0), json!("NO_FALLBACK")] {
+            let lb = subset_lb("LB_RANDOM", fb, &hosts);
+            let none = BTreeSet::new();
+            assert_eq!(picked(&*lb, &hosts, None), none, "no metadata_match");
+            assert_eq!(
+                picked(&*lb, &hosts, Some(&mm(&[]))),
+                none,
+                "empty metadata_match"
+            );
+            let v3 = mm(&[("version", "v3")]);
+            assert_eq!(picked(&*lb, &hosts, Some(&v3)), none, "no such subset");
+            let zone = mm(&[("zone", "z1")]);
+            assert_eq!(
+                picked(&*lb, &hosts, Some(&zone)),
+                none,
+                "no selector for [zone]"
+            );
+        }
+    }
+
+    #[test]
+    fn any_endpoint_fallback_uses_every_host() {
+        let hosts = hosts();
+        for fb in [json!(1), json!("ANY_ENDPOINT")] {
+            let lb = subset_lb("LB_ROUNDROBIN", fb, &hosts);
+            let all = BTreeSet::from([0, 1, 2, 3, 4]);
+            assert_eq!(picked(&*lb, &hosts, None), all);
+            let zone = mm(&[("zone", "z1")]);
+            assert_eq!(picked(&*lb, &hosts, Some(&zone)), all);
+            let v1 = mm(&[("version", "v1")]);
+            assert_eq!(picked(&*lb, &hosts, Some(&v1)), BTreeSet::from([0, 1]));
+        }
+    }
+
+    #[test]
+    fn default_subset_fallback_uses_its_hosts() {
+        let hosts = hosts();
+        for fb in [json!(2), json!("DEFAULT_SUBSET")] {
+            let lb = subset_lb("LB_ROUNDROBIN", fb, &hosts);
+            let v2 = BTreeSet::from([2, 3]);
+            assert_eq!(picked(&*lb, &hosts, None), v2);
+            let v3 = mm(&[("version", "v3"), ("zone", "z1")]);
+            assert_eq!(picked(&*lb, &hosts, Some(&v3)), v2);
+        }
+        // A default subset no host matches behaves as NO_FALLBACK (as in Envoy).
+        let cfg = cluster_config(
+            "LB_ROUNDROBIN",
+            Some(json!({
+                "fall_back_policy": 2,
+                "default_subset": {"version": "v9"},
+                "subset_selectors": [["version"]],
+            })),
+        );
+        let lb = build(&cfg, &hosts);
+        assert!(picked(&*lb, &hosts, None).is_empty());
+    }
+
+    #[test]
+    fn an_unhealthy_subset_does_not_fall_back() {
+        let hosts = hosts();
+        let lb = subset_lb("LB_ROUNDROBIN", json!(1), &hosts);
+        hosts[0].set_flag(HealthFlag::Ejected, true);
+        let v1 = mm(&[("version", "v1")]);
+        assert_eq!(picked(&*lb, &hosts, Some(&v1)), BTreeSet::from([1]));
+        hosts[1].set_flag(HealthFlag::FailedActiveCheck, true);
+        assert!(picked(&*lb, &hosts, Some(&v1)).is_empty());
+        // The fallback (any host) skips the unhealthy ones too.
+        assert_eq!(picked(&*lb, &hosts, None), BTreeSet::from([2, 3, 4]));
+    }
+
+    #[test]
+    fn inner_balancer_is_the_clusters_lb_type_and_avoids_tried() {
+        let hosts = vec![
+            host(0, 3, &[("version", "v1")]),
+            host(1, 1, &[("version", "v1")]),
+            host(2, 5, &[("version", "v2")]),
+        ];
+        let lb = subset_lb("LB_WEIGHTED_ROUNDROBIN", json!(0), &hosts);
+        let v1 = mm(&[("version", "v1")]);
+        let ctx = LbContext {
+            metadata_match: Some(&v1),
+            ..LbContext::default()
+        };
+        assert_eq!(count(&hosts, 40, || pick(&*lb, &ctx)), vec![30, 10, 0]);
+        let tried: [SocketAddr; 1] = [hosts[0].address];
+        let ctx = LbContext {
+            metadata_match: Some(&v1),
+            tried: &tried,
+            ..LbContext::default()
+        };
+        assert_eq!(count(&hosts, 10, || pick(&*lb, &ctx)), vec![0, 10, 0]);
+
+        // Hashing inside a subset: the same hash, the same host of the subset.
+        let hosts = self::hosts();
+        let lb = subset_lb("LB_MAGLEV", json!(0), &hosts);
+        let v2 = mm(&[("version", "v2")]);
+        for hash in 0..50u64 {
+            let ctx = LbContext {
+                hash: Some(hash),
+                metadata_match: Some(&v2),
+                tried: &[],
+            };
+            let first = pick(&*lb, &ctx);
+            assert!([2, 3].contains(&index_of(&hosts, &first)));
+            assert_eq!(pick(&*lb, &ctx).address, first.address);
+        }
+    }
+}
