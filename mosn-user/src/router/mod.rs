@@ -16,6 +16,8 @@ mod host;
 mod matcher;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod validation_tests;
 
 use std::borrow::Cow;
 use std::collections::HashMap;

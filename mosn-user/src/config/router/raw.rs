@@ -193,7 +193,7 @@ RawRedirect ("a redirect object") {
 #[derive(Debug, Deserialize)]
 #[serde(
     untagged,
-    expecting = "true, false or conditions like \"5xx,connect-failure\""
+    expecting = "expected true, false or conditions like \"5xx,connect-failure\""
 )]
 pub enum RawRetryOn {
     Bool(bool),
@@ -202,7 +202,7 @@ pub enum RawRetryOn {
 
 /// One object or a list of them.
 #[derive(Debug, Deserialize)]
-#[serde(untagged, expecting = "an object or a list of objects")]
+#[serde(untagged, expecting = "expected an object or a list of objects")]
 pub enum OneOrMany<T> {
     One(T),
     Many(Vec<T>),

@@ -77,12 +77,6 @@ fn router(name: String, raw: &RawRouter, path: &str, cl: &Clusters, d: &mut Diag
         }
         virtual_hosts.push(virtual_host(v, &vp, &mut domains_at, cl, d));
     }
-    if virtual_hosts.is_empty() {
-        d.error(
-            &join(path, "virtual_hosts"),
-            "a router needs at least one virtual host",
-        );
-    }
     RouterConfig {
         name,
         virtual_hosts,
@@ -188,7 +182,11 @@ fn route(raw: &RawRoute, path: &str, cl: &Clusters, d: &mut Diag) -> Option<Rout
             format!(
                 "a route takes only one of \"route\", \"direct_response\" and \"redirect\" \
                  (found {})",
-                given.join(", ")
+                given
+                    .iter()
+                    .map(|k| format!("\"{k}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         };
         d.error(path, reason);
