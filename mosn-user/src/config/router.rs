@@ -2,9 +2,10 @@
 //! filter names one), with virtual hosts, route matches and actions.
 //!
 //! The validated model types are here, the file's shapes in `raw` and their validation in
-//! `validate` (header lists in `headers`). The model keeps regexes and header names as validated strings (it must stay
-//! `Serialize` and `PartialEq`); [`crate::router`] compiles them, with [`full_match_regex`]
-//! for the anchored ones so that validation and matching agree.
+//! `validate` (header lists in `headers`). The model keeps regexes and header names as
+//! validated strings (it must stay `Serialize` and `PartialEq`); [`crate::router`] compiles
+//! them, with [`full_match_regex`] for the anchored ones so that validation and matching
+//! agree.
 
 mod headers;
 mod raw;
