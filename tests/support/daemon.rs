@@ -218,6 +218,12 @@ enum StartFailure {
 impl Mosn {
     /// Starts the daemon on `cfg` with fresh ports and waits until `/ready` says so.
     pub async fn start(cfg: &ProxyConfig) -> Mosn {
+        Mosn::start_with(|listen, admin| cfg.to_json(listen, admin)).await
+    }
+
+    /// Starts the daemon on the config `make(listen_port, admin_port)` returns (its listener
+    /// must bind `127.0.0.1:listen_port`, its admin `127.0.0.1:admin_port`).
+    pub async fn start_with(make: impl Fn(u16, u16) -> Value) -> Mosn {
         // A port picked free can be taken (by an outgoing connection's ephemeral port) before
         // the daemon binds it; that shows as "cannot listen on" and is retried with new ports.
         let mut last_log = String::new();
@@ -227,7 +233,7 @@ impl Mosn {
                 continue;
             }
             let dir = TempDir::new("daemon");
-            let text = serde_json::to_string_pretty(&cfg.to_json(listen_port, admin_port)).unwrap();
+            let text = serde_json::to_string_pretty(&make(listen_port, admin_port)).unwrap();
             let config = dir.write("mosn.json", &text);
             let log = dir.path().join("mosn.log");
             let out = fs::File::create(&log).expect("create daemon log");

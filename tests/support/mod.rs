@@ -8,6 +8,8 @@
 pub mod admin;
 pub mod daemon;
 pub mod data;
+pub mod http;
+pub mod origin;
 pub mod scenarios;
 pub mod upstream;
 

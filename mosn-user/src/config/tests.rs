@@ -376,13 +376,14 @@ fn duplicate_names_and_addresses() {
 #[test]
 fn bad_lb_type_and_cluster_type() {
     let mut v = base();
-    v["cluster_manager"]["clusters"][0]["lb_type"] = "LB_MAGLEV".into();
+    v["cluster_manager"]["clusters"][0]["lb_type"] = "LB_NOPE".into();
     v["cluster_manager"]["clusters"][1]["type"] = "EDS".into();
     assert_eq!(
         errors_of(&v),
         vec![
-            "cluster_manager.clusters[0].lb_type: unsupported lb_type \"LB_MAGLEV\" (supported: \
-             LB_ROUNDROBIN, LB_RANDOM, LB_ORIGINAL_DST)",
+            "cluster_manager.clusters[0].lb_type: unsupported lb_type \"LB_NOPE\" (supported: \
+             LB_ROUNDROBIN, LB_RANDOM, LB_WEIGHTED_ROUNDROBIN, LB_LEAST_REQUEST, LB_MAGLEV, \
+             LB_RING_HASH, RING_HASH, LB_ORIGINAL_DST)",
             "cluster_manager.clusters[1].type: unsupported cluster type \"EDS\" (supported: \
              SIMPLE, STATIC, ORIGINAL_DST)",
         ]
@@ -569,7 +570,7 @@ fn multiple_errors_reported_together() {
     listener0(&mut v)["address"] = "1.2.3.4:99999".into();
     listener0(&mut v)["fast_path"] = "fast".into();
     tcp_config0(&mut v)["cluster"] = "nope".into();
-    v["cluster_manager"]["clusters"][0]["lb_type"] = "LB_MAGLEV".into();
+    v["cluster_manager"]["clusters"][0]["lb_type"] = "LB_NOPE".into();
     v["cluster_manager"]["clusters"][1]["hosts"][0]["weight"] = 0.into();
     let err = parse_value(&v).unwrap_err();
     let ConfigError::Invalid(errors) = &err else {

@@ -88,8 +88,10 @@ pub(crate) struct Exchange<'a> {
     tried: Vec<SocketAddr>,
     retries: u32,
     stale_retry_used: bool,
-    /// The route's timeout, from when the request arrived.
+    /// The route's timeout, counted (as Envoy does) from when the whole request has been
+    /// received, so a long upload is not cut short; set then.
     deadline: Option<Instant>,
+    route_timeout: Option<std::time::Duration>,
     body: RequestBody,
     /// The request head as sent upstream (encoded once, sent again on retries).
     upstream_head: Bytes,
@@ -135,6 +137,7 @@ impl<'a> Exchange<'a> {
             retries: 0,
             stale_retry_used: false,
             deadline: None,
+            route_timeout: None,
             upstream_head: Bytes::new(),
             upstream: None,
             response: None,
@@ -174,7 +177,12 @@ impl<'a> Exchange<'a> {
         for f in &mut self.filters {
             match f.on_request_headers(&mut self.head, &mut self.fctx) {
                 FilterStatus::Continue => {}
-                FilterStatus::Pause(d) => tokio::time::sleep(d).await,
+                FilterStatus::Pause(d) => {
+                    tokio::time::sleep(d).await;
+                    if let FilterStatus::Respond(r) = f.on_resume(&mut self.fctx) {
+                        return Phase::LocalReply(r, ErrorKind::Other);
+                    }
+                }
                 FilterStatus::Respond(r) => return Phase::LocalReply(r, ErrorKind::Other),
             }
         }
@@ -230,7 +238,7 @@ impl<'a> Exchange<'a> {
                 ErrorKind::NoHealthyHost,
             );
         };
-        self.deadline = route.timeout().map(|t| Instant::now() + t);
+        self.route_timeout = route.timeout();
         route.apply_request(&mut self.head);
         headers::strip_hop_by_hop(&mut self.head.headers, self.upgrade);
         headers::forwarded_for(&mut self.head.headers, self.down.peer.ip());
@@ -255,7 +263,7 @@ impl<'a> Exchange<'a> {
             match cluster.breakers.try_request() {
                 Some(g) => self.rq_guard = Some(g),
                 None => {
-                    cluster.metrics.upstream_rq_overflow.inc();
+                    // The breaker counted the overflow.
                     return Phase::LocalReply(
                         LocalReply::text(
                             StatusCode::SERVICE_UNAVAILABLE,
@@ -289,30 +297,19 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    /// The deadline of this try: the route's, or the retry policy's per-try timeout if
-    /// sooner.
-    fn try_deadline(&self) -> Option<Instant> {
-        let per_try = self
-            .route
-            .as_ref()
-            .and_then(|r| r.retry_policy())
-            .and_then(|p| p.per_try_timeout)
-            .map(|t| Instant::now() + t);
-        match (self.deadline, per_try) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
     async fn upstream_request(&mut self) -> Phase {
         let cluster = Arc::clone(self.cluster.as_ref().expect("routed"));
         let host = Arc::clone(self.host.as_ref().expect("chosen"));
-        let deadline = self.try_deadline();
         let max_header = self.proxy.config.max_request_header_bytes;
         let mut conn = match self
             .proxy
             .pools
-            .acquire(&cluster, &host, deadline, max_header.max(64 * 1024))
+            .acquire(
+                &cluster,
+                &host,
+                self.route_timeout.map(|t| Instant::now() + t),
+                max_header.max(64 * 1024),
+            )
             .await
         {
             Ok(c) => c,
@@ -381,40 +378,70 @@ impl<'a> Exchange<'a> {
             let body = &mut self.body;
             let filters = &mut self.filters;
             let fctx = &mut self.fctx;
-            let wait = async {
-                loop {
-                    tokio::select! {
-                        r = pump_step(body, &mut drd, rbuf, decoder, &mut uwr, filters, fctx), if body.active() => {
-                            match r {
-                                Ok(()) => {}
-                                Err(PumpError::Upstream(e)) => {
-                                    // Upstream stopped reading; it may still answer.
-                                    debug!(error = %e, "upstream stopped reading the request");
-                                    body.broken = true;
-                                }
-                                Err(e) => return Err(HeadError::Pump(e)),
-                            }
-                        }
-                        h = read_head(&mut urd, ubuf, udec) => {
-                            let h = h?;
-                            if h.parts.status.is_informational() && h.parts.status != StatusCode::SWITCHING_PROTOCOLS {
-                                // 100 Continue and friends go straight to the client.
-                                wbuf.clear();
-                                encode::response_head(Version::HTTP_11, h.parts.status, &h.parts.headers, BodyKind::Empty, true, wbuf);
-                                dwr.write_all(wbuf).await.map_err(|e| HeadError::Pump(PumpError::Downstream(e)))?;
-                                wbuf.clear();
-                                continue;
-                            }
-                            return Ok(h);
-                        }
-                    }
+            // The deadline of this try once the request is complete: the route's (fixed the
+            // first time the request completes), or the per-try timeout if sooner.
+            let route_timeout = self.route_timeout;
+            let per_try = self
+                .route
+                .as_ref()
+                .and_then(|r| r.retry_policy())
+                .and_then(|p| p.per_try_timeout);
+            let route_deadline = &mut self.deadline;
+            let mut arm = || -> Option<Instant> {
+                if route_deadline.is_none() {
+                    *route_deadline = route_timeout.map(|t| Instant::now() + t);
+                }
+                let try_deadline = per_try.map(|t| Instant::now() + t);
+                match (*route_deadline, try_deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
                 }
             };
-            match deadline {
-                Some(d) => tokio::time::timeout_at(d, wait)
-                    .await
-                    .unwrap_or(Err(HeadError::Timeout)),
-                None => wait.await,
+            // The timeout runs from when the request is complete (now, for most).
+            let complete_at = |body: &RequestBody| !body.active() || body.broken;
+            let far = Instant::now() + std::time::Duration::from_secs(86400 * 365);
+            let mut armed = complete_at(body);
+            let first = if armed { arm() } else { None };
+            let timer = tokio::time::sleep_until(first.unwrap_or(far));
+            tokio::pin!(timer);
+            loop {
+                tokio::select! {
+                    r = pump_step(body, &mut drd, rbuf, decoder, &mut uwr, filters, fctx), if body.active() => {
+                        match r {
+                            Ok(()) => {}
+                            Err(PumpError::Upstream(e)) => {
+                                // Upstream stopped reading; it may still answer.
+                                debug!(error = %e, "upstream stopped reading the request");
+                                body.broken = true;
+                            }
+                            Err(e) => break Err(HeadError::Pump(e)),
+                        }
+                        if !armed && complete_at(body) {
+                            armed = true;
+                            if let Some(d) = arm() {
+                                timer.as_mut().reset(d);
+                            }
+                        }
+                    }
+                    h = read_head(&mut urd, ubuf, udec) => {
+                        let h = match h {
+                            Ok(h) => h,
+                            Err(e) => break Err(e),
+                        };
+                        if h.parts.status.is_informational() && h.parts.status != StatusCode::SWITCHING_PROTOCOLS {
+                            // 100 Continue and friends go straight to the client.
+                            wbuf.clear();
+                            encode::response_head(Version::HTTP_11, h.parts.status, &h.parts.headers, BodyKind::Empty, true, wbuf);
+                            if let Err(e) = dwr.write_all(wbuf).await {
+                                break Err(HeadError::Pump(PumpError::Downstream(e)));
+                            }
+                            wbuf.clear();
+                            continue;
+                        }
+                        break Ok(h);
+                    }
+                    () = &mut timer => break Err(HeadError::Timeout),
+                }
             }
         };
         self.upstream = Some(conn);
@@ -521,10 +548,8 @@ impl<'a> Exchange<'a> {
                 self.retry_guard = Some(g);
                 true
             }
-            None => {
-                cluster.metrics.upstream_rq_retry_overflow.inc();
-                false
-            }
+            // The breaker counted the overflow.
+            None => false,
         }
     }
 

@@ -135,12 +135,14 @@ impl Pools {
                     pool: Arc::clone(&pool),
                 });
             }
-            cluster.metrics.upstream_cx_overflow.inc();
+            // (The breakers count their own overflows.)
             if pending.is_none() {
-                pending = Some(cluster.breakers.try_pending().ok_or_else(|| {
-                    cluster.metrics.upstream_rq_pending_overflow.inc();
-                    PoolError::Overflow(cluster.name.clone())
-                })?);
+                pending = Some(
+                    cluster
+                        .breakers
+                        .try_pending()
+                        .ok_or_else(|| PoolError::Overflow(cluster.name.clone()))?,
+                );
             }
             let wait = pool.released.notified();
             match deadline {

@@ -78,11 +78,12 @@ impl Cluster {
             mark,
             bind_source: cfg.bind_source,
             lb: lb::build(cfg, &hosts),
-            breakers: CircuitBreakers::new(&cfg.circuit_breakers),
+            breakers: CircuitBreakers::new(&cfg.circuit_breakers)
+                .with_metrics(metrics.cluster(&cfg.name)),
             outlier: cfg
                 .outlier_detection
                 .as_ref()
-                .map(|o| OutlierDetector::new(o, &hosts)),
+                .map(|o| OutlierDetector::new(o, &hosts).with_metrics(metrics.cluster(&cfg.name))),
             hosts,
             config: cfg.clone(),
             metrics: metrics.cluster(&cfg.name),
