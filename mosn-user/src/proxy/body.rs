@@ -55,11 +55,12 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
-    pub fn new(chunked: bool, empty: bool) -> RequestBody {
+    /// `out` is allocated when a try starts (with the head).
+    pub fn new(chunked: bool) -> RequestBody {
         RequestBody {
             chunked,
             done: false,
-            out: BytesMut::with_capacity(if empty { 1024 } else { READ_CHUNK }),
+            out: BytesMut::new(),
             replay: Some(BytesMut::new()),
             broken: false,
         }

@@ -45,20 +45,26 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// Appends the downstream peer to `X-Forwarded-For` and sets `X-Forwarded-Proto` if absent.
-pub fn forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
-    let ip = peer.to_canonical().to_string();
+/// The downstream peer's address as an `X-Forwarded-For` element (made once per
+/// connection).
+pub fn peer_value(peer: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.to_canonical().to_string()).expect("an IP address is a valid header value")
+}
+
+/// Appends the downstream peer (`ip`, from [`peer_value`]) to `X-Forwarded-For` and sets
+/// `X-Forwarded-Proto` if absent.
+pub fn forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
     let value = match headers.get(X_FORWARDED_FOR) {
         Some(v) if !v.is_empty() => {
             let mut s = BytesMut::with_capacity(v.len() + 2 + ip.len());
             s.put_slice(v.as_bytes());
             s.put_slice(b", ");
             s.put_slice(ip.as_bytes());
-            HeaderValue::from_maybe_shared(s.freeze())
+            HeaderValue::from_maybe_shared(s.freeze()).ok()
         }
-        _ => HeaderValue::from_str(&ip),
+        _ => Some(ip.clone()),
     };
-    if let Ok(v) = value {
+    if let Some(v) = value {
         headers.insert(X_FORWARDED_FOR, v);
     }
     if !headers.contains_key(X_FORWARDED_PROTO) {
@@ -123,9 +129,9 @@ mod tests {
     #[test]
     fn forwarded_for_appends() {
         let mut h = HeaderMap::new();
-        forwarded_for(&mut h, "10.0.0.1".parse().unwrap());
+        forwarded_for(&mut h, &peer_value("10.0.0.1".parse().unwrap()));
         assert_eq!(h.get(X_FORWARDED_FOR).unwrap(), "10.0.0.1");
-        forwarded_for(&mut h, "::ffff:10.0.0.2".parse().unwrap());
+        forwarded_for(&mut h, &peer_value("::ffff:10.0.0.2".parse().unwrap()));
         assert_eq!(h.get(X_FORWARDED_FOR).unwrap(), "10.0.0.1, 10.0.0.2");
         assert_eq!(h.get(X_FORWARDED_PROTO).unwrap(), "http");
     }

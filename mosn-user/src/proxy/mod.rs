@@ -48,6 +48,8 @@ pub struct Proxy {
 pub(crate) struct Downstream {
     pub stream: TcpStream,
     pub peer: SocketAddr,
+    /// `peer`'s address as an `X-Forwarded-For` element.
+    pub peer_value: http::HeaderValue,
     /// Received bytes not decoded yet.
     pub rbuf: BytesMut,
     /// Encoded bytes for downstream not written yet.
@@ -86,6 +88,7 @@ impl Proxy {
         let mut down = Downstream {
             stream,
             peer,
+            peer_value: headers::peer_value(peer.ip()),
             rbuf: BytesMut::with_capacity(body::READ_CHUNK),
             wbuf: BytesMut::with_capacity(body::READ_CHUNK),
             decoder: RequestDecoder::new(self.config.max_request_header_bytes),

@@ -124,7 +124,7 @@ impl<'a> Exchange<'a> {
             proxy,
             filters: proxy.filters.create(),
             fctx,
-            body: RequestBody::new(chunked, head.body.is_empty()),
+            body: RequestBody::new(chunked),
             req_kind: head.body,
             keep_alive: head.keep_alive,
             upgrade: head.upgrade,
@@ -241,7 +241,7 @@ impl<'a> Exchange<'a> {
         self.route_timeout = route.timeout();
         route.apply_request(&mut self.head);
         headers::strip_hop_by_hop(&mut self.head.headers, self.upgrade);
-        headers::forwarded_for(&mut self.head.headers, self.down.peer.ip());
+        headers::forwarded_for(&mut self.head.headers, &self.down.peer_value);
         let mut out = BytesMut::with_capacity(256);
         encode_request_head(&self.head, self.req_kind, &mut out);
         self.upstream_head = out.freeze();

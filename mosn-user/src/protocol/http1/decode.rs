@@ -198,19 +198,18 @@ impl RequestDecoder {
             Some(0) => Version::HTTP_10,
             _ => Version::HTTP_11,
         };
-        let fields: Vec<(usize, usize, usize, usize)> = req
-            .headers
-            .iter()
-            .map(|h| {
-                let (no, nl) = offset(h.name.as_bytes());
-                let (vo, vl) = offset(h.value);
-                (no, nl, vo, vl)
-            })
-            .collect();
+        // Offsets, not slices: the bytes are frozen below and the values share them.
+        let mut fields = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+        let count = req.headers.len();
+        for (f, h) in fields.iter_mut().zip(req.headers.iter()) {
+            let (no, nl) = offset(h.name.as_bytes());
+            let (vo, vl) = offset(h.value);
+            *f = (no, nl, vo, vl);
+        }
         let bytes = src.split_to(n).freeze();
         let uri = Uri::from_maybe_shared(bytes.slice(target.0..target.0 + target.1))
             .map_err(|e| DecodeError::malformed("request target", e.to_string()))?;
-        let headers = header_map(&bytes, &fields)?;
+        let headers = header_map(&bytes, &fields[..count])?;
         if method == Method::CONNECT {
             return Err(DecodeError::Unsupported("CONNECT"));
         }
@@ -357,17 +356,15 @@ impl ResponseDecoder {
         };
         let base = src.as_ptr() as usize;
         let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
-        let fields: Vec<(usize, usize, usize, usize)> = resp
-            .headers
-            .iter()
-            .map(|h| {
-                let (no, nl) = offset(h.name.as_bytes());
-                let (vo, vl) = offset(h.value);
-                (no, nl, vo, vl)
-            })
-            .collect();
+        let mut fields = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+        let count = resp.headers.len();
+        for (f, h) in fields.iter_mut().zip(resp.headers.iter()) {
+            let (no, nl) = offset(h.name.as_bytes());
+            let (vo, vl) = offset(h.value);
+            *f = (no, nl, vo, vl);
+        }
         let bytes = src.split_to(n).freeze();
-        let headers = header_map(&bytes, &fields)?;
+        let headers = header_map(&bytes, &fields[..count])?;
         let conn = ConnectionTokens::of(&headers);
         let no_body = status.is_informational()
             || status == StatusCode::NO_CONTENT
