@@ -1271,7 +1271,6 @@ async fn retries_on_connect_failure_reach_the_live_host() {
 /// Envoy's `retry_on: 5xx` includes connect failures ("Includes connect-failure and
 /// refused-stream") and resets; MOSN retries connection failures too.
 #[tokio::test]
-#[ignore = "proxy bug: retry_on \"5xx\" does not retry a failed connect (only \"connect-failure\" does); the first try to the dead host is answered 503"]
 async fn retry_on_5xx_covers_connect_failure() {
     let good = Origin::start("good").await;
     let dead = dead_addr();
@@ -1534,7 +1533,6 @@ async fn mirror_filter_copies_to_its_cluster() {
 /// reply should say `Connection: close`). Each case: one request, its whole response read,
 /// then a second request on the same connection.
 #[tokio::test]
-#[ignore = "proxy bug: after a local reply to a body-less request the proxy closes the keep-alive connection without announcing Connection: close"]
 async fn local_replies_keep_the_connection_alive() {
     let o = Origin::start("o1").await;
     let dead = dead_addr();

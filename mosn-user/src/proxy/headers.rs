@@ -48,7 +48,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 /// The downstream peer's address as an `X-Forwarded-For` element (made once per
 /// connection).
 pub fn peer_value(peer: IpAddr) -> HeaderValue {
-    HeaderValue::from_str(&peer.to_canonical().to_string()).expect("an IP address is a valid header value")
+    HeaderValue::from_str(&peer.to_canonical().to_string())
+        .expect("an IP address is a valid header value")
 }
 
 /// Appends the downstream peer (`ip`, from [`peer_value`]) to `X-Forwarded-For` and sets

@@ -531,7 +531,11 @@ impl<'a> Exchange<'a> {
             return false;
         };
         let covered = match failure {
-            Failure::Connect(_) | Failure::Reset(_) => policy.on_connect_failure,
+            // Envoy: `5xx` and `gateway-error` include a failed connect and a reset (the
+            // 503/502 the client would get).
+            Failure::Connect(_) | Failure::Reset(_) => {
+                policy.on_connect_failure || policy.on_5xx || policy.on_gateway_error
+            }
             Failure::Timeout => policy.on_5xx || policy.on_gateway_error,
             Failure::Status(h) => policy.retries_status(h.parts.status.as_u16()),
         };
@@ -791,9 +795,18 @@ impl<'a> Exchange<'a> {
             self.keep_alive = false;
             return Phase::End;
         }
-        if !self.req_kind.is_empty() && !self.body.done {
-            // The rest of the request body is still on the wire.
-            self.keep_alive = false;
+        if !self.body.done {
+            if self.req_kind.is_empty() {
+                // The decoder still holds the (empty) body's end: take it, so the next
+                // request's head comes next.
+                match self.down.decoder.decode(&mut self.down.rbuf) {
+                    Ok(Some(Frame::End { .. })) => self.body.done = true,
+                    _ => self.keep_alive = false,
+                }
+            } else {
+                // The rest of the request body is still on the wire.
+                self.keep_alive = false;
+            }
         }
         debug!(
             status = reply.status.as_u16(),
