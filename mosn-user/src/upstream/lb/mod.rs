@@ -142,16 +142,35 @@ impl LoadBalancer for RoundRobin {
         if n == 0 {
             return None;
         }
-        if ctx.tried.is_empty() && self.hosts.iter().all(|h| h.healthy()) {
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-            return Some(Arc::clone(&self.hosts[i]));
+        // A retry continues in ring order after the host tried last, without moving the
+        // rotation (so the next request still starts where it should); a first try takes
+        // the next slot of the rotation.
+        let Some(last) = ctx.tried.last() else {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if self.hosts.iter().all(|h| h.healthy()) {
+                return Some(Arc::clone(&self.hosts[i % n]));
+            }
+            let healthy: Vec<_> = self.hosts.iter().filter(|h| h.healthy()).collect();
+            return (!healthy.is_empty()).then(|| Arc::clone(healthy[i % healthy.len()]));
+        };
+        let start = self
+            .hosts
+            .iter()
+            .position(|h| h.address == *last)
+            .map_or(0, |i| i + 1);
+        let ring = (0..n).map(|k| &self.hosts[(start + k) % n]);
+        let mut fallback = None;
+        for h in ring {
+            if !h.healthy() {
+                continue;
+            }
+            if !ctx.tried.contains(&h.address) {
+                return Some(Arc::clone(h));
+            }
+            fallback.get_or_insert(h);
         }
-        let c = candidates(&self.hosts, ctx.tried);
-        if c.is_empty() {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % c.len();
-        Some(Arc::clone(c[i]))
+        // Every healthy host was tried: any healthy host again.
+        fallback.map(Arc::clone)
     }
 }
 
