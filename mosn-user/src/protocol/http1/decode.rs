@@ -174,38 +174,18 @@ impl RequestDecoder {
     fn head(&self, src: &mut BytesMut) -> Result<Option<RequestHead>, DecodeError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
-        let too_large = DecodeError::HeaderTooLarge {
-            limit: self.max_header_bytes,
+        let parsed = req.parse(src);
+        let Some(n) = head_len(parsed, src.len(), self.max_header_bytes, "request head")? else {
+            return Ok(None);
         };
-        let n = match req.parse(src) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if src.len() > self.max_header_bytes => {
-                return Err(too_large);
-            }
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => return Err(too_large),
-            Err(e) => return Err(DecodeError::malformed("request head", e.to_string())),
-        };
-        if n > self.max_header_bytes {
-            return Err(too_large);
-        }
         let base = src.as_ptr() as usize;
         let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
         let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
             .map_err(|_| DecodeError::malformed("request line", "invalid method"))?;
         let target = offset(req.path.unwrap_or_default().as_bytes());
-        let version = match req.version {
-            Some(0) => Version::HTTP_10,
-            _ => Version::HTTP_11,
-        };
-        // Offsets, not slices: the bytes are frozen below and the values share them.
+        let version = version(req.version);
         let mut fields = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-        let count = req.headers.len();
-        for (f, h) in fields.iter_mut().zip(req.headers.iter()) {
-            let (no, nl) = offset(h.name.as_bytes());
-            let (vo, vl) = offset(h.value);
-            *f = (no, nl, vo, vl);
-        }
+        let count = field_offsets(base, req.headers, &mut fields);
         let bytes = src.split_to(n).freeze();
         let uri = Uri::from_maybe_shared(bytes.slice(target.0..target.0 + target.1))
             .map_err(|e| DecodeError::malformed("request target", e.to_string()))?;
@@ -247,11 +227,7 @@ impl RequestDecoder {
             (None, Some(n)) if n > 0 => BodyKind::Length(n),
             (None, _) => BodyKind::Empty,
         };
-        let keep_alive = if version == Version::HTTP_11 {
-            !conn.close
-        } else {
-            conn.keep_alive && !conn.close
-        };
+        let keep_alive = conn.keep_alive_in(version);
         let upgrade = conn.upgrade && headers.contains_key(UPGRADE);
         let (mut parts, ()) = http::Request::new(()).into_parts();
         parts.method = method;
@@ -279,14 +255,7 @@ impl Decoder for RequestDecoder {
                 self.state = State::Body(Body::start(head.body));
                 Ok(Some(Frame::Head(head)))
             }
-            State::Body(body) => match body.decode(src, self.max_header_bytes)? {
-                None => Ok(None),
-                Some(BodyFrame::Data(d)) => Ok(Some(Frame::Data(d))),
-                Some(BodyFrame::End(trailers)) => {
-                    self.state = State::Head;
-                    Ok(Some(Frame::End { trailers }))
-                }
-            },
+            State::Body(_) => body_frame(&mut self.state, src, self.max_header_bytes),
         }
     }
 }
@@ -336,33 +305,15 @@ impl ResponseDecoder {
     fn head(&self, src: &mut BytesMut) -> Result<Option<ResponseHead>, DecodeError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut headers);
-        let too_large = DecodeError::HeaderTooLarge {
-            limit: self.max_header_bytes,
-        };
-        let n = match resp.parse(src) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if src.len() > self.max_header_bytes => {
-                return Err(too_large);
-            }
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => return Err(too_large),
-            Err(e) => return Err(DecodeError::malformed("response head", e.to_string())),
+        let parsed = resp.parse(src);
+        let Some(n) = head_len(parsed, src.len(), self.max_header_bytes, "response head")? else {
+            return Ok(None);
         };
         let status = StatusCode::from_u16(resp.code.unwrap_or_default())
             .map_err(|_| DecodeError::malformed("status line", "invalid status code"))?;
-        let version = match resp.version {
-            Some(0) => Version::HTTP_10,
-            _ => Version::HTTP_11,
-        };
-        let base = src.as_ptr() as usize;
-        let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+        let version = version(resp.version);
         let mut fields = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-        let count = resp.headers.len();
-        for (f, h) in fields.iter_mut().zip(resp.headers.iter()) {
-            let (no, nl) = offset(h.name.as_bytes());
-            let (vo, vl) = offset(h.value);
-            *f = (no, nl, vo, vl);
-        }
+        let count = field_offsets(src.as_ptr() as usize, resp.headers, &mut fields);
         let bytes = src.split_to(n).freeze();
         let headers = header_map(&bytes, &fields[..count])?;
         let conn = ConnectionTokens::of(&headers);
@@ -381,12 +332,7 @@ impl ResponseDecoder {
                 (None, None) => BodyKind::CloseDelimited,
             }
         };
-        let keep_alive = body != BodyKind::CloseDelimited
-            && if version == Version::HTTP_11 {
-                !conn.close
-            } else {
-                conn.keep_alive && !conn.close
-            };
+        let keep_alive = body != BodyKind::CloseDelimited && conn.keep_alive_in(version);
         let (mut parts, ()) = http::Response::new(()).into_parts();
         parts.status = status;
         parts.version = version;
@@ -414,16 +360,71 @@ impl Decoder for ResponseDecoder {
                 }
                 Ok(Some(Frame::Head(head)))
             }
-            State::Body(body) => match body.decode(src, self.max_header_bytes)? {
-                None => Ok(None),
-                Some(BodyFrame::Data(d)) => Ok(Some(Frame::Data(d))),
-                Some(BodyFrame::End(trailers)) => {
-                    self.state = State::Head;
-                    Ok(Some(Frame::End { trailers }))
-                }
-            },
+            State::Body(_) => body_frame(&mut self.state, src, self.max_header_bytes),
         }
     }
+}
+
+/// A body frame in `state` (which is `State::Body`); back to `State::Head` at the end.
+fn body_frame<H>(
+    state: &mut State,
+    src: &mut BytesMut,
+    max_trailers: usize,
+) -> Result<Option<Frame<H>>, DecodeError> {
+    let State::Body(body) = state else {
+        return Ok(None);
+    };
+    Ok(match body.decode(src, max_trailers)? {
+        None => None,
+        Some(BodyFrame::Data(d)) => Some(Frame::Data(d)),
+        Some(BodyFrame::End(trailers)) => {
+            *state = State::Head;
+            Some(Frame::End { trailers })
+        }
+    })
+}
+
+/// The length of a head httparse parsed out of `buffered` bytes; `None`: incomplete and
+/// still under `limit`. Over the limit (or too many fields): 431.
+fn head_len(
+    parsed: Result<httparse::Status<usize>, httparse::Error>,
+    buffered: usize,
+    limit: usize,
+    what: &'static str,
+) -> Result<Option<usize>, DecodeError> {
+    let too_large = DecodeError::HeaderTooLarge { limit };
+    match parsed {
+        Ok(httparse::Status::Complete(n)) if n > limit => Err(too_large),
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if buffered > limit => Err(too_large),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(too_large),
+        Err(e) => Err(DecodeError::malformed(what, e.to_string())),
+    }
+}
+
+fn version(v: Option<u8>) -> Version {
+    match v {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    }
+}
+
+/// Offsets (name, name length, value, value length) of each parsed field from `base`, the
+/// start of the buffer: offsets, not slices, because the bytes are frozen afterwards and the
+/// values share them. Returns how many fields there are.
+fn field_offsets(
+    base: usize,
+    headers: &[httparse::Header<'_>],
+    out: &mut [(usize, usize, usize, usize); MAX_HEADERS],
+) -> usize {
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    for (f, h) in out.iter_mut().zip(headers) {
+        let (no, nl) = offset(h.name.as_bytes());
+        let (vo, vl) = offset(h.value);
+        *f = (no, nl, vo, vl);
+    }
+    headers.len()
 }
 
 /// Builds the header map from `(name offset, name len, value offset, value len)` into
@@ -493,6 +494,12 @@ pub(crate) struct ConnectionTokens {
 }
 
 impl ConnectionTokens {
+    /// Whether the peer keeps the connection: HTTP/1.1 unless `close`, HTTP/1.0 only with
+    /// `keep-alive`.
+    pub fn keep_alive_in(&self, version: Version) -> bool {
+        !self.close && (version == Version::HTTP_11 || self.keep_alive)
+    }
+
     pub fn of(headers: &HeaderMap) -> ConnectionTokens {
         let mut t = ConnectionTokens::default();
         for v in headers.get_all(CONNECTION) {
