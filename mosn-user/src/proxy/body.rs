@@ -123,17 +123,64 @@ impl RequestBody {
     }
 }
 
+/// What the request direction of an exchange works on: the downstream's read half, read
+/// buffer and decoder, and the upstream's write half.
+pub struct RequestWire<'a> {
+    pub down: ReadHalf<'a>,
+    pub rbuf: &'a mut BytesMut,
+    pub decoder: &'a mut RequestDecoder,
+    pub up: WriteHalf<'a>,
+}
+
+/// What the response direction works on: the upstream's read half, buffer and decoder, and
+/// the downstream's write half and write buffer.
+pub struct ResponseWire<'a> {
+    pub up: ReadHalf<'a>,
+    pub ubuf: &'a mut BytesMut,
+    pub decoder: &'a mut ResponseDecoder,
+    pub down: WriteHalf<'a>,
+    pub wbuf: &'a mut BytesMut,
+}
+
+/// Splits a downstream and an upstream connection into the two directions, which can then be
+/// driven at the same time.
+pub fn wires<'a>(
+    down: &'a mut super::Downstream,
+    up: &'a mut crate::stream::UpstreamConn,
+) -> (RequestWire<'a>, ResponseWire<'a>) {
+    let (drd, dwr) = down.stream.split();
+    let (urd, uwr) = up.stream.split();
+    (
+        RequestWire {
+            down: drd,
+            rbuf: &mut down.rbuf,
+            decoder: &mut down.decoder,
+            up: uwr,
+        },
+        ResponseWire {
+            up: urd,
+            ubuf: &mut up.buf,
+            decoder: &mut up.decoder,
+            down: dwr,
+            wbuf: &mut down.wbuf,
+        },
+    )
+}
+
 /// One step of the request body: write what is encoded, else decode what is buffered, else
 /// read more from downstream.
 pub async fn pump_step(
     body: &mut RequestBody,
-    down: &mut ReadHalf<'_>,
-    rbuf: &mut BytesMut,
-    decoder: &mut RequestDecoder,
-    up: &mut WriteHalf<'_>,
+    w: &mut RequestWire<'_>,
     filters: &mut [Box<dyn StreamFilter>],
     ctx: &mut FilterContext,
 ) -> Result<(), PumpError> {
+    let RequestWire {
+        down,
+        rbuf,
+        decoder,
+        up,
+    } = w;
     if body.out.is_empty() && !body.done && !body.feed(rbuf, decoder, filters, ctx)? {
         rbuf.reserve(READ_CHUNK);
         let n = down.read_buf(rbuf).await.map_err(PumpError::Downstream)?;
@@ -178,12 +225,15 @@ impl ResponseBody {
 /// read more from upstream.
 pub async fn response_step(
     body: &mut ResponseBody,
-    up: &mut ReadHalf<'_>,
-    ubuf: &mut BytesMut,
-    decoder: &mut ResponseDecoder,
-    down: &mut WriteHalf<'_>,
-    wbuf: &mut BytesMut,
+    w: &mut ResponseWire<'_>,
 ) -> Result<(), ResponseError> {
+    let ResponseWire {
+        up,
+        ubuf,
+        decoder,
+        down,
+        wbuf,
+    } = w;
     while !body.done && wbuf.len() < MAX_PENDING_OUT {
         match decoder.decode(ubuf) {
             Ok(None) => break,

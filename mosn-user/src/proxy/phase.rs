@@ -18,7 +18,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::body::{PumpError, RequestBody, ResponseBody, ResponseError, pump_step, response_step};
+use super::body::{
+    PumpError, RequestBody, ResponseBody, ResponseError, ResponseWire, pump_step, response_step,
+    wires,
+};
 use super::headers;
 use super::mirror;
 use super::{Downstream, Proxy};
@@ -360,21 +363,7 @@ impl<'a> Exchange<'a> {
 
         let reused = conn.reused;
         let result = {
-            let Downstream {
-                stream,
-                rbuf,
-                decoder,
-                wbuf,
-                ..
-            } = &mut *self.down;
-            let (mut drd, mut dwr) = stream.split();
-            let UpstreamConn {
-                stream: ustream,
-                buf: ubuf,
-                decoder: udec,
-                ..
-            } = &mut conn;
-            let (mut urd, mut uwr) = ustream.split();
+            let (mut req, mut resp_w) = wires(self.down, &mut conn);
             let body = &mut self.body;
             let filters = &mut self.filters;
             let fctx = &mut self.fctx;
@@ -406,7 +395,7 @@ impl<'a> Exchange<'a> {
             tokio::pin!(timer);
             loop {
                 tokio::select! {
-                    r = pump_step(body, &mut drd, rbuf, decoder, &mut uwr, filters, fctx), if body.active() => {
+                    r = pump_step(body, &mut req, filters, fctx), if body.active() => {
                         match r {
                             Ok(()) => {}
                             Err(PumpError::Upstream(e)) => {
@@ -423,19 +412,20 @@ impl<'a> Exchange<'a> {
                             }
                         }
                     }
-                    h = read_head(&mut urd, ubuf, udec) => {
+                    h = read_head(&mut resp_w) => {
                         let h = match h {
                             Ok(h) => h,
                             Err(e) => break Err(e),
                         };
                         if h.parts.status.is_informational() && h.parts.status != StatusCode::SWITCHING_PROTOCOLS {
                             // 100 Continue and friends go straight to the client.
-                            wbuf.clear();
-                            encode::response_head(Version::HTTP_11, h.parts.status, &h.parts.headers, BodyKind::Empty, true, wbuf);
-                            if let Err(e) = dwr.write_all(wbuf).await {
+                            let w = &mut resp_w;
+                            w.wbuf.clear();
+                            encode::response_head(Version::HTTP_11, h.parts.status, &h.parts.headers, BodyKind::Empty, true, w.wbuf);
+                            if let Err(e) = w.down.write_all(w.wbuf).await {
                                 break Err(HeadError::Pump(PumpError::Downstream(e)));
                             }
-                            wbuf.clear();
+                            w.wbuf.clear();
                             continue;
                         }
                         break Ok(h);
@@ -690,36 +680,22 @@ impl<'a> Exchange<'a> {
             .expect("a response comes from a connection");
         let mut resp = self.response.take().expect("response filters ran");
         let result = {
-            let Downstream {
-                stream,
-                rbuf,
-                decoder,
-                wbuf,
-                ..
-            } = &mut *self.down;
-            let (mut drd, mut dwr) = stream.split();
-            let UpstreamConn {
-                stream: ustream,
-                buf: ubuf,
-                decoder: udec,
-                ..
-            } = &mut conn;
-            let (mut urd, mut uwr) = ustream.split();
+            let (mut req, mut resp_w) = wires(self.down, &mut conn);
             let body = &mut self.body;
             let filters = &mut self.filters;
             let fctx = &mut self.fctx;
             loop {
-                if resp.finished(wbuf) {
+                if resp.finished(resp_w.wbuf) {
                     break Ok(());
                 }
                 tokio::select! {
-                    r = pump_step(body, &mut drd, rbuf, decoder, &mut uwr, filters, fctx), if body.active() => {
+                    r = pump_step(body, &mut req, filters, fctx), if body.active() => {
                         if let Err(e) = r {
                             debug!(?e, "request body stopped while the response flows");
                             body.broken = true;
                         }
                     }
-                    r = response_step(&mut resp, &mut urd, ubuf, udec, &mut dwr, wbuf) => {
+                    r = response_step(&mut resp, &mut resp_w) => {
                         if let Err(e) = r {
                             break Err(e);
                         }
@@ -872,11 +848,10 @@ enum HeadError {
 }
 
 /// Reads until a response head is decoded. Cancel-safe: progress stays in `ubuf`.
-async fn read_head(
-    up: &mut tokio::net::tcp::ReadHalf<'_>,
-    ubuf: &mut BytesMut,
-    decoder: &mut crate::protocol::http1::ResponseDecoder,
-) -> Result<ResponseHead, HeadError> {
+async fn read_head(w: &mut ResponseWire<'_>) -> Result<ResponseHead, HeadError> {
+    let ResponseWire {
+        up, ubuf, decoder, ..
+    } = w;
     use tokio::io::AsyncReadExt;
     loop {
         match decoder.decode(ubuf) {
