@@ -9,7 +9,10 @@
 //!
 //! [`Registry::builtin`] is the one list of protocols ([`register_builtin`]).
 
+pub mod bolt;
+pub mod dubbo;
 pub mod http1;
+pub mod xprotocol;
 
 use bytes::BytesMut;
 

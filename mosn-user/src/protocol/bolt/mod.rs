@@ -1,0 +1,1 @@
+//! SOFARPC Bolt v1/v2 (being written).
