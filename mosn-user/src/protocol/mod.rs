@@ -39,6 +39,10 @@ pub enum DecodeError {
     /// A header block over the configured limit (HTTP: 431).
     #[error("header block over the limit of {limit} bytes")]
     HeaderTooLarge { limit: usize },
+    /// A frame whose length fields add up to more than the configured limit (RPC codecs;
+    /// reported before its bytes are waited for).
+    #[error("frame of {len} bytes over the limit of {limit} bytes")]
+    FrameTooLarge { len: u64, limit: usize },
     /// A feature we do not implement (HTTP: 501).
     #[error("not implemented: {0}")]
     Unsupported(&'static str),

@@ -916,7 +916,7 @@ pub(super) fn decode_reply(e: &DecodeError) -> LocalReply {
             "not_implemented",
             &e.to_string(),
         ),
-        DecodeError::Malformed { .. } => {
+        DecodeError::Malformed { .. } | DecodeError::FrameTooLarge { .. } => {
             LocalReply::text(StatusCode::BAD_REQUEST, "bad_request", &e.to_string())
         }
     }
