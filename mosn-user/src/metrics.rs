@@ -24,6 +24,7 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde_json::{Map, Value};
 
@@ -154,6 +155,58 @@ struct ListenerErrorLabels {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ClusterLabels {
     cluster: Escaped<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RpcLabels {
+    listener: Escaped<String>,
+    protocol: Escaped<String>,
+    service: Escaped<String>,
+    method: Escaped<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RpcErrorLabels {
+    listener: Escaped<String>,
+    protocol: Escaped<String>,
+    service: Escaped<String>,
+    method: Escaped<String>,
+    status: u16,
+}
+
+/// Buckets of `mosn_rpc_request_duration_seconds`: 50 µs doubling up to ~52 s.
+fn rpc_duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 21))
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Metric handles of one (listener, protocol, service, method) of RPC traffic.
+#[derive(Debug, Clone)]
+pub struct RpcMetrics {
+    /// `mosn_rpc_requests_total`.
+    pub requests: Counter,
+    /// `mosn_rpc_request_duration_seconds`: from the request decoded to its response written.
+    pub duration: Histogram,
+    errors: Family<RpcErrorLabels, Counter>,
+    labels: RpcLabels,
+}
+
+impl RpcMetrics {
+    /// Counts a response with a non-success `status` (the protocol's own code) in
+    /// `mosn_rpc_errors_total`.
+    pub fn error(&self, status: u16) {
+        let l = &self.labels;
+        self.errors
+            .get_or_create(&RpcErrorLabels {
+                listener: l.listener.clone(),
+                protocol: l.protocol.clone(),
+                service: l.service.clone(),
+                method: l.method.clone(),
+                status,
+            })
+            .inc();
+    }
 }
 
 /// Per-kind error counters of one listener (`mosn_listener_errors_total{listener, kind}`).
@@ -566,6 +619,9 @@ struct Families {
     listener_rq_3xx: Family<ListenerLabels, Counter>,
     listener_rq_4xx: Family<ListenerLabels, Counter>,
     listener_rq_5xx: Family<ListenerLabels, Counter>,
+    rpc_requests: Family<RpcLabels, Counter>,
+    rpc_errors: Family<RpcErrorLabels, Counter>,
+    rpc_duration: HistogramFamily<RpcLabels>,
 }
 
 impl Families {
@@ -634,6 +690,18 @@ impl Families {
             listener_rq_3xx: reg(r, "listener_downstream_rq_3xx", "Responses 3xx sent downstream"),
             listener_rq_4xx: reg(r, "listener_downstream_rq_4xx", "Responses 4xx sent downstream"),
             listener_rq_5xx: reg(r, "listener_downstream_rq_5xx", "Responses 5xx sent downstream"),
+            rpc_requests: reg(r, "rpc_requests", "RPC requests received, by service and method"),
+            rpc_errors: reg(r, "rpc_errors", "RPC responses with an error status, by service, method and the protocol's status code"),
+            rpc_duration: {
+                let h: HistogramFamily<RpcLabels> = Family::new_with_constructor(rpc_duration_histogram);
+                r.register_with_unit(
+                    "rpc_request_duration",
+                    "RPC request latency, by service and method",
+                    prometheus_client::registry::Unit::Seconds,
+                    h.clone(),
+                );
+                h
+            },
         };
         families
     }
@@ -717,6 +785,24 @@ impl Metrics {
         };
         listeners.insert(listener.to_owned(), m.clone());
         m
+    }
+
+    /// Handles for RPC traffic of one service and method on a listener. Callers cache them
+    /// (the proxy keeps one per service and method) and bound the number of label sets.
+    pub fn rpc(&self, listener: &str, protocol: &str, service: &str, method: &str) -> RpcMetrics {
+        let f = &self.families;
+        let labels = RpcLabels {
+            listener: Escaped(listener.to_owned()),
+            protocol: Escaped(protocol.to_owned()),
+            service: Escaped(service.to_owned()),
+            method: Escaped(method.to_owned()),
+        };
+        RpcMetrics {
+            requests: f.rpc_requests.get_or_create(&labels).clone(),
+            duration: f.rpc_duration.get_or_create(&labels).clone(),
+            errors: f.rpc_errors.clone(),
+            labels,
+        }
     }
 
     /// Handles for one cluster; the same series for the same name on every call.

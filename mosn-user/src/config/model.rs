@@ -98,31 +98,54 @@ pub struct ProxyConfig {
     /// `idle_timeout`: closes a downstream connection idle this long between requests
     /// (default [`DEFAULT_HTTP_IDLE_TIMEOUT`]; "0s" disables: `None`).
     pub idle_timeout: Option<Duration>,
+    /// `max_frame_size` (our extension): the largest RPC frame accepted from either side
+    /// (default [`DEFAULT_MAX_FRAME_SIZE`]); a larger one closes its connection with a
+    /// codec-exception response.
+    pub max_frame_size: usize,
 }
 
-/// An L7 protocol name as MOSN's config spells it.
+/// Default `max_frame_size` of RPC protocols (16 MiB).
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 << 20;
+
+/// An L7 protocol as MOSN's config names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Protocol {
     /// `"Http1"`: HTTP/1.1 (and 1.0).
     Http1,
+    /// An X-Protocol (RPC) by its registry name: `"bolt"`, `"dubbo"`, or MOSN's `"X"` with
+    /// `extend_config.sub_protocol`.
+    X(&'static str),
+    /// `"Auto"`: each connection's protocol is detected from its first bytes; the upstream
+    /// speaks the detected protocol.
+    Auto,
 }
 
 impl Protocol {
-    /// Every supported protocol, as configs spell them.
-    pub const ALL: &'static [(&'static str, Protocol)] = &[("Http1", Protocol::Http1)];
-
+    /// `s` as a protocol name (case-insensitive): `"Http1"`, `"Auto"`, or a registered
+    /// X-Protocol. MOSN's `"X"` is resolved by the caller (it needs `sub_protocol`).
     pub fn parse(s: &str) -> Option<Protocol> {
-        Protocol::ALL
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(s))
-            .map(|&(_, p)| p)
+        if s.eq_ignore_ascii_case("Http1") {
+            Some(Protocol::Http1)
+        } else if s.eq_ignore_ascii_case("Auto") {
+            Some(Protocol::Auto)
+        } else {
+            crate::protocol::x_protocol(&s.to_ascii_lowercase()).map(|p| Protocol::X(p.name()))
+        }
+    }
+
+    /// Every accepted name, for error messages.
+    pub fn names() -> Vec<&'static str> {
+        let mut n = vec!["Http1", "Auto", "X"];
+        n.extend(crate::protocol::x_protocols().iter().map(|p| p.name()));
+        n
     }
 
     pub fn name(self) -> &'static str {
-        Protocol::ALL
-            .iter()
-            .find(|&&(_, p)| p == self)
-            .map_or("?", |(n, _)| n)
+        match self {
+            Protocol::Http1 => "Http1",
+            Protocol::X(n) => n,
+            Protocol::Auto => "Auto",
+        }
     }
 }
 
@@ -237,6 +260,33 @@ pub struct ClusterConfig {
     pub outlier_detection: Option<OutlierConfig>,
     /// `circuit_breakers`: limits that answer 503 at once when reached.
     pub circuit_breakers: CircuitBreakersConfig,
+    /// `max_request_per_conn` (MOSN): requests in flight on one multiplexed (RPC) upstream
+    /// connection; another connection opens when every one is full.
+    pub max_request_per_conn: u32,
+    /// `heartbeat`: on idle multiplexed upstream connections.
+    pub heartbeat: HeartbeatConfig,
+}
+
+/// Default `max_request_per_conn`.
+pub const DEFAULT_MAX_REQUEST_PER_CONN: u32 = 1024;
+
+/// Heartbeats on an idle multiplexed upstream connection (MOSN's keepalive: 15 s, close
+/// after 6 unanswered).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HeartbeatConfig {
+    /// Send one after this long without a frame received (`None`: never, `"0s"`).
+    pub interval: Option<Duration>,
+    /// Close the connection after this many unanswered in a row.
+    pub max_failures: u32,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> HeartbeatConfig {
+        HeartbeatConfig {
+            interval: Some(Duration::from_secs(15)),
+            max_failures: 6,
+        }
+    }
 }
 
 /// A cluster's `type`.

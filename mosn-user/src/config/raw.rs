@@ -153,8 +153,24 @@ pub struct RawProxy {
     pub router_config_name: Option<String>,
     pub max_request_header_bytes: Option<RawSize>,
     pub idle_timeout: Option<RawDuration>,
+    /// MOSN's `extend_config`; `sub_protocol` names the protocol of `"X"`.
+    pub extend_config: Option<RawExtendConfig>,
+    pub max_frame_size: Option<RawSize>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// The `proxy` filter's `extend_config` (MOSN: `{"sub_protocol": "bolt"}` with `"X"`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "an extend_config object like {\"sub_protocol\": \"bolt\"}")]
+pub struct RawExtendConfig {
+    pub sub_protocol: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawExtendConfig {
+    pub const KEYS: &'static [&'static str] = &["sub_protocol"];
 }
 
 impl RawProxy {
@@ -164,6 +180,8 @@ impl RawProxy {
         "router_config_name",
         "max_request_header_bytes",
         "idle_timeout",
+        "extend_config",
+        "max_frame_size",
     ];
 }
 
@@ -249,8 +267,26 @@ pub struct RawCluster {
     pub outlier_detection: Option<Value>,
     /// Decoded by [`super::health`].
     pub circuit_breakers: Option<Value>,
+    /// MOSN's `max_request_per_conn`: requests in flight per multiplexed connection.
+    pub max_request_per_conn: Option<u32>,
+    /// Heartbeats on idle multiplexed (RPC) upstream connections.
+    pub heartbeat: Option<RawHeartbeat>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// `clusters[].heartbeat`: `{"interval": "15s", "max_failures": 6}` (MOSN's defaults).
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a heartbeat object like {\"interval\": \"15s\", \"max_failures\": 6}")]
+pub struct RawHeartbeat {
+    pub interval: Option<RawDuration>,
+    pub max_failures: Option<u32>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawHeartbeat {
+    pub const KEYS: &'static [&'static str] = &["interval", "max_failures"];
 }
 
 impl RawCluster {
@@ -267,6 +303,8 @@ impl RawCluster {
         "health_check",
         "outlier_detection",
         "circuit_breakers",
+        "max_request_per_conn",
+        "heartbeat",
     ];
 }
 

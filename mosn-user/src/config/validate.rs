@@ -487,14 +487,53 @@ fn proxy(
     let errors_before = d.errors.len();
     d.extra(&path, &raw.extra, RawProxy::KEYS);
     let supported = || {
-        Protocol::ALL
+        Protocol::names()
             .iter()
-            .map(|(n, _)| format!("{n:?}"))
+            .map(|n| format!("{n:?}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let sub_protocol = match &raw.extend_config {
+        Some(e) => {
+            d.extra(
+                &join(&path, "extend_config"),
+                &e.extra,
+                RawExtendConfig::KEYS,
+            );
+            e.sub_protocol.as_deref()
+        }
+        None => None,
+    };
     let mut protocol = |key: &str, v: Option<&str>| -> Option<Protocol> {
         let v = v?;
+        if v.eq_ignore_ascii_case("X") {
+            // MOSN's form: "X" with extend_config.sub_protocol naming the X-Protocol.
+            let sub_path = join(&join(&path, "extend_config"), "sub_protocol");
+            let names = crate::protocol::x_protocols()
+                .iter()
+                .map(|p| format!("{:?}", p.name()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return match sub_protocol {
+                None => {
+                    d.error(
+                        &sub_path,
+                        format!("\"X\" needs extend_config.sub_protocol (one of {names})"),
+                    );
+                    None
+                }
+                Some(s) => {
+                    let p = crate::protocol::x_protocol(&s.trim().to_ascii_lowercase());
+                    if p.is_none() {
+                        d.error(
+                            &sub_path,
+                            format!("unknown sub_protocol {s:?} (supported: {names})"),
+                        );
+                    }
+                    p.map(|p| Protocol::X(p.name()))
+                }
+            };
+        }
         let p = Protocol::parse(v);
         if p.is_none() {
             d.error(
@@ -512,6 +551,36 @@ fn proxy(
             format!("missing downstream_protocol (supported: {})", supported()),
         );
     }
+    if let (Some(down), Some(up)) = (downstream, upstream)
+        && down != up
+    {
+        d.error(
+            &join(&path, "upstream_protocol"),
+            format!(
+                "{:?} downstream with {:?} upstream: protocol conversion is not supported \
+                 (leave upstream_protocol out to use the downstream protocol)",
+                down.name(),
+                up.name()
+            ),
+        );
+    }
+    let max_frame_size = match &raw.max_frame_size {
+        None => DEFAULT_MAX_FRAME_SIZE,
+        Some(v) => {
+            let p = join(&path, "max_frame_size");
+            match super::size::parse_raw_size(v) {
+                Ok(n) if (1024..=1 << 30).contains(&n) => n as usize,
+                Ok(n) => {
+                    d.error(&p, format!("{n} bytes is out of range (1KiB..=1GiB)"));
+                    DEFAULT_MAX_FRAME_SIZE
+                }
+                Err(reason) => {
+                    d.error(&p, reason);
+                    DEFAULT_MAX_FRAME_SIZE
+                }
+            }
+        }
+    };
     let router = match raw.router_config_name.as_deref() {
         None | Some("") => {
             d.error(
@@ -568,6 +637,7 @@ fn proxy(
         router_config_name: router?,
         max_request_header_bytes,
         idle_timeout,
+        max_frame_size,
     })
 }
 

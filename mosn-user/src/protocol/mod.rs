@@ -7,7 +7,9 @@
 //! response. Encoding appends to a `BytesMut`. One module per protocol, each with the same
 //! files: `frame.rs` (types and the wire layout), `decode.rs`, `encode.rs`, `matcher.rs`.
 //!
-//! [`Registry::builtin`] is the one list of protocols ([`register_builtin`]).
+//! HTTP/1 has its own streaming codec ([`http1`]). RPC protocols implement the
+//! [`xprotocol::XProtocol`] trait and are listed once, in `X_PROTOCOLS` ([`x_protocols`]);
+//! [`detect`] tells every protocol apart by a connection's first bytes.
 
 pub mod bolt;
 pub mod dubbo;
@@ -17,6 +19,7 @@ pub mod xprotocol;
 use bytes::BytesMut;
 
 use crate::config::Protocol;
+use xprotocol::XProtocol;
 
 /// Result of protocol detection on a connection's first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,54 +68,40 @@ pub trait Decoder {
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Frame>, DecodeError>;
 }
 
-/// A protocol as the registry knows it.
-#[derive(Debug, Clone, Copy)]
-pub struct ProtocolSpec {
-    pub protocol: Protocol,
-    /// Detection from a connection's first bytes.
-    pub matcher: fn(&[u8]) -> Match,
+/// Every X-Protocol (RPC) built in, as configs name them. Adding a protocol: its module and
+/// one line here (`docs/ADDING_A_PROTOCOL.md`).
+static X_PROTOCOLS: &[&dyn XProtocol] = &[];
+
+/// Every built-in X-Protocol.
+pub fn x_protocols() -> &'static [&'static dyn XProtocol] {
+    X_PROTOCOLS
 }
 
-/// Every protocol the proxy speaks.
-#[derive(Debug, Default)]
-pub struct Registry {
-    protocols: Vec<ProtocolSpec>,
+/// The X-Protocol named `name` (lower case), e.g. `"bolt"`.
+pub fn x_protocol(name: &str) -> Option<&'static dyn XProtocol> {
+    X_PROTOCOLS.iter().copied().find(|p| p.name() == name)
 }
 
-impl Registry {
-    pub fn register(&mut self, spec: ProtocolSpec) {
-        self.protocols.push(spec);
-    }
-
-    pub fn builtin() -> Registry {
-        let mut r = Registry::default();
-        register_builtin(&mut r);
-        r
-    }
-
-    pub fn get(&self, protocol: Protocol) -> Option<&ProtocolSpec> {
-        self.protocols.iter().find(|p| p.protocol == protocol)
-    }
-
-    /// The protocol whose matcher says `Yes` to `prefix`; `Err(true)` when some matcher
-    /// needs more bytes, `Err(false)` when none can match.
-    pub fn detect(&self, prefix: &[u8]) -> Result<Protocol, bool> {
-        let mut again = false;
-        for p in &self.protocols {
-            match (p.matcher)(prefix) {
-                Match::Yes => return Ok(p.protocol),
-                Match::Again => again = true,
-                Match::No => {}
-            }
+/// The protocol a connection speaks, told from its first bytes (`"Auto"` listeners): HTTP/1
+/// or an X-Protocol. `Err(true)`: some protocol needs more bytes to tell; `Err(false)`: no
+/// protocol can start with these bytes.
+pub fn detect(prefix: &[u8]) -> Result<Protocol, bool> {
+    let mut again = false;
+    let mut seen = |m: Match| match m {
+        Match::Yes => true,
+        Match::Again => {
+            again = true;
+            false
         }
-        Err(again)
+        Match::No => false,
+    };
+    for p in X_PROTOCOLS {
+        if seen(p.matches(prefix)) {
+            return Ok(Protocol::X(p.name()));
+        }
     }
-}
-
-/// Lists every built-in protocol.
-pub fn register_builtin(r: &mut Registry) {
-    r.register(ProtocolSpec {
-        protocol: Protocol::Http1,
-        matcher: http1::matcher::matches,
-    });
+    if seen(http1::matcher::matches(prefix)) {
+        return Ok(Protocol::Http1);
+    }
+    Err(again)
 }

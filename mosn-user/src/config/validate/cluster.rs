@@ -172,6 +172,23 @@ fn cluster(c: &RawCluster, path: &str, d: &mut Diag) -> (Option<String>, Option<
         d,
     );
 
+    let max_request_per_conn = match c.max_request_per_conn {
+        None => DEFAULT_MAX_REQUEST_PER_CONN,
+        Some(0) => {
+            d.error(
+                &join(path, "max_request_per_conn"),
+                "must be at least 1 (requests in flight per multiplexed connection)",
+            );
+            DEFAULT_MAX_REQUEST_PER_CONN
+        }
+        Some(n) => n,
+    };
+    let heartbeat = c
+        .heartbeat
+        .as_ref()
+        .map(|h| heartbeat(h, &join(path, "heartbeat"), d))
+        .unwrap_or_default();
+
     let config = (d.errors.len() == errors_before).then(|| ClusterConfig {
         name: name.clone().unwrap_or_default(),
         kind,
@@ -183,8 +200,33 @@ fn cluster(c: &RawCluster, path: &str, d: &mut Diag) -> (Option<String>, Option<
         health_check,
         outlier_detection,
         circuit_breakers,
+        max_request_per_conn,
+        heartbeat,
     });
     (name, config)
+}
+
+/// `heartbeat`: `interval` (`"0s"`: none) and `max_failures` (at least 1).
+fn heartbeat(h: &RawHeartbeat, path: &str, d: &mut Diag) -> HeartbeatConfig {
+    d.extra(path, &h.extra, RawHeartbeat::KEYS);
+    let mut out = HeartbeatConfig::default();
+    if let Some(i) = &h.interval {
+        match d.duration(&join(path, "interval"), i) {
+            Some(Duration::ZERO) => out.interval = None,
+            Some(i) if i < Duration::from_millis(100) => d.error(
+                &join(path, "interval"),
+                format!("{i:?} is too short (at least 100ms; \"0s\" disables heartbeats)"),
+            ),
+            Some(i) => out.interval = Some(i),
+            None => {}
+        }
+    }
+    match h.max_failures {
+        Some(0) => d.error(&join(path, "max_failures"), "must be at least 1"),
+        Some(n) => out.max_failures = n,
+        None => {}
+    }
+    out
 }
 
 /// `upstream_bind_config`: Envoy's `{"source_address": {"address": ..., "port_value": 0}}`.
