@@ -6,10 +6,13 @@
 //! Everything binds port 0 or a port picked free just before use; every wait is bounded.
 
 pub mod admin;
+pub mod bolt;
 pub mod daemon;
 pub mod data;
+pub mod dubbo;
 pub mod http;
 pub mod origin;
+pub mod rpc;
 pub mod scenarios;
 pub mod upstream;
 
