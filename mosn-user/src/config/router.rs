@@ -155,8 +155,8 @@ pub struct ForwardConfig {
     pub target: ClusterTarget,
     /// `metadata_match.filter_metadata["mosn.lb"]`, values stringified.
     pub metadata_match: Option<MetadataMatch>,
-    /// `timeout`: [`DEFAULT_ROUTE_TIMEOUT`] when absent, `None` for `"0s"`.
-    pub timeout: Option<Duration>,
+    /// `timeout`: `None` for `"0s"` (no timeout).
+    pub timeout: Option<RouteTimeout>,
     /// `retry_policy`; `None` when it retries nothing.
     pub retry: Option<RetryConfig>,
     pub path_rewrite: Option<PathRewrite>,
@@ -166,6 +166,16 @@ pub struct ForwardConfig {
     pub mirrors: Vec<MirrorConfig>,
     /// `hash_policy`, in order: the first that yields a value gives the hash.
     pub hash_policy: Vec<HashPolicyConfig>,
+}
+
+/// A route's `timeout` other than `"0s"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RouteTimeout {
+    /// Absent: [`DEFAULT_ROUTE_TIMEOUT`], except that an RPC request carrying its own timeout
+    /// (Bolt's timeout field) uses that.
+    Default,
+    /// Given, greater than zero.
+    Given(Duration),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

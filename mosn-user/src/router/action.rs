@@ -13,11 +13,11 @@ use regex::Regex;
 use xxhash_rust::xxh64::xxh64;
 
 use super::matcher::PathMatcher;
-use super::{MirrorPolicy, RetryPolicy};
+use super::{MirrorPolicy, RetryPolicy, RouteRequest};
 use crate::config::MetadataMatch;
 use crate::config::router::{
-    ActionConfig, ClusterTarget, ForwardConfig, HashPolicyConfig, PathRewrite, RedirectConfig,
-    RedirectPath, RetryConfig,
+    ActionConfig, ClusterTarget, DEFAULT_ROUTE_TIMEOUT, ForwardConfig, HashPolicyConfig,
+    PathRewrite, RedirectConfig, RedirectPath, RetryConfig, RouteTimeout,
 };
 
 #[derive(Debug)]
@@ -32,6 +32,8 @@ pub(super) struct Forward {
     pub target: Target,
     pub metadata_match: Option<MetadataMatch>,
     pub timeout: Option<Duration>,
+    /// The route gave `timeout` (else `timeout` is the default).
+    pub timeout_configured: bool,
     pub retry: Option<RetryPolicy>,
     rewrite: Option<Rewrite>,
     /// `host_rewrite`, and the same as an authority for absolute-form URIs.
@@ -144,7 +146,11 @@ impl Forward {
         Forward {
             target,
             metadata_match: cfg.metadata_match.clone(),
-            timeout: cfg.timeout,
+            timeout: cfg.timeout.map(|t| match t {
+                RouteTimeout::Default => DEFAULT_ROUTE_TIMEOUT,
+                RouteTimeout::Given(d) => d,
+            }),
+            timeout_configured: cfg.timeout != Some(RouteTimeout::Default),
             retry: cfg.retry.as_ref().map(retry_policy),
             rewrite,
             host_rewrite,
@@ -215,10 +221,10 @@ impl Forward {
         }
     }
 
-    pub fn hash(&self, head: &Parts, source: SocketAddr) -> Option<u64> {
+    pub fn hash<R: RouteRequest + ?Sized>(&self, req: &R, source: SocketAddr) -> Option<u64> {
         self.hash_policy.iter().find_map(|p| match p {
-            HashPolicy::Header(name) => head.headers.get(name).map(|v| xxh64(v.as_bytes(), 0)),
-            HashPolicy::Cookie(name) => cookie(head, name).map(|v| xxh64(v.as_bytes(), 0)),
+            HashPolicy::Header(name) => req.header_bytes(name).map(|v| xxh64(v, 0)),
+            HashPolicy::Cookie(name) => req.cookie(name).map(|v| xxh64(v.as_bytes(), 0)),
             HashPolicy::SourceIp => Some(match source.ip().to_canonical() {
                 std::net::IpAddr::V4(ip) => xxh64(&ip.octets(), 0),
                 std::net::IpAddr::V6(ip) => xxh64(&ip.octets(), 0),
@@ -236,18 +242,6 @@ fn retry_policy(cfg: &RetryConfig) -> RetryPolicy {
         on_gateway_error: cfg.on_gateway_error,
         on_status: cfg.on_status.clone(),
     }
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie<'a>(head: &'a Parts, name: &str) -> Option<&'a str> {
-    head.headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim_matches('"'))
 }
 
 /// Replaces the path of `uri`, keeping its query (and scheme and authority). A path the URI
@@ -302,7 +296,7 @@ impl Redirect {
         let mut host = self
             .host
             .as_deref()
-            .or_else(|| super::request_host(head))
+            .or_else(|| head.host())
             .unwrap_or_default()
             .to_owned();
         let bare = super::host::strip_port(&host);

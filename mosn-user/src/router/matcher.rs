@@ -1,9 +1,10 @@
 //! A route's `match`: the path (prefix, exact or whole-path regex, without the query), then
-//! every header and every query parameter condition.
+//! every header and every query parameter condition, over any [`RouteRequest`].
 
 use http::HeaderName;
-use http::request::Parts;
 use regex::Regex;
+
+use super::RouteRequest;
 
 use crate::config::router::{KeyValueMatch, MatchConfig, PathMatch, ValueMatch, full_match_regex};
 
@@ -122,14 +123,22 @@ impl RouteMatcher {
         &self.path
     }
 
-    pub fn matches(&self, head: &Parts) -> bool {
-        self.path_matches(head.uri.path())
-            && self.headers.iter().all(|m| m.header_matches(head))
-            && self.query.iter().all(|m| m.query_matches(head.uri.query()))
+    pub fn matches<R: RouteRequest + ?Sized>(&self, req: &R) -> bool {
+        self.path_matches(req.path())
+            && self.headers.iter().all(|m| m.header_matches(req))
+            && self.query.iter().all(|m| m.query_matches(req.query()))
     }
 
-    fn path_matches(&self, path: &str) -> bool {
+    /// A request without a path (RPC) matches no path condition but a `prefix` of `/`.
+    fn path_matches(&self, path: Option<&str>) -> bool {
         let cs = self.case_sensitive;
+        let Some(path) = path else {
+            return match &self.path {
+                PathMatcher::Any => true,
+                PathMatcher::Prefix(p) => p == "/",
+                PathMatcher::Exact(_) | PathMatcher::Regex(_) => false,
+            };
+        };
         match &self.path {
             PathMatcher::Any => true,
             PathMatcher::Prefix(p) if cs => path.starts_with(p.as_str()),
@@ -145,20 +154,17 @@ impl RouteMatcher {
 }
 
 impl KvMatcher<HeaderSource> {
-    fn header_matches(&self, head: &Parts) -> bool {
+    fn header_matches<R: RouteRequest + ?Sized>(&self, req: &R) -> bool {
         let single = |v: Option<&str>| v.is_some_and(|v| self.value.matches(v));
         let hit = match &self.key {
-            HeaderSource::Header(name) => {
-                let mut values = head.headers.get_all(name).iter().peekable();
-                match self.value {
-                    ValueMatcher::Present => values.peek().is_some(),
-                    _ => values.any(|v| v.to_str().is_ok_and(|v| self.value.matches(v))),
-                }
-            }
-            HeaderSource::Method => single(Some(head.method.as_str())),
-            HeaderSource::Authority => single(super::request_host(head)),
-            HeaderSource::Path => single(head.uri.path_and_query().map(|p| p.as_str())),
-            HeaderSource::Scheme => single(Some(head.uri.scheme_str().unwrap_or("http"))),
+            HeaderSource::Header(name) => match self.value {
+                ValueMatcher::Present => req.has_header(name),
+                _ => req.any_header(name, &mut |v| self.value.matches(v)),
+            },
+            HeaderSource::Method => single(req.method()),
+            HeaderSource::Authority => single(req.host()),
+            HeaderSource::Path => single(req.path_and_query()),
+            HeaderSource::Scheme => single(req.scheme()),
         };
         hit != self.invert
     }

@@ -4,16 +4,22 @@
 //! then answers everything the proxy asks of the route.
 //!
 //! API used by the proxy (keep it): [`Routers::new`], [`Routers::get`], [`RouteTable::route`]
-//! and the methods of [`RouteMatch`].
+//! and the methods of [`RouteMatch`]. Routing reads requests through [`RouteRequest`], so
+//! HTTP heads and X-Protocol (RPC) frames share the tables; what only makes sense for HTTP
+//! (actions other than forwarding, rewrites, redirects) takes `http::request::Parts`.
 //!
-//! Files: `host` picks the virtual host, `matcher` the route, `action` holds what a route
-//! does (cluster choice, rewrites, redirects, hashing) and `header` the header mutations.
-//! The config they are built from is [`crate::config::router`].
+//! Files: `request` is what the router reads of a request, `host` picks the virtual host,
+//! `matcher` the route, `action` holds what a route does (cluster choice, rewrites,
+//! redirects, hashing) and `header` the header mutations. The config they are built from is
+//! [`crate::config::router`].
 
 mod action;
 mod header;
 mod host;
 mod matcher;
+mod request;
+#[cfg(test)]
+mod rpc_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -26,13 +32,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode, header as hdr};
+use http::{HeaderValue, StatusCode};
 
 use crate::config::{MetadataMatch, RouterConfig};
 use action::{Action, Forward, Target};
 use header::{HeaderMutations, Side};
 use host::DomainIndex;
 use matcher::RouteMatcher;
+pub use request::RouteRequest;
 
 /// Every router of the config, by `router_config_name`.
 #[derive(Debug, Default)]
@@ -113,16 +120,22 @@ impl RouteTable {
         }
     }
 
-    /// The route for a request, or `None` (404). `source`: the downstream peer.
+    /// The route for a request (an HTTP head or an RPC frame), or `None` (HTTP 404).
+    /// `source`: the downstream peer.
     ///
-    /// The virtual host is chosen by the `Host` header (or the URI's authority); the first
-    /// of its routes whose match applies wins. A weighted route picks its cluster here, so
-    /// that [`RouteMatch::cluster`] and [`RouteMatch::metadata_match`] agree.
-    pub fn route(&self, head: &http::request::Parts, source: SocketAddr) -> Option<RouteMatch> {
+    /// The virtual host is chosen by the `Host` header (or the URI's authority; an RPC frame
+    /// has neither and gets the `*` virtual host); the first of its routes whose match
+    /// applies wins. A weighted route picks its cluster here, so that [`RouteMatch::cluster`]
+    /// and [`RouteMatch::metadata_match`] agree.
+    pub fn route<R: RouteRequest + ?Sized>(
+        &self,
+        req: &R,
+        source: SocketAddr,
+    ) -> Option<RouteMatch> {
         let _ = source;
-        let vi = self.domains.find(request_host(head).unwrap_or_default())?;
+        let vi = self.domains.find(req.host().unwrap_or_default())?;
         let vhost = &self.virtual_hosts[vi];
-        let route = vhost.routes.iter().position(|r| r.matcher.matches(head))?;
+        let route = vhost.routes.iter().position(|r| r.matcher.matches(req))?;
         let picked = match &vhost.routes[route].action {
             Action::Forward(f) => f.pick(),
             _ => 0,
@@ -134,14 +147,6 @@ impl RouteTable {
             picked,
         })
     }
-}
-
-/// The request's host: the `Host` header, else the URI's authority.
-fn request_host(head: &http::request::Parts) -> Option<&str> {
-    head.headers
-        .get(hdr::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| head.uri.authority().map(|a| a.as_str()))
 }
 
 /// What a matched route does.
@@ -238,13 +243,11 @@ impl RouteMatch {
     /// `weighted_clusters` by weight (picked once per [`RouteTable::route`]). `None`:
     /// `cluster_header` absent from the request (or empty, or not UTF-8), or the route does not
     /// forward.
-    pub fn cluster(&self, head: &http::request::Parts) -> Option<Cow<'_, str>> {
+    pub fn cluster<R: RouteRequest + ?Sized>(&self, req: &R) -> Option<Cow<'_, str>> {
         match &self.forward()?.target {
             Target::Name(n) => Some(Cow::Borrowed(n)),
-            Target::Header(h) => head
-                .headers
-                .get(h)
-                .and_then(|v| v.to_str().ok())
+            Target::Header(h) => req
+                .header(h)
                 .filter(|v| !v.is_empty())
                 .map(|v| Cow::Owned(v.to_owned())),
             Target::Weighted { clusters, .. } => clusters
@@ -271,9 +274,17 @@ impl RouteMatch {
         [&self.route().headers, &self.vhost.headers, &self.router]
     }
 
-    /// `timeout`: the whole request, retries included (`None`: no timeout).
+    /// `timeout`: the whole request, retries included (`None`: no timeout). A route without
+    /// `timeout` has [`crate::config::router::DEFAULT_ROUTE_TIMEOUT`].
     pub fn timeout(&self) -> Option<Duration> {
         self.forward()?.timeout
+    }
+
+    /// Whether the route set `timeout` itself (`"0s"` included). When it did not, an RPC
+    /// request that carries its own timeout (Bolt's timeout field) uses that instead of
+    /// [`RouteMatch::timeout`]'s default. `false` for a route that does not forward.
+    pub fn timeout_configured(&self) -> bool {
+        self.forward().is_some_and(|f| f.timeout_configured)
     }
 
     pub fn retry_policy(&self) -> Option<&RetryPolicy> {
@@ -297,7 +308,7 @@ impl RouteMatch {
 
     /// The request's hash under the route's `hash_policy` (header, cookie, source IP), for
     /// hashing load balancers: xxh64 of the first policy that yields a value.
-    pub fn hash(&self, head: &http::request::Parts, source: SocketAddr) -> Option<u64> {
-        self.forward()?.hash(head, source)
+    pub fn hash<R: RouteRequest + ?Sized>(&self, req: &R, source: SocketAddr) -> Option<u64> {
+        self.forward()?.hash(req, source)
     }
 }

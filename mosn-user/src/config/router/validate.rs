@@ -359,10 +359,11 @@ fn forward(
         }
     };
     let timeout = match &raw.timeout {
-        None => Some(DEFAULT_ROUTE_TIMEOUT),
+        None => Some(RouteTimeout::Default),
         Some(t) => d
             .duration(&join(path, "timeout"), t)
-            .filter(|t| !t.is_zero()),
+            .filter(|t| !t.is_zero())
+            .map(RouteTimeout::Given),
     };
     let path_rewrite = match (nonempty(&raw.prefix_rewrite), &raw.regex_rewrite) {
         (Some(_), Some(_)) => {
