@@ -11,6 +11,7 @@ shared/design/MEASURING.md).
 
     python3 bench/run.py --suite capture [--quick] ...   # the transparent-capture benchmark
     python3 bench/run.py --suite http [--quick] ...      # HTTP/1.1 through mosn/HAProxy/nginx (bench/http_suite.py)
+    python3 bench/run.py --suite bolt [--quick] ...      # SOFARPC Bolt through mosn L4/L7 (bench/bolt_suite.py)
 
 The script re-executes itself inside the namespace (`ip netns exec NS python3 run.py --_inner`;
 `nsenter --net=...` for --suite capture, which needs the host's cgroup v2 and bpffs mounts) for
@@ -67,8 +68,16 @@ WORKLOADS.update({
 # connects to the server's address), vs the app connecting to the server directly.
 CAPTURE_TARGETS = ["direct", "iptables+mosn", "ebpf+mosn", "ebpf+sk_msg+mosn", "ebpf+sk_msg-direct"]
 CAPTURE_WORKLOADS = ["bulk1", "rr1", "rr64", "connrate"]
+# --suite bolt (bench/bolt_suite.py): mosn-bench bolt-load against its Bolt echo origin, directly,
+# through mosn's tcp_proxy (L4), through mosn's Bolt proxy (L7) and through HAProxy (TCP mode).
+BOLT_TARGETS = ["direct", "mosn-l4", "mosn-l7", "haproxy"]
+BOLT_WORKLOADS = ["bolt1", "bolt64"]
+WORKLOADS.update({
+    "bolt1": {"kind": "bolt", "conns": 1, "unit": "req/s", "label": "Bolt 1 KiB, 1 conn"},
+    "bolt64": {"kind": "bolt", "conns": 64, "unit": "req/s", "label": "Bolt 1 KiB, 64 conns"},
+})
 SUITES = {"l4": (ALL_TARGETS, ALL_WORKLOADS), "capture": (CAPTURE_TARGETS, CAPTURE_WORKLOADS),
-          "http": (HTTP_TARGETS, HTTP_WORKLOADS)}
+          "http": (HTTP_TARGETS, HTTP_WORKLOADS), "bolt": (BOLT_TARGETS, BOLT_WORKLOADS)}
 CAPTURE_HOST = "127.0.0.2"  # the servers' address; the app always connects here
 CAPTURE_UID = 65534  # the load generator runs as this uid/gid (iptables matches it)
 CAPTURE_CHAIN = "MOSN_BENCH"
@@ -135,7 +144,9 @@ def parse_args(argv=None):
                    help="l4: direct vs mosn/HAProxy/nginx as plain forwarders (default); capture: the "
                         "transparently captured hop app -> mosn -> server (iptables REDIRECT vs eBPF capture "
                         "vs eBPF + sk_msg) vs the app connecting to the server directly; http: wrk keep-alive "
-                        "and connection-per-request through mosn/HAProxy/nginx (L7) vs direct to an nginx origin")
+                        "and connection-per-request through mosn/HAProxy/nginx (L7) vs direct to an nginx origin; "
+                        "bolt: SOFARPC Bolt request/response through mosn L4 (tcp_proxy), mosn L7 (Bolt proxy) "
+                        "and HAProxy (TCP) vs direct to a Bolt echo origin (bench/bolt_suite.py)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--duration", type=float, default=None,
                    help="seconds per measurement (default 5; --suite capture: 4)")
@@ -145,11 +156,13 @@ def parse_args(argv=None):
                    help="split: client+origin on CPU0, proxy on CPU1; shared: everything on CPU0")
     p.add_argument("--targets", default=None,
                    help=f"comma list of {ALL_TARGETS} (--suite capture: of {CAPTURE_TARGETS}; --suite http: "
-                        f"of {HTTP_TARGETS}); default all")
+                        f"of {HTTP_TARGETS}; --suite bolt: of {BOLT_TARGETS}); default all")
     p.add_argument("--workloads", default=None,
                    help=f"comma list of {ALL_WORKLOADS}; default all (--suite capture: {CAPTURE_WORKLOADS}; "
-                        f"--suite http: {HTTP_WORKLOADS})")
+                        f"--suite http: {HTTP_WORKLOADS}; --suite bolt: {BOLT_WORKLOADS})")
     p.add_argument("--connrate-concurrency", type=int, default=16)
+    p.add_argument("--bolt-in-flight", type=int, default=1,
+                   help="--suite bolt: requests in flight per connection (default 1)")
     p.add_argument("--rr-warmup", type=float, default=0.3,
                    help="unmeasured seconds before rr/connrate (--suite http: a 1 s wrk warm-up if > 0)")
     p.add_argument("--quiet-threshold", type=float, default=10.0,
@@ -185,7 +198,7 @@ def parse_args(argv=None):
         if t not in suite_targets:
             p.error(f"unknown target {t!r} for --suite {a.suite}; known: {suite_targets}")
     for w in a.workloads:
-        known = HTTP_WORKLOADS if a.suite == "http" else ALL_WORKLOADS
+        known = {"http": HTTP_WORKLOADS, "bolt": BOLT_WORKLOADS}.get(a.suite, ALL_WORKLOADS)
         if w not in known:
             p.error(f"unknown workload {w!r} for --suite {a.suite}; known: {known}")
     if "direct" not in a.targets:
@@ -197,10 +210,12 @@ def parse_args(argv=None):
         p.error("--rounds must be 1..100 and --duration 0.5..600")
     if not (1 <= a.connrate_concurrency <= 1024):
         p.error("--connrate-concurrency must be 1..1024")
+    if not (1 <= a.bolt_in_flight <= 4096):
+        p.error("--bolt-in-flight must be 1..4096")
     if not (1 <= a.capture_port <= 65535):
         p.error("--capture-port must be 1..65535")
     if a.out is None:
-        a.out = str(HERE / "results" / (a.suite if a.suite in ("capture", "http") else ""))
+        a.out = str(HERE / "results" / (a.suite if a.suite in ("capture", "http", "bolt") else ""))
     a.out = str(Path(a.out).resolve())
     a.mosn = str(Path(a.mosn).resolve()) if a.mosn else ""
     return a
@@ -260,6 +275,10 @@ def ensure_packages(targets: list[str], suite: str = "l4") -> None:
         import http_suite
 
         return http_suite.ensure_packages(targets)
+    if suite == "bolt":
+        import bolt_suite
+
+        return bolt_suite.ensure_packages(targets)
     need = []
     for binary, pkg in [("iperf3", "iperf3"), ("taskset", "util-linux"), ("ip", "iproute2")]:
         if not have(binary):
@@ -1516,6 +1535,10 @@ def inner_main(args) -> int:
         import http_suite
 
         r = http_suite.HttpRunner(args)
+    elif args.suite == "bolt":
+        import bolt_suite
+
+        r = bolt_suite.BoltRunner(args)
     else:
         r = Runner(args)
     try:
@@ -1573,7 +1596,8 @@ def analyze(out: Path, plot: bool) -> None:
     suite = meta.get("suite", "l4")
     capture = suite == "capture"
     httpsuite = suite == "http"
-    checked = capture or httpsuite  # suites whose runs are checked against counters
+    boltsuite = suite == "bolt"
+    checked = capture or httpsuite or boltsuite  # suites whose runs are checked against counters
     targets = [t for t in SUITES[suite][0] if any(r["target"] == t for r in good)]
     if checked:  # variants that never gave a valid measurement still get their line
         targets = [t for t in SUITES[suite][0] if any(r["target"] == t and r["status"] != "skipped" for r in rows)]
@@ -1612,6 +1636,10 @@ def analyze(out: Path, plot: bool) -> None:
                 import http_suite
 
                 s.update(http_suite.summary_extra(rows, rs, wl, t))
+            if boltsuite:
+                import bolt_suite
+
+                s.update(bolt_suite.summary_extra(rows, rs, wl, t))
             summary.append(s)
     with open(out / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, list(summary[0].keys()) if summary else ["workload"])
@@ -1628,6 +1656,10 @@ def analyze(out: Path, plot: bool) -> None:
         import http_suite
 
         http_suite.no_summary(rows, meta)  # still print the goal checks (all FAIL)
+    if boltsuite and not summary:
+        import bolt_suite
+
+        bolt_suite.no_summary(rows, meta)
     if not summary:
         warn("no completed measurements to summarise")
         for r in failed:
@@ -1641,6 +1673,10 @@ def analyze(out: Path, plot: bool) -> None:
         title = (f"Transparent capture, app -> mosn -> server on {meta.get('origin_host', '?')}; " + title)
     if httpsuite:
         title = (f"HTTP/1.1 (wrk) to an nginx origin on {meta.get('origin_host', '?')}, 100-byte body; " + title)
+    if boltsuite:
+        title = (f"SOFARPC Bolt v1 (mosn-bench bolt-load) to a Bolt echo origin on {meta.get('origin_host', '?')}, "
+                 f"{meta.get('size', '?')} B content each way, {meta.get('in_flight', '?')} request(s) in flight "
+                 f"per connection; " + title)
     lines.append(f"### {title}\n")
     lines.append("Median ratio to direct over rounds (min..max):\n")
     hdr = "| target | " + " | ".join(WORKLOADS[w]["label"] for w in workloads) + " |"
@@ -1670,9 +1706,11 @@ def analyze(out: Path, plot: bool) -> None:
     if capture and invalid:
         lines += ["[n invalid] = n run(s) whose counters did not show the variant's path carrying the traffic "
                   "(no ratio from them; reasons under \"Not ok\").", ""]
-    if httpsuite and invalid:
+    if (httpsuite or boltsuite) and invalid:
         lines += ["FAILED / [n invalid] = n run(s) without a valid measurement: the target did not start, did not "
-                  "answer GET / with the origin's response, wrk saw over 1 % errors, or the proxy's or origin's "
+                  + ("answer GET / with the origin's response, wrk saw" if httpsuite else
+                     "answer one Bolt request with the origin's response, the load generator saw")
+                  + " over 1 % errors, or the proxy's or origin's "
                   "request counter did not show the requests (no ratio from them; reasons under \"Not ok\").", ""]
     if capture:
         lines += capture_tables(summary, workloads, targets, by)
@@ -1680,6 +1718,10 @@ def analyze(out: Path, plot: bool) -> None:
         import http_suite
 
         lines += http_suite.http_tables(summary, workloads, targets, by)
+    if boltsuite:
+        import bolt_suite
+
+        lines += bolt_suite.bolt_tables(summary, workloads, targets, by)
     lines.append("| workload | target | ratio (min..max) | median | unit | p50 µs | p99 µs | proxy CPU % "
                  "| per proxy core | CPU0/CPU1 busy % | per CPU1 | noise % | errors |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -1711,13 +1753,17 @@ def analyze(out: Path, plot: bool) -> None:
         import http_suite
 
         lines += [""] + http_suite.goal_lines(by, targets)
+    if boltsuite:
+        import bolt_suite
+
+        lines += [""] + bolt_suite.goal_lines(by, targets, workloads)
     table = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(table)
     print()
     print(table)
     if plot and summary:
         try:
-            if httpsuite:  # a longer title: wrap it
+            if httpsuite or boltsuite:  # a longer title: wrap it
                 import textwrap
 
                 import http_suite

@@ -5,11 +5,15 @@
 //!   B bytes back, repeats; prints JSON {requests, rate, p50_us, p99_us, errors, ...}.
 //! * `connrate --target ADDR --duration S --concurrency C`: C loops of connect, send 1 byte,
 //!   read 1 byte, close; prints JSON {connections, rate, errors, ...}.
+//! * `bolt-server --listen ADDR` and `bolt-load --target ADDR --connections N --duration S
+//!   [--in-flight K] [--size B] [--json]`: SOFARPC Bolt v1 echo origin and load generator
+//!   (`bolt.rs`, used by `bench/bolt_suite.py`).
 //!
 //! Everything runs on one thread (a current-thread tokio runtime, one task per connection), so
 //! pinning the process with `taskset` pins all of its work. Every load loop is bounded in time
 //! (duration + grace) and a watchdog thread ends the process if anything hangs beyond that.
 
+mod bolt;
 mod hist;
 
 use std::cell::RefCell;
@@ -28,7 +32,7 @@ use tokio::time::Instant;
 #[derive(Parser)]
 #[command(
     name = "mosn-bench",
-    about = "L4 proxy benchmark load generator and echo origin"
+    about = "Proxy benchmark load generators and origins (L4 echo, Bolt)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -77,6 +81,52 @@ enum Cmd {
         warmup: f64,
         #[arg(long, default_value_t = 2.0)]
         grace: f64,
+    },
+    /// Bolt v1 echo server: a SofaResponse (status 0, SIZE content bytes) for every request,
+    /// a heartbeat response for every heartbeat.
+    BoltServer {
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Content bytes of every response (its first 8 repeat the request content's first 8).
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Serve the server's counters as one JSON line to every connection on this address.
+        #[arg(long)]
+        stats_listen: Option<SocketAddr>,
+        /// Exit after this many seconds (0 = run until killed).
+        #[arg(long, default_value_t = 0)]
+        max_seconds: u64,
+    },
+    /// Bolt v1 load: N connections with K requests in flight each, for DURATION seconds.
+    BoltLoad {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        /// Requests in flight per connection (the next one is sent when a response arrives).
+        #[arg(long, default_value_t = 1)]
+        in_flight: usize,
+        /// Content bytes of every request.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Measured seconds (after warmup).
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Seconds run before measuring starts (connections are opened during it).
+        #[arg(long, default_value_t = 0.0)]
+        warmup: f64,
+        /// Seconds allowed after the deadline for requests in flight; then they count as errors.
+        #[arg(long, default_value_t = 2.0)]
+        grace: f64,
+        /// The timeout field of every request, in milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: i32,
+        /// Send a heartbeat on every new connection first and require its response.
+        #[arg(long)]
+        heartbeat: bool,
+        /// Print the result as JSON (else one human-readable line).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -127,6 +177,60 @@ fn main() -> Result<()> {
                 connrate(target, concurrency, duration, size, warmup, grace),
             );
             println!("{}", serde_json::to_string(&out)?);
+            Ok(())
+        }
+        Cmd::BoltServer {
+            listen,
+            size,
+            stats_listen,
+            max_seconds,
+        } => {
+            if size > (16 << 20) - 1024 {
+                bail!("--size must be below 16 MiB");
+            }
+            if max_seconds > 0 {
+                watchdog(max_seconds as f64, 0);
+            }
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, bolt::server(listen, size, stats_listen))
+        }
+        Cmd::BoltLoad {
+            target,
+            connections,
+            in_flight,
+            size,
+            duration,
+            warmup,
+            grace,
+            timeout_ms,
+            heartbeat,
+            json,
+        } => {
+            check_load_args(duration, warmup, grace, connections, size)?;
+            if in_flight == 0 || in_flight > 4096 {
+                bail!("--in-flight must be in [1, 4096]");
+            }
+            watchdog(warmup + duration + grace + 10.0, 3);
+            let local = tokio::task::LocalSet::new();
+            let out = local.block_on(
+                &rt,
+                bolt::load(bolt::LoadCfg {
+                    target,
+                    connections,
+                    in_flight,
+                    size,
+                    duration,
+                    warmup,
+                    grace,
+                    timeout_ms,
+                    heartbeat,
+                }),
+            );
+            if json {
+                println!("{}", serde_json::to_string(&out)?);
+            } else {
+                println!("{}", bolt::describe(&out));
+            }
             Ok(())
         }
     }
