@@ -22,6 +22,7 @@ use crate::network::{
 use crate::proxy::Proxy;
 use crate::router::Routers;
 use crate::stream::Pools;
+use crate::stream::mux::MuxPools;
 use crate::upstream::ClusterManager;
 
 /// Why the daemon could not start. Nothing is left listening when this is returned.
@@ -197,6 +198,8 @@ pub async fn run(
     let routers = Routers::new(&config.routers);
     let filter_registry = Registry::builtin();
     let pools = Pools::new();
+    // Multiplexed (RPC) upstream connections live until the daemon stops.
+    let mux = MuxPools::with_shutdown(&stop_health);
     let stop_accepting = CancellationToken::new();
     // Capture is installed before anything listens: a failure leaves nothing bound.
     let capture = match &config.capture {
@@ -237,7 +240,12 @@ pub async fn run(
                 )),
                 clusters: Arc::clone(&clusters),
                 pools: Arc::clone(&pools),
+                mux: Arc::clone(&mux),
                 metrics: metrics.listener(&l.name),
+                rpc_stats: crate::proxy::RpcStats::new(
+                    l.name.as_str().into(),
+                    Arc::clone(&metrics),
+                ),
                 shutdown: stop_accepting.clone(),
             }),
         };

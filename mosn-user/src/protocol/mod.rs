@@ -70,7 +70,7 @@ pub trait Decoder {
 
 /// Every X-Protocol (RPC) built in, as configs name them. Adding a protocol: its module and
 /// one line here (`docs/ADDING_A_PROTOCOL.md`).
-static X_PROTOCOLS: &[&dyn XProtocol] = &[];
+static X_PROTOCOLS: &[&dyn XProtocol] = &[&bolt::BOLT, &dubbo::DUBBO];
 
 /// Every built-in X-Protocol.
 pub fn x_protocols() -> &'static [&'static dyn XProtocol] {

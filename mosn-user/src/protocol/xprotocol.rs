@@ -46,7 +46,10 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Text {
     /// `raw[start..end]`.
-    Span { start: u32, end: u32 },
+    Span {
+        start: u32,
+        end: u32,
+    },
     Static(&'static str),
     Owned(Bytes),
 }
@@ -60,7 +63,11 @@ impl Text {
     }
 }
 
+/// Bytes of a request kept by [`XFrame::head_copy`]: more than any protocol's fixed header.
+pub const HEAD_COPY: usize = 64;
+
 /// One decoded frame.
+#[derive(Clone)]
 pub struct XFrame {
     pub kind: Kind,
     /// The request id as on the wire (Bolt: u32, Dubbo: u64).
@@ -83,6 +90,23 @@ pub struct XFrame {
 }
 
 impl XFrame {
+    /// A copy of the frame's head (its first [`HEAD_COPY`] bytes, no headers), kept by the
+    /// proxy once the frame itself has gone upstream, to build an error response with
+    /// [`XProtocol::hijack`] if the upstream fails.
+    pub fn head_copy(&self) -> XFrame {
+        XFrame {
+            kind: self.kind,
+            request_id: self.request_id,
+            status: self.status,
+            timeout: self.timeout,
+            raw: BytesMut::from(&self.raw[..self.raw.len().min(HEAD_COPY)]),
+            headers: Vec::new(),
+            service: None,
+            method: None,
+            headers_changed: false,
+        }
+    }
+
     /// The bytes `t` stands for.
     pub fn text<'a>(&'a self, t: &'a Text) -> &'a [u8] {
         match t {
@@ -119,8 +143,10 @@ impl XFrame {
     /// Sets header `name` (replacing every field of that name); the frame will be re-encoded.
     pub fn set_header(&mut self, name: &str, value: Bytes) {
         self.remove_header(name);
-        self.headers
-            .push((Text::Owned(Bytes::copy_from_slice(name.as_bytes())), Text::Owned(value)));
+        self.headers.push((
+            Text::Owned(Bytes::copy_from_slice(name.as_bytes())),
+            Text::Owned(value),
+        ));
         self.headers_changed = true;
     }
 
@@ -130,7 +156,9 @@ impl XFrame {
         let raw = &self.raw;
         self.headers.retain(|(k, _)| {
             let key: &[u8] = match k {
-                Text::Span { start, end } => raw.get(*start as usize..*end as usize).unwrap_or_default(),
+                Text::Span { start, end } => {
+                    raw.get(*start as usize..*end as usize).unwrap_or_default()
+                }
                 Text::Static(s) => s.as_bytes(),
                 Text::Owned(b) => b,
             };
@@ -240,7 +268,8 @@ pub trait XProtocol: Send + Sync + 'static {
 
     /// A response to request `req`, in the protocol's own format (same version, codec and
     /// id), carrying the error status for `why` and, where the protocol has one, `message`.
-    /// `None` for a oneway request (nothing may be sent back).
+    /// `None` for a oneway request (nothing may be sent back). `req` may be a
+    /// [`XFrame::head_copy`]: only its first [`HEAD_COPY`] bytes, no headers.
     fn hijack(&self, req: &XFrame, why: Hijack, message: &str) -> Option<BytesMut>;
 
     /// For bytes that failed to decode: a codec-exception response, if the bytes' header can

@@ -1,14 +1,17 @@
 //! The L7 proxy (MOSN's `proxy` network filter): per downstream connection, decode requests
 //! with the listener's codec and run each through the request [`phase`]s.
 //!
-//! Requests on one connection are handled one after the other (HTTP/1.1 pipelining is
+//! HTTP/1.1: requests on one connection are handled one after the other (pipelining is
 //! tolerated: a request already received waits in the buffer until the previous response
-//! is out).
+//! is out). RPC ([`rpc`]): every request read is in flight at once, over multiplexed
+//! upstream connections. An `"Auto"` listener reads a connection's first bytes to tell
+//! which ([`crate::protocol::detect`]).
 
 mod body;
 mod headers;
 mod mirror;
 pub mod phase;
+mod rpc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
 
-use crate::config::ProxyConfig;
+use crate::config::{Protocol, ProxyConfig};
 use crate::filter::FilterChain;
 use crate::metrics::{ErrorKind, ListenerMetrics};
 use crate::network::{ConnectionFuture, ConnectionHandler, Destination};
@@ -27,9 +30,11 @@ use crate::protocol::Decoder;
 use crate::protocol::http1::{Frame, RequestDecoder};
 use crate::router::RouteTable;
 use crate::stream::Pools;
+use crate::stream::mux::MuxPools;
 use crate::upstream::ClusterManager;
 
 pub use phase::Phase;
+pub(crate) use rpc::RpcStats;
 
 /// One listener's L7 proxy, built once from config.
 pub struct Proxy {
@@ -39,7 +44,11 @@ pub struct Proxy {
     pub filters: FilterChain,
     pub clusters: Arc<ClusterManager>,
     pub pools: Arc<Pools>,
+    /// Multiplexed upstream connections (RPC).
+    pub mux: Arc<MuxPools>,
     pub metrics: ListenerMetrics,
+    /// RPC metrics by service and method.
+    pub(crate) rpc_stats: rpc::RpcStats,
     /// Cancelled on shutdown: idle keep-alive connections close instead of holding the drain.
     pub shutdown: CancellationToken,
 }
@@ -68,13 +77,21 @@ impl ConnectionHandler for Proxy {
         peer: SocketAddr,
         _dst: Destination,
     ) -> ConnectionFuture {
-        let span = info_span!("http", listener = %self.listener, %peer);
+        let span = info_span!("l7", listener = %self.listener, %peer);
         Box::pin(
             async move {
                 let m = &self.metrics;
                 m.connections_total.inc();
                 m.connections_active.inc();
-                self.serve(stream, peer).await;
+                let rbuf = BytesMut::with_capacity(body::READ_CHUNK);
+                match self.config.downstream_protocol {
+                    Protocol::Http1 => self.serve(stream, peer, rbuf).await,
+                    Protocol::X(name) => match crate::protocol::x_protocol(name) {
+                        Some(p) => self.serve_rpc(stream, peer, p, rbuf).await,
+                        None => debug!(protocol = name, "unknown protocol"),
+                    },
+                    Protocol::Auto => self.serve_detected(stream, peer, rbuf).await,
+                }
                 m.connections_active.dec();
             }
             .instrument(span),
@@ -83,13 +100,49 @@ impl ConnectionHandler for Proxy {
 }
 
 impl Proxy {
-    async fn serve(&self, stream: TcpStream, peer: SocketAddr) {
+    /// `"Auto"`: reads until the first bytes tell the protocol, then serves it.
+    async fn serve_detected(&self, mut stream: TcpStream, peer: SocketAddr, mut rbuf: BytesMut) {
+        let protocol = loop {
+            match crate::protocol::detect(&rbuf) {
+                Ok(p) => break p,
+                Err(false) => {
+                    debug!("no protocol starts with these bytes; closing");
+                    self.metrics.errors.inc(ErrorKind::BadRequest);
+                    return;
+                }
+                Err(true) => {}
+            }
+            let read = stream.read_buf(&mut rbuf);
+            let n = tokio::select! {
+                r = read => r,
+                _ = self.shutdown.cancelled() => return,
+                _ = sleep_opt(self.config.idle_timeout) => {
+                    self.metrics.errors.inc(ErrorKind::IdleTimeout);
+                    return;
+                }
+            };
+            match n {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        };
+        debug!(protocol = protocol.name(), "detected");
+        match protocol {
+            Protocol::X(name) => match crate::protocol::x_protocol(name) {
+                Some(p) => self.serve_rpc(stream, peer, p, rbuf).await,
+                None => {}
+            },
+            _ => self.serve(stream, peer, rbuf).await,
+        }
+    }
+
+    async fn serve(&self, stream: TcpStream, peer: SocketAddr, rbuf: BytesMut) {
         let _ = stream.set_nodelay(true);
         let mut down = Downstream {
             stream,
             peer,
             peer_value: headers::peer_value(peer.ip()),
-            rbuf: BytesMut::with_capacity(body::READ_CHUNK),
+            rbuf,
             wbuf: BytesMut::with_capacity(body::READ_CHUNK),
             decoder: RequestDecoder::new(self.config.max_request_header_bytes),
         };

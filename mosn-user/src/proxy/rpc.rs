@@ -1,0 +1,499 @@
+//! The RPC path of the L7 proxy: any [`XProtocol`] (Bolt, Dubbo), multiplexed end to end.
+//!
+//! Per downstream connection one task reads and decodes frames, and keeps every request it
+//! has read in flight at once (a `FuturesUnordered`, no task per request): heartbeats are
+//! answered here; each request is routed (on its `service` or any header), given a host by
+//! the cluster's load balancer and sent on a shared multiplexed upstream connection
+//! ([`crate::stream::mux`]), which rewrites its id and restores it on the response.
+//! Responses are written back as they complete, in any order, batched per wake-up. Failures
+//! are answered in the protocol's own format ([`XProtocol::hijack`]).
+//!
+//! A request's raw bytes travel untouched: only the request id is patched in place going
+//! up and coming back.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::Proxy;
+use crate::metrics::{ErrorKind, Metrics, RpcMetrics};
+use crate::protocol::xprotocol::{Hijack, Kind, StatusClass, XFrame, XProtocol};
+use crate::stream::PoolError;
+use crate::stream::mux::{CallError, MuxSettings};
+use crate::upstream::{Cluster, LbContext, RequestOutcome};
+
+/// Requests in flight on one downstream connection; reading pauses beyond it.
+const MAX_IN_FLIGHT: usize = 4096;
+/// Distinct (service, method) label sets per listener and protocol; more are counted
+/// under service and method `"other"`.
+const MAX_RPC_SERIES: usize = 1024;
+/// Read size of a downstream connection.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Per (protocol, service, method) metric handles of one listener, bounded in number.
+pub(crate) struct RpcStats {
+    listener: Arc<str>,
+    metrics: Arc<Metrics>,
+    series: Mutex<HashMap<Box<[u8]>, Arc<RpcMetrics>>>,
+}
+
+impl RpcStats {
+    pub(crate) fn new(listener: Arc<str>, metrics: Arc<Metrics>) -> RpcStats {
+        RpcStats {
+            listener,
+            metrics,
+            series: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The handles for `frame`'s service and method; `key` is scratch space.
+    fn get(&self, proto: &dyn XProtocol, frame: &XFrame, key: &mut Vec<u8>) -> Arc<RpcMetrics> {
+        let service = frame.service().unwrap_or(b"-");
+        let method = frame.method().unwrap_or(b"-");
+        key.clear();
+        key.extend_from_slice(proto.name().as_bytes());
+        key.push(0);
+        key.extend_from_slice(service);
+        key.push(0);
+        key.extend_from_slice(method);
+        let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = series.get(key.as_slice()) {
+            return Arc::clone(m);
+        }
+        let (service, method, key) = if series.len() < MAX_RPC_SERIES {
+            (
+                String::from_utf8_lossy(service),
+                String::from_utf8_lossy(method),
+                key.as_slice(),
+            )
+        } else {
+            key.clear();
+            key.extend_from_slice(proto.name().as_bytes());
+            key.extend_from_slice(b"\0other\0other");
+            if let Some(m) = series.get(key.as_slice()) {
+                return Arc::clone(m);
+            }
+            ("other".into(), "other".into(), key.as_slice())
+        };
+        let m = Arc::new(
+            self.metrics
+                .rpc(&self.listener, proto.name(), &service, &method),
+        );
+        series.insert(key.into(), Arc::clone(&m));
+        m
+    }
+}
+
+/// What one request's future yields: bytes for downstream (none for oneway requests).
+type Reply = Option<BytesMut>;
+
+impl Proxy {
+    /// Serves one downstream connection speaking `proto`; `rbuf` holds bytes already read
+    /// (protocol detection).
+    pub(crate) async fn serve_rpc(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        proto: &'static dyn XProtocol,
+        mut rbuf: BytesMut,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+        let mut in_flight = FuturesUnordered::new();
+        let mut key = Vec::with_capacity(128);
+        let max_frame = self.config.max_frame_size;
+        // Set once the connection is to end: no more reading; in-flight requests finish
+        // and every reply is written first.
+        let mut closing = false;
+        let mut idle_since = Instant::now();
+        loop {
+            // Decode every complete frame received.
+            while !closing {
+                match proto.decode(&mut rbuf, max_frame) {
+                    Ok(Some(frame)) => match frame.kind {
+                        Kind::Heartbeat => wbuf.extend_from_slice(&proto.heartbeat_reply(&frame)),
+                        Kind::Request | Kind::Oneway => {
+                            let stats = self.rpc_stats.get(proto, &frame, &mut key);
+                            in_flight.push(self.rpc_request(proto, frame, peer, stats));
+                            if in_flight.len() >= MAX_IN_FLIGHT {
+                                break;
+                            }
+                        }
+                        Kind::Response | Kind::HeartbeatReply => {
+                            debug!(id = frame.request_id, "ignoring a response from downstream");
+                        }
+                    },
+                    Ok(None) => break,
+                    Err(e) => {
+                        debug!(error = %e, "undecodable request; closing");
+                        self.metrics.errors.inc(ErrorKind::BadRequest);
+                        self.metrics.downstream_rq_total.inc();
+                        self.metrics.downstream_rq_4xx.inc();
+                        if let Some(reply) = proto.codec_error_reply(&rbuf) {
+                            wbuf.extend_from_slice(&reply);
+                        }
+                        rbuf.clear();
+                        closing = true;
+                    }
+                }
+            }
+            // Collect every reply that is ready, then write them in one go.
+            while let Some(Some(reply)) = in_flight.next().now_or_never() {
+                if let Some(r) = reply {
+                    wbuf.extend_from_slice(&r);
+                }
+            }
+            while !wbuf.is_empty() {
+                match stream.try_write(&wbuf) {
+                    Ok(n) => {
+                        let _ = wbuf.split_to(n);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => return,
+                }
+            }
+            if closing && in_flight.is_empty() && wbuf.is_empty() {
+                return;
+            }
+            let idle = in_flight.is_empty() && wbuf.is_empty() && rbuf.is_empty();
+            if !idle {
+                idle_since = Instant::now();
+            }
+            let can_read = !closing && in_flight.len() < MAX_IN_FLIGHT;
+            tokio::select! {
+                biased;
+                Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
+                    if let Some(r) = reply {
+                        wbuf.extend_from_slice(&r);
+                    }
+                }
+                w = stream.writable(), if !wbuf.is_empty() => {
+                    if w.is_err() {
+                        return;
+                    }
+                }
+                r = stream.readable(), if can_read => {
+                    if r.is_err() {
+                        return;
+                    }
+                    rbuf.reserve(READ_CHUNK);
+                    match stream.try_read_buf(&mut rbuf) {
+                        Ok(0) => {
+                            // The client closed (or half-closed): answer what is in flight.
+                            closing = true;
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    }
+                }
+                _ = self.shutdown.cancelled(), if idle && !closing => return,
+                _ = sleep_until(self.config.idle_timeout.map(|t| idle_since + t)), if idle && !closing => {
+                    self.metrics.errors.inc(ErrorKind::IdleTimeout);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One request, from routing to the bytes of its response (or of the error response
+    /// built in its place).
+    async fn rpc_request(
+        &self,
+        proto: &'static dyn XProtocol,
+        frame: XFrame,
+        peer: SocketAddr,
+        stats: Arc<RpcMetrics>,
+    ) -> Reply {
+        let start = Instant::now();
+        let m = &self.metrics;
+        m.downstream_rq_total.inc();
+        m.downstream_rq_active.inc();
+        stats.requests.inc();
+        let oneway = frame.kind == Kind::Oneway;
+        let result = self.rpc_forward(proto, frame, peer).await;
+        m.downstream_rq_active.dec();
+        let reply = match result {
+            Ok(None) => None,
+            Ok(Some(resp)) => {
+                let class = proto.status_class(resp.status);
+                count_class(m, class);
+                if !class.is_success() {
+                    stats.error(resp.status);
+                }
+                let mut out = BytesMut::with_capacity(resp.raw.len());
+                proto.encode(&resp, &mut out);
+                Some(out)
+            }
+            Err(h) => {
+                m.errors.inc(h.kind);
+                let reply = proto.hijack(&h.request, h.why, &h.message);
+                // The status the error response carries, for the metrics.
+                match reply
+                    .as_ref()
+                    .and_then(|r| proto.decode(&mut r.clone(), usize::MAX).ok().flatten())
+                {
+                    Some(resp) => {
+                        count_class(m, proto.status_class(resp.status));
+                        stats.error(resp.status);
+                    }
+                    None => count_class(m, StatusClass(502)),
+                }
+                reply
+            }
+        };
+        if !oneway {
+            stats.duration.observe(start.elapsed().as_secs_f64());
+        }
+        reply
+    }
+
+    /// Routes and forwards `frame`: the response (`None` for a oneway request), or why
+    /// the proxy answers itself.
+    async fn rpc_forward(
+        &self,
+        proto: &'static dyn XProtocol,
+        frame: XFrame,
+        peer: SocketAddr,
+    ) -> Result<Option<XFrame>, Failed> {
+        let Some(route) = self.routes.route(&frame, peer) else {
+            return Err(Failed::new(
+                frame,
+                Hijack::NoRoute,
+                ErrorKind::NoRoute,
+                "no route",
+            ));
+        };
+        // (A route that does not forward — direct responses, redirects: HTTP only — has no
+        // cluster.)
+        let cluster = match route
+            .cluster(&frame)
+            .and_then(|c| self.clusters.get(&c).cloned())
+        {
+            Some(c) => c,
+            None => {
+                return Err(Failed::new(
+                    frame,
+                    Hijack::NoRoute,
+                    ErrorKind::NoRoute,
+                    "no cluster for the route",
+                ));
+            }
+        };
+        // The route's own timeout if it sets one, else the frame's (Bolt's timeout field),
+        // else the route's default.
+        let timeout = if route.timeout_configured() {
+            route.timeout()
+        } else {
+            frame.timeout.or(route.timeout())
+        };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let Some(_rq_guard) = cluster.breakers.try_request() else {
+            return Err(Failed::new(
+                frame,
+                Hijack::Overflow,
+                ErrorKind::CircuitOpen,
+                "upstream overflow: circuit breaker open",
+            ));
+        };
+        let retries = route.retry_policy().map_or(0, |p| {
+            if p.on_connect_failure || p.on_5xx || p.on_gateway_error {
+                p.num_retries
+            } else {
+                0
+            }
+        });
+        let hash = route.hash(&frame, peer);
+        let mut settings = MuxSettings::from_cluster(&cluster.config);
+        settings.max_frame = self.config.max_frame_size;
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut frame = frame;
+        // One breaker slot per retry taken, held to the end of the request.
+        let mut retry_guards = Vec::new();
+        let mut retry = |why: &str| -> bool {
+            if retry_guards.len() as u32 >= retries {
+                return false;
+            }
+            match cluster.breakers.try_retry() {
+                Some(g) => {
+                    retry_guards.push(g);
+                    cluster.metrics.upstream_rq_retry.inc();
+                    debug!(%why, "retrying on another host");
+                    true
+                }
+                None => false,
+            }
+        };
+        loop {
+            let ctx = LbContext {
+                hash,
+                metadata_match: route.metadata_match(),
+                tried: &tried,
+            };
+            let Some(host) = cluster.choose_host(&ctx) else {
+                return Err(Failed::new(
+                    frame,
+                    Hijack::NoHealthyHost,
+                    ErrorKind::NoHealthyHost,
+                    "no healthy upstream",
+                ));
+            };
+            tried.push(host.address);
+            let got = match deadline {
+                Some(d) => {
+                    tokio::time::timeout_at(d, self.mux.get(&cluster, &host, proto, &settings))
+                        .await
+                        .unwrap_or(Err(PoolError::Timeout(host.address)))
+                }
+                None => self.mux.get(&cluster, &host, proto, &settings).await,
+            };
+            let conn = match got {
+                Ok(c) => c,
+                Err(PoolError::Connect { addr, source }) => {
+                    cluster.report(&host, RequestOutcome::ConnectFailure);
+                    let why = format!("connect to {addr}: {source}");
+                    if retry(&why) {
+                        continue;
+                    }
+                    return Err(Failed::new(
+                        frame,
+                        Hijack::NoHealthyHost,
+                        ErrorKind::UpstreamConnect,
+                        &why,
+                    ));
+                }
+                Err(PoolError::Overflow(_)) => {
+                    return Err(Failed::new(
+                        frame,
+                        Hijack::Overflow,
+                        ErrorKind::CircuitOpen,
+                        "upstream overflow: circuit breaker open",
+                    ));
+                }
+                Err(PoolError::Timeout(_)) => {
+                    cluster.metrics.upstream_rq_timeout.inc();
+                    return Err(Failed::new(
+                        frame,
+                        Hijack::Timeout,
+                        ErrorKind::UpstreamTimeout,
+                        "upstream timeout",
+                    ));
+                }
+            };
+            let _host_guard = host.start_request();
+            let cm = &cluster.metrics;
+            cm.upstream_rq_total.inc();
+            cm.upstream_rq_active.inc();
+            let _active = scopeguard::guard((), |_| {
+                cm.upstream_rq_active.dec();
+            });
+            if frame.kind == Kind::Oneway {
+                return match conn.send_oneway(frame).await {
+                    Ok(()) => Ok(None),
+                    Err(e) => {
+                        // Nothing can be answered to a oneway request.
+                        debug!(error = %e, "oneway request lost");
+                        cm.upstream_rq_reset.inc();
+                        Ok(None)
+                    }
+                };
+            }
+            // What an error response needs of the request once it is handed upstream: its
+            // head; the whole request while a retry is possible.
+            let copy = if retries > 0 {
+                frame.clone()
+            } else {
+                frame.head_copy()
+            };
+            let call = conn.call(frame);
+            let result = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, call).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        cm.upstream_rq_timeout.inc();
+                        cluster.report(&host, RequestOutcome::Timeout);
+                        return Err(Failed::new(
+                            copy,
+                            Hijack::Timeout,
+                            ErrorKind::UpstreamTimeout,
+                            "upstream timeout",
+                        ));
+                    }
+                },
+                None => call.await,
+            };
+            match result {
+                Ok(resp) => {
+                    let class = proto.status_class(resp.status);
+                    count_class_cluster(&cluster, class);
+                    cluster.report(&host, RequestOutcome::Status(class.0));
+                    return Ok(Some(resp));
+                }
+                Err(CallError::NotSent(why)) if retries > 0 && retry(&why) => {
+                    frame = copy;
+                }
+                Err(CallError::NotSent(why) | CallError::Reset(why)) => {
+                    cm.upstream_rq_reset.inc();
+                    cluster.report(&host, RequestOutcome::Reset);
+                    return Err(Failed::new(
+                        copy,
+                        Hijack::UpstreamReset,
+                        ErrorKind::UpstreamReset,
+                        &why,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// A request the proxy answers itself.
+struct Failed {
+    /// The request (or as much of it as the error response needs: its header).
+    request: XFrame,
+    why: Hijack,
+    kind: ErrorKind,
+    message: String,
+}
+
+impl Failed {
+    fn new(request: XFrame, why: Hijack, kind: ErrorKind, message: &str) -> Failed {
+        Failed {
+            request,
+            why,
+            kind,
+            message: message.to_owned(),
+        }
+    }
+}
+
+fn count_class(m: &crate::metrics::ListenerMetrics, class: StatusClass) {
+    match class.0 {
+        200..=299 => m.downstream_rq_2xx.inc(),
+        400..=499 => m.downstream_rq_4xx.inc(),
+        _ => m.downstream_rq_5xx.inc(),
+    };
+}
+
+fn count_class_cluster(cluster: &Cluster, class: StatusClass) {
+    let m = &cluster.metrics;
+    match class.0 {
+        200..=299 => m.upstream_rq_2xx.inc(),
+        400..=499 => m.upstream_rq_4xx.inc(),
+        _ => m.upstream_rq_5xx.inc(),
+    };
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
