@@ -330,7 +330,8 @@ struct State<W: Wire> {
     heartbeats_ignored: AtomicUsize,
     /// Frames answered with a [`ServerWire::check`] status.
     rejected: AtomicUsize,
-    held: Mutex<Vec<(W::Frame, Writer)>>,
+    /// Requests held by `x-hold`, with their connection.
+    held: Mutex<Vec<(usize, W::Frame, Writer)>>,
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
@@ -492,6 +493,18 @@ async fn serve_conn<W: ServerWire>(
     tx: Writer,
     writer: AbortHandle,
 ) {
+    serve_frames(&st, conn, &mut read, &tx, &writer).await;
+    // Requests held on a connection that is gone are not answered by a later release.
+    st.held.lock().unwrap().retain(|(c, _, _)| *c != conn);
+}
+
+async fn serve_frames<W: ServerWire>(
+    st: &Arc<State<W>>,
+    conn: usize,
+    read: &mut tokio::net::tcp::OwnedReadHalf,
+    tx: &Writer,
+    writer: &AbortHandle,
+) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         loop {
@@ -526,7 +539,7 @@ async fn serve_conn<W: ServerWire>(
                         writer.abort();
                         return;
                     }
-                    answer::<W>(&st, frame, &tx);
+                    answer::<W>(st, conn, frame, tx);
                 }
             }
         }
@@ -540,7 +553,7 @@ async fn serve_conn<W: ServerWire>(
     }
 }
 
-fn answer<W: ServerWire>(st: &Arc<State<W>>, req: W::Frame, tx: &Writer) {
+fn answer<W: ServerWire>(st: &Arc<State<W>>, conn: usize, req: W::Frame, tx: &Writer) {
     if let Some(status) = W::check(&req) {
         st.rejected.fetch_add(1, Ordering::SeqCst);
         let _ = tx.send(W::encode(&W::error_reply(&req, status, &st.name)));
@@ -548,9 +561,9 @@ fn answer<W: ServerWire>(st: &Arc<State<W>>, req: W::Frame, tx: &Writer) {
     }
     if let Some(n) = W::behaviour(&req, "x-hold").and_then(|v| v.parse::<usize>().ok()) {
         let mut held = st.held.lock().unwrap();
-        held.push((req, tx.clone()));
+        held.push((conn, req, tx.clone()));
         if held.len() >= n {
-            for (req, tx) in held.drain(..).rev() {
+            for (_, req, tx) in held.drain(..).rev() {
                 let _ = tx.send(W::encode(&W::reply(&req, &st.name)));
             }
         }
