@@ -150,6 +150,15 @@ impl XFrame {
         self.headers_changed = true;
     }
 
+    /// Adds a field `name` after any of that name; the frame will be re-encoded.
+    pub fn append_header(&mut self, name: &str, value: Bytes) {
+        self.headers.push((
+            Text::Owned(Bytes::copy_from_slice(name.as_bytes())),
+            Text::Owned(value),
+        ));
+        self.headers_changed = true;
+    }
+
     /// Removes every field named `name`; the frame will be re-encoded if one was there.
     pub fn remove_header(&mut self, name: &str) {
         let before = self.headers.len();

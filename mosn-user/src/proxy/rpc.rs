@@ -228,9 +228,14 @@ impl Proxy {
                 if !class.is_success() {
                     stats.error(resp.status);
                 }
-                let mut out = BytesMut::with_capacity(resp.raw.len());
-                proto.encode(&resp, &mut out);
-                Some(out)
+                if resp.headers_changed {
+                    let mut out = BytesMut::with_capacity(resp.raw.len());
+                    proto.encode(&resp, &mut out);
+                    Some(out)
+                } else {
+                    // As received, with only the request id patched back.
+                    Some(resp.raw)
+                }
             }
             Err(h) => {
                 m.errors.inc(h.kind);
@@ -315,6 +320,7 @@ impl Proxy {
         settings.max_frame = self.config.max_frame_size;
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut frame = frame;
+        route.apply_frame_request(&mut frame);
         // One breaker slot per retry taken, held to the end of the request.
         let mut retry_guards = Vec::new();
         let mut retry = |why: &str| -> bool {
@@ -430,7 +436,8 @@ impl Proxy {
                 None => call.await,
             };
             match result {
-                Ok(resp) => {
+                Ok(mut resp) => {
+                    route.apply_frame_response(&mut resp);
                     let class = proto.status_class(resp.status);
                     count_class_cluster(&cluster, class);
                     cluster.report(&host, RequestOutcome::Status(class.0));

@@ -1,7 +1,10 @@
 //! Header mutations (`request_headers_to_add` and friends) of the route, virtual host and
 //! router levels.
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::protocol::xprotocol::XFrame;
 
 use crate::config::router::{HeaderAdd, HeaderOps};
 
@@ -85,5 +88,38 @@ pub(super) fn apply(levels: [&HeaderMutations; 3], side: Side, headers: &mut Hea
                 headers.insert(add.name.clone(), add.value.clone());
             }
         }
+    }
+}
+
+/// [`apply`] to an RPC frame's header fields (keys as configured, lower-cased like HTTP
+/// names). The frame is re-encoded when anything changed.
+pub(super) fn apply_frame(levels: [&HeaderMutations; 3], side: Side, frame: &mut XFrame) {
+    for level in levels {
+        for name in level.lists(side).1 {
+            frame.remove_header(name.as_str());
+        }
+    }
+    for (i, level) in levels.iter().enumerate() {
+        for add in level.lists(side).0 {
+            let value = Bytes::copy_from_slice(add.value.as_bytes());
+            if add.append && frame.header(add.name.as_str()).is_some() {
+                frame.append_header(add.name.as_str(), value);
+                continue;
+            }
+            let overridden = levels[..i]
+                .iter()
+                .any(|inner| inner.lists(side).0.iter().any(|a| a.name == add.name));
+            if !overridden {
+                frame.set_header(add.name.as_str(), value);
+            }
+        }
+    }
+}
+
+impl HeaderMutations {
+    /// Whether this level changes nothing on `side` (the RPC path then skips the frame).
+    pub fn is_empty(&self, side: Side) -> bool {
+        let (add, remove) = self.lists(side);
+        add.is_empty() && remove.is_empty()
     }
 }

@@ -265,6 +265,25 @@ impl RouteMatch {
         header::apply(self.levels(), Side::Request, &mut head.headers);
     }
 
+    /// Header add/remove of the route, virtual host and router on an RPC request (the
+    /// frame is re-encoded only when there is something to change).
+    pub fn apply_frame_request(&self, frame: &mut crate::protocol::xprotocol::XFrame) {
+        self.apply_frame(Side::Request, frame);
+    }
+
+    /// Header add/remove on an RPC response, at each level.
+    pub fn apply_frame_response(&self, frame: &mut crate::protocol::xprotocol::XFrame) {
+        self.apply_frame(Side::Response, frame);
+    }
+
+    fn apply_frame(&self, side: Side, frame: &mut crate::protocol::xprotocol::XFrame) {
+        let levels = self.levels();
+        if levels.iter().all(|l| l.is_empty(side)) {
+            return;
+        }
+        header::apply_frame(levels, side, frame);
+    }
+
     /// Header add/remove on the response, at each level.
     pub fn apply_response(&self, head: &mut http::response::Parts) {
         header::apply(self.levels(), Side::Response, &mut head.headers);

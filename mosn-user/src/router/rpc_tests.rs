@@ -90,14 +90,14 @@ fn mosn_bolt_example_routes_any_service() {
           "route": { "cluster_name": "a" } },
     ])));
     let test_service = bolt("com.alipay.test.TestService:1.0");
-    assert_eq!(cluster_for(&*t, &test_service).as_deref(), Some("b"));
+    assert_eq!(cluster_for(&t, &test_service).as_deref(), Some("b"));
     assert_eq!(
-        cluster_for(&*t, &bolt("com.alipay.test.Other:1.0")).as_deref(),
+        cluster_for(&t, &bolt("com.alipay.test.Other:1.0")).as_deref(),
         Some("a")
     );
-    assert_eq!(cluster_for(&*t, &bolt("")).as_deref(), Some("a"), "\".*\"");
+    assert_eq!(cluster_for(&t, &bolt("")).as_deref(), Some("a"), "\".*\"");
     assert_eq!(
-        cluster_for(&*t, &frame(&[("other", b"x")], &[])),
+        cluster_for(&t, &frame(&[("other", b"x")], &[])),
         None,
         "no service header"
     );
@@ -130,20 +130,20 @@ fn dubbo_service_version_and_method() {
         )
     };
     assert_eq!(
-        cluster_for(&*t, &dubbo("2.1.0", "sayHello")).as_deref(),
+        cluster_for(&t, &dubbo("2.1.0", "sayHello")).as_deref(),
         Some("a")
     );
     assert_eq!(
-        cluster_for(&*t, &dubbo("1.0.0", "sayHello")),
+        cluster_for(&t, &dubbo("1.0.0", "sayHello")),
         None,
         "version"
     );
     assert_eq!(
-        cluster_for(&*t, &dubbo("1.0.0", "sayBye")).as_deref(),
+        cluster_for(&t, &dubbo("1.0.0", "sayBye")).as_deref(),
         Some("b"),
         "the synthesised method header"
     );
-    assert_eq!(cluster_for(&*t, &dubbo("2.1.0", "other")), None, ":method");
+    assert_eq!(cluster_for(&t, &dubbo("2.1.0", "other")), None, ":method");
 }
 
 #[test]
@@ -170,12 +170,12 @@ fn path_conditions_and_pseudo_headers_on_rpc() {
           "route": { "cluster_name": "c" } },
     ])));
     assert_eq!(
-        cluster_for(&*t, &bolt("s1")).as_deref(),
+        cluster_for(&t, &bolt("s1")).as_deref(),
         Some("b"),
         "only the prefix \"/\" matches a frame"
     );
     assert_eq!(
-        cluster_for(&*t, &bolt("s2")).as_deref(),
+        cluster_for(&t, &bolt("s2")).as_deref(),
         Some("c"),
         "an inverted condition on what a frame lacks"
     );
@@ -187,7 +187,7 @@ fn path_conditions_and_pseudo_headers_on_rpc() {
         .into_parts()
         .0;
     assert_eq!(
-        cluster_for(&*t, &head).as_deref(),
+        cluster_for(&t, &head).as_deref(),
         Some("a"),
         "HTTP still matches the path"
     );
@@ -226,7 +226,7 @@ fn rpc_header_keys_and_values() {
         { "match": { "headers": [{ "name": "bin" }] },
           "route": { "cluster_name": "m" } },
     ])));
-    let c = |fields: &[(&str, &[u8])]| cluster_for(&*t, &frame(fields, &[]));
+    let c = |fields: &[(&str, &[u8])]| cluster_for(&t, &frame(fields, &[]));
     // The config lowers header names; frame keys are compared ASCII case-insensitively.
     assert_eq!(c(&[("X-Tenant", b"t1")]).as_deref(), Some("a"));
     assert_eq!(c(&[("x-tenant", b"t1")]).as_deref(), Some("a"));
@@ -258,13 +258,13 @@ fn cluster_header_and_hash_on_rpc() {
             { "source_ip": {} } ] } },
     ])));
     assert_eq!(
-        cluster_for(&*t, &frame(&[("x-cluster", b"c")], &[])).as_deref(),
+        cluster_for(&t, &frame(&[("x-cluster", b"c")], &[])).as_deref(),
         Some("c")
     );
     let empty = frame(&[("x-cluster", b"")], &[]);
-    assert_eq!(cluster_for(&*t, &empty), None, "an empty cluster_header");
+    assert_eq!(cluster_for(&t, &empty), None, "an empty cluster_header");
     let bad = frame(&[("x-cluster", b"\xff")], &[]);
-    assert_eq!(cluster_for(&*t, &bad), None, "a non-UTF-8 cluster_header");
+    assert_eq!(cluster_for(&t, &bad), None, "a non-UTF-8 cluster_header");
 
     let hash = |f: &XFrame| t.route(f, SRC).unwrap().hash(f, SRC);
     assert_eq!(hash(&bolt("svc")), Some(xxh64(b"svc", 0)));
@@ -339,4 +339,62 @@ fn route_table_serves_dyn_requests() {
     let m = t.route(req, SRC).unwrap();
     assert_eq!(m.cluster(req).as_deref(), Some("a"));
     assert_eq!(m.hash(req, SRC), Some(xxh64(b"s", 0)));
+}
+
+#[test]
+fn header_mutations_on_rpc_frames() {
+    let entry = |k: &str, v: &str, append: bool| json!({ "header": { "key": k, "value": v }, "append": append });
+    let t = table(json!({
+        "router_config_name": "r",
+        "request_headers_to_add": [entry("x-level", "router", false)],
+        "virtual_hosts": [{
+            "name": "h",
+            "domains": ["*"],
+            "request_headers_to_remove": ["x-drop"],
+            "routers": [{
+                "match": { "headers": [{ "name": "service", "value": "a" }] },
+                "route": { "cluster_name": "a" },
+                "request_headers_to_add": [entry("x-level", "route", false), entry("service", "b", true)],
+                "response_headers_to_add": [entry("x-resp", "1", false)]
+            }, {
+                "match": { "headers": [{ "name": "service", "value": "plain" }] },
+                "route": { "cluster_name": "a" }
+            }]
+        }]
+    }));
+    let mut f = frame(&[("service", b"a"), ("x-drop", b"1")], &[]);
+    let m = t.route(&f, SRC).expect("routed");
+    m.apply_frame_request(&mut f);
+    assert!(f.headers_changed);
+    assert_eq!(f.header("x-drop"), None);
+    assert_eq!(
+        f.header("x-level"),
+        Some(&b"route"[..]),
+        "the route level wins"
+    );
+    let services: Vec<&[u8]> = f
+        .headers
+        .iter()
+        .filter(|(k, _)| f.text(k) == b"service")
+        .map(|(_, v)| f.text(v))
+        .collect();
+    assert_eq!(
+        services,
+        [&b"a"[..], &b"b"[..]],
+        "append keeps the first field"
+    );
+    let mut resp = frame(&[], &[]);
+    m.apply_frame_response(&mut resp);
+    assert_eq!(resp.header("x-resp"), Some(&b"1"[..]));
+
+    // A route whose levels change nothing leaves the frame as received: raw bytes only.
+    let t = table(one_vhost(json!([{
+        "match": { "headers": [{ "name": "service", "value": "plain" }] },
+        "route": { "cluster_name": "a" }
+    }])));
+    let mut f = bolt("plain");
+    t.route(&f, SRC)
+        .expect("routed")
+        .apply_frame_request(&mut f);
+    assert!(!f.headers_changed);
 }
