@@ -7,6 +7,8 @@
 //!   `interval_jitter`, `initial_delay_seconds`, `healthy_threshold`, `unhealthy_threshold`,
 //!   `check_config`. The HTTP check reads `check_config.{path, host, codes, port, method}`,
 //!   or MOSN's nested `check_config.http_check_config.{path, domain, codes, port, method}`.
+//!   An X-Protocol's name (`bolt`, `dubbo`) sends that protocol's heartbeat (MOSN's Bolt
+//!   heartbeat check).
 //! - `outlier_detection` uses Envoy's names (MOSN has none).
 //! - `circuit_breakers` accepts MOSN's array of thresholds and Envoy's `{"thresholds": [...]}`.
 
@@ -89,6 +91,9 @@ pub enum HealthCheckKind {
     Tcp,
     /// `http` / `Http1`: `GET path` answered with an expected status.
     Http(HttpCheckConfig),
+    /// An X-Protocol's name (`bolt`, `dubbo`; see [`crate::protocol::x_protocol`]): its
+    /// heartbeat answered with a successful heartbeat reply.
+    XProtocol(&'static str),
 }
 
 /// `health_check.check_config` of an HTTP check.
@@ -376,9 +381,10 @@ pub(super) fn health_check(
     let errors_before = d.errors.len();
     let p = join(path, "protocol");
     let protocol = raw.protocol.as_deref().map(str::to_ascii_lowercase);
+    let x = protocol.as_deref().and_then(crate::protocol::x_protocol);
     let kind = match protocol.as_deref() {
         None => {
-            d.error(&p, "missing protocol (supported: \"tcp\", \"http\")");
+            d.error(&p, format!("missing protocol (supported: {})", supported()));
             None
         }
         Some("tcp") => {
@@ -394,12 +400,22 @@ pub(super) fn health_check(
             http_check(raw.check_config.as_ref(), &join(path, "check_config"), d)
                 .map(HealthCheckKind::Http)
         }
+        Some(name) if let Some(x) = x => {
+            if raw.check_config.as_ref().is_some_and(|c| !c.is_null()) {
+                d.warn(format!(
+                    "ignoring {}: a {name} health check only sends heartbeats",
+                    join(path, "check_config")
+                ));
+            }
+            Some(HealthCheckKind::XProtocol(x.name()))
+        }
         Some(_) => {
             d.error(
                 &p,
                 format!(
-                    "unsupported health check protocol {:?} (supported: \"tcp\", \"http\")",
-                    raw.protocol.as_deref().unwrap_or_default()
+                    "unsupported health check protocol {:?} (supported: {})",
+                    raw.protocol.as_deref().unwrap_or_default(),
+                    supported()
                 ),
             );
             None
@@ -463,6 +479,18 @@ pub(super) fn health_check(
         healthy_threshold,
         unhealthy_threshold,
     })
+}
+
+/// The `health_check.protocol` names, quoted, for error messages: `tcp`, `http` and every
+/// X-Protocol.
+fn supported() -> String {
+    let x = crate::protocol::x_protocols().iter().map(|p| p.name());
+    ["tcp", "http"]
+        .into_iter()
+        .chain(x)
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `check_config` of an HTTP check (absent: `GET /`, 2xx).

@@ -33,7 +33,7 @@ fn http(v: Value) -> HttpCheckConfig {
     assert!(errors.is_empty(), "{errors:?}");
     match out.unwrap().kind {
         HealthCheckKind::Http(h) => h,
-        HealthCheckKind::Tcp => panic!("tcp"),
+        other => panic!("{other:?}"),
     }
 }
 
@@ -154,11 +154,11 @@ fn health_check_errors() {
     let cases: Vec<(Value, &str)> = vec![
         (
             json!({}),
-            "c.protocol: missing protocol (supported: \"tcp\", \"http\")",
+            "c.protocol: missing protocol (supported: \"tcp\", \"http\", \"bolt\", \"dubbo\")",
         ),
         (
-            json!({ "protocol": "bolt" }),
-            "c.protocol: unsupported health check protocol \"bolt\" (supported: \"tcp\", \"http\")",
+            json!({ "protocol": "grpc" }),
+            "c.protocol: unsupported health check protocol \"grpc\" (supported: \"tcp\", \"http\", \"bolt\", \"dubbo\")",
         ),
         (
             json!({ "protocol": "tcp", "interval": "0s" }),
@@ -257,6 +257,44 @@ fn health_check_errors() {
     // Several errors at once, each at its own path.
     let errors = hc_error(json!({ "protocol": "tcp", "interval": "0s", "healthy_threshold": 0 }));
     assert_eq!(errors.len(), 2, "{errors:?}");
+}
+
+#[test]
+fn x_protocol_checks_send_heartbeats() {
+    for (written, name) in [("bolt", "bolt"), ("Dubbo", "dubbo"), ("BOLT", "bolt")] {
+        let (out, errors, warnings) = hc(json!({ "protocol": written, "timeout": "500ms",
+            "interval": "5s", "healthy_threshold": 1 }));
+        assert!(
+            errors.is_empty() && warnings.is_empty(),
+            "{errors:?} {warnings:?}"
+        );
+        assert_eq!(
+            out.unwrap(),
+            HealthCheckConfig {
+                kind: HealthCheckKind::XProtocol(name),
+                timeout: Duration::from_millis(500),
+                interval: Duration::from_secs(5),
+                interval_jitter: Duration::ZERO,
+                initial_delay: DEFAULT_HC_INITIAL_DELAY,
+                healthy_threshold: 1,
+                unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
+            },
+            "{written}"
+        );
+    }
+    // Every X-Protocol built in is a health check protocol, by its own name.
+    for p in crate::protocol::x_protocols() {
+        let (out, errors, _) = hc(json!({ "protocol": p.name() }));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(out.unwrap().kind, HealthCheckKind::XProtocol(p.name()));
+    }
+    let (out, errors, warnings) =
+        hc(json!({ "protocol": "bolt", "check_config": { "path": "/" } }));
+    assert!(out.is_some() && errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        warnings,
+        vec!["ignoring c.check_config: a bolt health check only sends heartbeats"]
+    );
 }
 
 #[test]
@@ -520,4 +558,18 @@ fn paths_through_the_pipeline() {
     assert_eq!(c.health_check.unwrap().kind, HealthCheckKind::Tcp);
     assert_eq!(c.outlier_detection, Some(OutlierConfig::default()));
     assert_eq!(c.circuit_breakers.max_requests, 5);
+}
+
+/// `examples/bolt.json` checks its Bolt servers with heartbeats.
+#[test]
+fn bolt_example_has_a_heartbeat_check() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bolt.json");
+    let loaded = config::load(&path).unwrap();
+    let kinds: Vec<_> = loaded
+        .config
+        .clusters
+        .iter()
+        .filter_map(|c| c.health_check.as_ref().map(|h| h.kind.clone()))
+        .collect();
+    assert_eq!(kinds, [HealthCheckKind::XProtocol("bolt")]);
 }

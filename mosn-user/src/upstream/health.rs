@@ -1,13 +1,15 @@
-//! Active health checks (`health_check`): TCP connect or HTTP GET per host at an interval,
-//! marking a host down after `unhealthy_threshold` failures and up after
-//! `healthy_threshold` successes.
+//! Active health checks (`health_check`): TCP connect, HTTP GET or an X-Protocol heartbeat
+//! per host at an interval, marking a host down after `unhealthy_threshold` failures and up
+//! after `healthy_threshold` successes.
 //!
 //! As in MOSN, hosts start healthy; each host has its own task, which waits
 //! `initial_delay`, then checks, waits `interval` (+ a random `0..interval_jitter`) after
 //! each check ends, and so on until the stop token is cancelled or the cluster is dropped.
 //! A check is one connect (with the cluster's mark and bind source, so a capturing proxy
-//! does not capture its own checks) plus, for HTTP, one `GET` with `Connection: close`, all
-//! within `timeout`. Health-check connections are not counted as upstream connections.
+//! does not capture its own checks) plus, for HTTP, one `GET` with `Connection: close`, or
+//! for an X-Protocol (MOSN's Bolt heartbeat check) one heartbeat that must be answered by a
+//! successful heartbeat reply with its id, all within `timeout`. Health-check connections
+//! are not counted as upstream connections.
 //!
 //! [`spawn`] also starts the outlier detector's review timer (every `interval`) and attaches
 //! the cluster's metrics to the outlier detector and the circuit breakers.
@@ -15,9 +17,11 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -27,9 +31,17 @@ use super::host::{HealthFlag, Host};
 use crate::config::HealthCheckConfig;
 use crate::config::health::{HealthCheckKind, HttpCheckConfig};
 use crate::network::sockopt;
+use crate::protocol::xprotocol::{Kind, XProtocol};
 
 /// The most response bytes read looking for the status line and headers.
 const MAX_RESPONSE_HEAD: usize = 8 * 1024;
+/// The largest frame accepted as a heartbeat reply (a reply has no body; this only bounds
+/// what a wrong answer can make us buffer).
+const MAX_HEARTBEAT_FRAME: usize = 1024 * 1024;
+
+/// Heartbeat ids, unique per check in this process; 32 bits so that every protocol (Bolt's
+/// ids are u32) sends the id it is given.
+static HEARTBEAT_ID: AtomicU32 = AtomicU32::new(1);
 
 /// Why one check failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +54,7 @@ pub enum CheckError {
     },
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    #[error("HTTP exchange with {addr}: {source}")]
+    #[error("health check exchange with {addr}: {source}")]
     Io {
         addr: SocketAddr,
         #[source]
@@ -52,6 +64,11 @@ pub enum CheckError {
     Status { addr: SocketAddr, status: u16 },
     #[error("malformed HTTP response from {addr}: {reason}")]
     Malformed { addr: SocketAddr, reason: String },
+    #[error("no heartbeat reply from {addr}: {reason}")]
+    Heartbeat { addr: SocketAddr, reason: String },
+    /// A config naming an X-Protocol this build does not have (validation refuses those).
+    #[error("health check protocol {0:?} is not built in")]
+    UnknownProtocol(&'static str),
 }
 
 /// Starts the health checks of `cluster` (if it has any), until `stop` is cancelled.
@@ -225,6 +242,12 @@ pub async fn check(
                 let stream = connect(cluster, addr).await?;
                 http_check(stream, addr, http).await
             }
+            HealthCheckKind::XProtocol(name) => {
+                let proto =
+                    crate::protocol::x_protocol(name).ok_or(CheckError::UnknownProtocol(name))?;
+                let stream = connect(cluster, addr).await?;
+                heartbeat_check(stream, addr, proto).await
+            }
         }
     };
     tokio::time::timeout(cfg.timeout, run)
@@ -294,6 +317,43 @@ async fn http_check(
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Sends one heartbeat and reads the first frame back: it must be a heartbeat reply with the
+/// same id and a successful status.
+async fn heartbeat_check(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    proto: &dyn XProtocol,
+) -> Result<(), CheckError> {
+    let io = |source| CheckError::Io { addr, source };
+    let bad = |reason: String| CheckError::Heartbeat { addr, reason };
+    let id = u64::from(HEARTBEAT_ID.fetch_add(1, Ordering::Relaxed));
+    stream.write_all(&proto.heartbeat(id)).await.map_err(io)?;
+    let mut buf = BytesMut::with_capacity(256);
+    let frame = loop {
+        match proto.decode(&mut buf, MAX_HEARTBEAT_FRAME) {
+            Ok(Some(frame)) => break frame,
+            Ok(None) => {}
+            Err(e) => return Err(bad(format!("undecodable {} bytes: {e}", proto.name()))),
+        }
+        if stream.read_buf(&mut buf).await.map_err(io)? == 0 {
+            return Err(bad("connection closed before a complete frame".into()));
+        }
+    };
+    if frame.kind != Kind::HeartbeatReply || frame.request_id != id {
+        return Err(bad(format!(
+            "expected a heartbeat reply to id {id}, got {:?} with id {}",
+            frame.kind, frame.request_id
+        )));
+    }
+    if !proto.status_class(frame.status).is_success() {
+        return Err(CheckError::Status {
+            addr,
+            status: frame.status,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -566,6 +626,122 @@ mod tests {
             "{e}"
         );
         server.abort();
+    }
+
+    /// How the Bolt test server answers a heartbeat.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        Reply,
+        OtherId,
+        Status(u16),
+        /// An RPC response (cmdcode 2) instead of a heartbeat reply.
+        NotHeartbeat,
+        Close,
+    }
+
+    /// A Bolt server answering each heartbeat (a v1 heartbeat request, 22 bytes) as `answer`
+    /// says, recording the requests' ids. The answers are written by hand, byte by byte.
+    fn bolt_server(
+        l: TcpListener,
+        answer: Arc<Mutex<Answer>>,
+        ids: Arc<Mutex<Vec<u32>>>,
+    ) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut req = [0u8; 22];
+                if s.read_exact(&mut req).await.is_err() {
+                    continue;
+                }
+                // proto 1 (v1), type 1 (request), cmdcode 0 (heartbeat).
+                assert_eq!(req[..4], [1, 1, 0, 0], "{req:?}");
+                let id = u32::from_be_bytes([req[5], req[6], req[7], req[8]]);
+                ids.lock().unwrap().push(id);
+                let answer = *answer.lock().unwrap();
+                let (cmd, id, status) = match answer {
+                    Answer::Reply => (0u16, id, 0u16),
+                    Answer::OtherId => (0, id.wrapping_add(1), 0),
+                    Answer::Status(st) => (0, id, st),
+                    Answer::NotHeartbeat => (2, id, 0),
+                    Answer::Close => continue,
+                };
+                // proto, type response, cmdcode, ver2, id, codec, status, classLen,
+                // headerLen, contentLen.
+                let mut resp = vec![1u8, 0];
+                resp.extend_from_slice(&cmd.to_be_bytes());
+                resp.push(1);
+                resp.extend_from_slice(&id.to_be_bytes());
+                resp.push(1);
+                resp.extend_from_slice(&status.to_be_bytes());
+                resp.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+                assert_eq!(resp.len(), 20);
+                let _ = s.write_all(&resp).await;
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn bolt_heartbeat_check() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let answer = Arc::new(Mutex::new(Answer::Reply));
+        let ids = Arc::new(Mutex::new(Vec::new()));
+        let server = bolt_server(l, answer.clone(), ids.clone());
+        let (c, m) = cluster(
+            addr,
+            json!({ "health_check": { "protocol": "bolt", "interval": "20ms",
+                "timeout": "500ms", "initial_delay": "0s", "unhealthy_threshold": 2,
+                "healthy_threshold": 1 } }),
+        );
+        let hc = c.config.health_check.clone().unwrap();
+        check(&c, addr, &hc).await.unwrap();
+        check(&c, addr, &hc).await.unwrap();
+        let seen = ids.lock().unwrap().clone();
+        assert!(seen.len() == 2 && seen[0] != seen[1], "fresh ids: {seen:?}");
+
+        let fails = |a: Answer| {
+            let (c, hc, answer) = (c.clone(), hc.clone(), answer.clone());
+            async move {
+                *answer.lock().unwrap() = a;
+                check(&c, addr, &hc).await.unwrap_err()
+            }
+        };
+        let e = fails(Answer::OtherId).await;
+        assert!(
+            matches!(&e, CheckError::Heartbeat { reason, .. } if reason.contains("id")),
+            "{e}"
+        );
+        let e = fails(Answer::Status(1)).await;
+        assert!(matches!(e, CheckError::Status { status: 1, .. }), "{e}");
+        let e = fails(Answer::NotHeartbeat).await;
+        assert!(matches!(e, CheckError::Heartbeat { .. }), "{e}");
+        let e = fails(Answer::Close).await;
+        assert!(
+            matches!(&e, CheckError::Heartbeat { reason, .. } if reason.contains("closed")),
+            "{e}"
+        );
+
+        // Driven by spawn: down on wrong answers, back on good ones.
+        *answer.lock().unwrap() = Answer::Reply;
+        let host = Arc::clone(&c.hosts[0]);
+        let stop = CancellationToken::new();
+        spawn(&c, stop.clone());
+        wait_until("a check passed", || m.health_check_success.get() >= 1).await;
+        assert!(host.healthy());
+        *answer.lock().unwrap() = Answer::Status(1);
+        wait_until("the host is down", || !host.healthy()).await;
+        *answer.lock().unwrap() = Answer::Reply;
+        wait_until("the host is back", || host.healthy()).await;
+        stop.cancel();
+        server.abort();
+
+        // A silent server: the check's timeout.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent = l.local_addr().unwrap();
+        let e = check(&c, silent, &hc).await.unwrap_err();
+        assert!(
+            matches!(e, CheckError::Timeout(t) if t == Duration::from_millis(500)),
+            "{e}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
