@@ -1137,6 +1137,24 @@ async fn bolt_bad_input() {
         "closed after it"
     );
 
+    // A header block whose first key claims more bytes than the block has.
+    let mut f = BoltFrame::request(BoltVersion::V1, 0x44, ECHO, "echo", b"c", 3000);
+    f.headers.clear();
+    f.class.clear();
+    let mut bytes = f.encode();
+    let block = [0u8, 0, 0x03, 0xe8, b'k', b'e', b'y', 0, 0, 0, 0];
+    bytes[16..18].copy_from_slice(&(block.len() as u16).to_be_bytes());
+    bytes.splice(22..22, block);
+    let mut raw = TcpStream::connect(m.listen).await.unwrap();
+    raw.write_all(&bytes).await.unwrap();
+    let mut buf = BytesMut::new();
+    let r = read_frame::<Bolt>(&mut raw, &mut buf, Duration::from_secs(5))
+        .await
+        .expect("a codec-exception response")
+        .expect("a response before the close");
+    assert_eq!((r.id, r.status), (0x44, bolt::CODEC_EXCEPTION), "{r:?}");
+    assert!(closed_within(&mut raw, Duration::from_secs(5)).await);
+
     // Within the limit, in two writes.
     let body = vec![b'z'; 60_000];
     let f = BoltFrame::request(BoltVersion::V2Crc, 0x43, ECHO, "echo", &body, 3000).encode();
