@@ -130,9 +130,15 @@ fn mosn_tcpproxy_sample_parses_with_warnings() {
         "ignoring unsupported key servers[0].default_log_path",
         "ignoring unsupported key servers[0].listeners[0].log_path",
         "ignoring unsupported key servers[0].listeners[0].filter_chains[0].tls_context",
-        "ignoring unsupported key cluster_manager.clusters[0].max_request_per_conn",
         "ignoring unsupported key cluster_manager.clusters[0].conn_buffer_limit_bytes",
     ];
+    assert!(
+        !loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("max_request_per_conn")),
+        "max_request_per_conn is read (multiplexed pools)"
+    );
     for w in expected {
         assert!(
             loaded.warnings.iter().any(|x| x == w),
@@ -457,8 +463,131 @@ fn proxy_filter_needs_a_known_router() {
     assert_one_error(
         &v,
         "servers[0].listeners[0].filter_chains[0].filters[0].config.downstream_protocol: \
-         unsupported protocol \"Http9\" (supported: \"Http1\")",
+         unsupported protocol \"Http9\" (supported: \"Http1\", \"Auto\", \"X\", \"bolt\", \"dubbo\")",
     );
+}
+
+/// The proxy filter's RPC forms: a protocol by name, MOSN's "X" + sub_protocol, "Auto".
+#[test]
+fn proxy_filter_rpc_protocols() {
+    let mut v = base();
+    v["servers"][0]["routers"] = serde_json::json!([{ "router_config_name": "r" }]);
+    let set = |v: &mut serde_json::Value, cfg: serde_json::Value| {
+        listener0(v)["filter_chains"][0]["filters"][0] =
+            serde_json::json!({ "type": "proxy", "config": cfg });
+    };
+    let proxy = |v: &serde_json::Value| match parse_value(v) {
+        Ok(l) => match &l.config.listeners[0].filter {
+            NetworkFilter::Proxy(p) => p.clone(),
+            other => panic!("{other:?}"),
+        },
+        Err(e) => panic!("{e}"),
+    };
+    set(
+        &mut v,
+        serde_json::json!({ "downstream_protocol": "bolt", "router_config_name": "r" }),
+    );
+    let p = proxy(&v);
+    assert_eq!(p.downstream_protocol, Protocol::X("bolt"));
+    assert_eq!(p.upstream_protocol, Protocol::X("bolt"));
+    assert_eq!(p.max_frame_size, DEFAULT_MAX_FRAME_SIZE);
+    set(
+        &mut v,
+        serde_json::json!({
+            "downstream_protocol": "X", "upstream_protocol": "X",
+            "extend_config": { "sub_protocol": "dubbo" },
+            "router_config_name": "r", "max_frame_size": "64KiB"
+        }),
+    );
+    let p = proxy(&v);
+    assert_eq!(
+        (p.downstream_protocol, p.upstream_protocol),
+        (Protocol::X("dubbo"), Protocol::X("dubbo"))
+    );
+    assert_eq!(p.max_frame_size, 64 * 1024);
+    set(
+        &mut v,
+        serde_json::json!({ "downstream_protocol": "Auto", "router_config_name": "r" }),
+    );
+    assert_eq!(proxy(&v).downstream_protocol, Protocol::Auto);
+
+    let path = "servers[0].listeners[0].filter_chains[0].filters[0].config";
+    set(
+        &mut v,
+        serde_json::json!({ "downstream_protocol": "X", "router_config_name": "r" }),
+    );
+    assert_one_error(
+        &v,
+        &format!(
+            "{path}.extend_config.sub_protocol: \"X\" needs extend_config.sub_protocol (one of \"bolt\", \"dubbo\")"
+        ),
+    );
+    set(
+        &mut v,
+        serde_json::json!({ "downstream_protocol": "X", "extend_config": { "sub_protocol": "thrift" }, "router_config_name": "r" }),
+    );
+    assert_one_error(
+        &v,
+        &format!(
+            "{path}.extend_config.sub_protocol: unknown sub_protocol \"thrift\" (supported: \"bolt\", \"dubbo\")"
+        ),
+    );
+    set(
+        &mut v,
+        serde_json::json!({ "downstream_protocol": "bolt", "upstream_protocol": "Http1", "router_config_name": "r" }),
+    );
+    assert_one_error(
+        &v,
+        &format!(
+            "{path}.upstream_protocol: \"bolt\" downstream with \"Http1\" upstream: protocol conversion is not supported (leave upstream_protocol out to use the downstream protocol)"
+        ),
+    );
+    set(
+        &mut v,
+        serde_json::json!({ "downstream_protocol": "bolt", "router_config_name": "r", "max_frame_size": "2GiB" }),
+    );
+    assert_one_error(
+        &v,
+        &format!("{path}.max_frame_size: 2147483648 bytes is out of range (1KiB..=1GiB)"),
+    );
+}
+
+#[test]
+fn cluster_multiplexing_and_heartbeat() {
+    let mut v = base();
+    let c = &mut v["cluster_manager"]["clusters"][1];
+    c["max_request_per_conn"] = 16.into();
+    c["heartbeat"] = serde_json::json!({ "interval": "2s", "max_failures": 3 });
+    let l = parse_value(&v).expect("valid");
+    let c = &l.config.clusters[1];
+    assert_eq!(c.max_request_per_conn, 16);
+    assert_eq!(c.heartbeat.interval, Some(Duration::from_secs(2)));
+    assert_eq!(c.heartbeat.max_failures, 3);
+    assert_eq!(l.config.clusters[0].heartbeat, HeartbeatConfig::default());
+    assert_eq!(
+        l.config.clusters[0].max_request_per_conn,
+        DEFAULT_MAX_REQUEST_PER_CONN
+    );
+
+    let c = &mut v["cluster_manager"]["clusters"][1];
+    c["heartbeat"] = serde_json::json!({ "interval": "0s" });
+    assert_eq!(
+        parse_value(&v).expect("valid").config.clusters[1]
+            .heartbeat
+            .interval,
+        None
+    );
+    let c = &mut v["cluster_manager"]["clusters"][1];
+    c["heartbeat"] = serde_json::json!({ "interval": "1ms", "max_failures": 0 });
+    c["max_request_per_conn"] = 0.into();
+    let e = parse_value(&v).expect_err("invalid").to_string();
+    for want in [
+        "cluster_manager.clusters[1].max_request_per_conn: must be at least 1",
+        "cluster_manager.clusters[1].heartbeat.interval: 1ms is too short",
+        "cluster_manager.clusters[1].heartbeat.max_failures: must be at least 1",
+    ] {
+        assert!(e.contains(want), "{want:?} not in {e}");
+    }
 }
 
 #[test]
