@@ -2,10 +2,14 @@
 //! byte movement between a downstream connection and an upstream one.
 //!
 //! HTTP/1.1 upstreams use the ping-pong [`pool`]: a connection carries one request at a
-//! time and goes back to its host's idle list when the response is complete. Multiplexed
-//! protocols (HTTP/2, RPC) will get a pool whose connections carry many requests, keyed the
-//! same way (cluster, host); the proxy asks either for a connection the same way.
+//! time and goes back to its host's idle list when the response is complete. RPC
+//! protocols (X-Protocol: Bolt, Dubbo) use the multiplexed [`mux`] pool: per cluster, host
+//! and protocol a few long-lived connections, each carrying many requests told apart by
+//! request ids the pool rewrites, kept warm by heartbeats. Both are keyed by cluster and
+//! host and share the cluster's circuit breakers.
 
+pub mod mux;
 pub mod pool;
 
+pub use mux::{CallError, MuxConn, MuxPools, MuxSettings};
 pub use pool::{PoolError, Pools, UpstreamConn};
