@@ -1533,3 +1533,62 @@ async fn bolt_circuit_breaker_overflow_is_threadpool_busy() {
     let r = c.request(ECHO, "echo", b"fourth", 10_000).await.unwrap();
     assert_eq!(r.status, 0, "below the limit again");
 }
+
+// =============================================================================================
+// 12. Header mutations
+
+/// A route's header mutations rewrite Bolt frames both ways (v2 with its CRC recomputed);
+/// frames on a route without mutations go upstream byte for byte, id aside.
+#[tokio::test]
+async fn bolt_route_header_mutations_rewrite_frames() {
+    let s = BoltServer::start("s1").await;
+    let entry = |k: &str, v: &str| json!({ "header": { "key": k, "value": v }, "append": false });
+    let setup = RpcSetup::new(
+        "bolt",
+        json!([
+            route_service(ECHO, "c1"),
+            {
+                "match": { "headers": [{ "name": "service", "value": OTHER }] },
+                "route": { "cluster_name": "c1" },
+                "request_headers_to_add": [entry("x-route", "r1")],
+                "request_headers_to_remove": ["x-drop"],
+                "response_headers_to_add": [entry("x-resp", "added")]
+            }
+        ]),
+        json!([rpc_cluster("c1", &[s.addr])]),
+    );
+    let m = setup.start().await;
+    let c = BoltClient::connect_version(m.listen, BoltVersion::V2Crc).await;
+    let req = c
+        .frame(OTHER, "echo", b"mutated", 3000)
+        .with_header("x-drop", "1")
+        .with_header("x-keep", "2");
+    let r = c.call(req).await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (0, "mutated"), "{r:?}");
+    assert_eq!(r.header("x-resp"), Some("added"));
+    assert_eq!(r.crc_ok, Some(true), "the rebuilt response's CRC");
+    let seen = s.requests();
+    let up = seen.last().expect("the server saw it");
+    assert_eq!(up.header("x-route"), Some("r1"));
+    assert_eq!(up.header("x-drop"), None);
+    assert_eq!(up.header("x-keep"), Some("2"));
+    assert_eq!(up.header("service"), Some(OTHER));
+    assert_eq!(s.rejected(), 0, "the rebuilt request's CRC was right");
+
+    // No mutations: the frame goes upstream as sent, apart from its id (and CRC).
+    let req = c
+        .frame(ECHO, "echo", b"as is", 3000)
+        .with_header("x-drop", "1");
+    let sent = req.encode();
+    let r = c.call(req).await.unwrap();
+    assert_eq!(r.status, 0);
+    assert_eq!(r.header("x-resp"), None);
+    let up = s.requests().last().cloned().expect("seen");
+    let mut got = up.encode();
+    // Bring the upstream id back to the client's and compare every byte.
+    let id_at = 2 + 1 + 2 + 1; // v2: proto, ver1, type, cmdcode, ver2
+    got[id_at..id_at + 4].copy_from_slice(&sent[id_at..id_at + 4]);
+    let crc_at = got.len() - 4;
+    got[crc_at..].copy_from_slice(&sent[crc_at..]);
+    assert_eq!(got, sent, "forwarded byte for byte");
+}
