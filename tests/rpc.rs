@@ -1592,3 +1592,40 @@ async fn bolt_route_header_mutations_rewrite_frames() {
     got[crc_at..].copy_from_slice(&sent[crc_at..]);
     assert_eq!(got, sent, "forwarded byte for byte");
 }
+
+// =============================================================================================
+// 13. Drain
+
+/// On SIGTERM a Bolt connection stops taking requests but answers the one in flight, then
+/// closes; the daemon exits once it has.
+#[tokio::test]
+async fn bolt_drain_answers_requests_in_flight() {
+    let s = BoltServer::start("s1").await;
+    let mut m = bolt_simple(&[s.addr]).start().await;
+    let c = Arc::new(BoltClient::connect(m.listen).await);
+    let slow = {
+        let c = Arc::clone(&c);
+        tokio::spawn(async move {
+            c.request_with(ECHO, "echo", b"slow", 5000, &[("x-delay-ms", "800")])
+                .await
+        })
+    };
+    // The request is upstream before the signal.
+    let started = Instant::now();
+    while s.requests().is_empty() {
+        assert!(
+            started.elapsed() < LIMIT,
+            "the request never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    m.signal(libc::SIGTERM);
+    let r = within(LIMIT, "slow request", slow).await.unwrap().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (0, "slow"));
+    assert!(
+        c.conn.wait_closed(Duration::from_secs(5)).await,
+        "the drained connection closes"
+    );
+    let exit = m.wait_exit(Duration::from_secs(10)).await;
+    assert!(exit.is_some_and(|e| e.success()), "{exit:?}\n{}", m.log());
+}

@@ -194,7 +194,9 @@ impl Proxy {
                         Err(_) => return,
                     }
                 }
-                _ = self.shutdown.cancelled(), if idle && !closing => return,
+                // Draining: no new requests are read; those in flight are answered, then
+                // the connection closes (RPC protocols have no goaway; clients reconnect).
+                _ = self.shutdown.cancelled(), if !closing => closing = true,
                 _ = sleep_until(self.config.idle_timeout.map(|t| idle_since + t)), if idle && !closing => {
                     self.metrics.errors.inc(ErrorKind::IdleTimeout);
                     return;
