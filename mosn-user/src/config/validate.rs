@@ -564,23 +564,13 @@ fn proxy(
             ),
         );
     }
-    let max_frame_size = match &raw.max_frame_size {
-        None => DEFAULT_MAX_FRAME_SIZE,
-        Some(v) => {
-            let p = join(&path, "max_frame_size");
-            match super::size::parse_raw_size(v) {
-                Ok(n) if (1024..=1 << 30).contains(&n) => n as usize,
-                Ok(n) => {
-                    d.error(&p, format!("{n} bytes is out of range (1KiB..=1GiB)"));
-                    DEFAULT_MAX_FRAME_SIZE
-                }
-                Err(reason) => {
-                    d.error(&p, reason);
-                    DEFAULT_MAX_FRAME_SIZE
-                }
-            }
-        }
-    };
+    let max_frame_size = size_in(
+        raw.max_frame_size.as_ref(),
+        &join(&path, "max_frame_size"),
+        (1024, 1 << 30, "1KiB..=1GiB"),
+        DEFAULT_MAX_FRAME_SIZE,
+        d,
+    );
     let router = match raw.router_config_name.as_deref() {
         None | Some("") => {
             d.error(
@@ -603,23 +593,13 @@ fn proxy(
         }
         Some(r) => Some(r.to_owned()),
     };
-    let max_request_header_bytes = match &raw.max_request_header_bytes {
-        None => DEFAULT_MAX_REQUEST_HEADER_BYTES,
-        Some(v) => {
-            let p = join(&path, "max_request_header_bytes");
-            match super::size::parse_raw_size(v) {
-                Ok(n) if (1024..=1 << 20).contains(&n) => n as usize,
-                Ok(n) => {
-                    d.error(&p, format!("{n} bytes is out of range (1KiB..=1MiB)"));
-                    DEFAULT_MAX_REQUEST_HEADER_BYTES
-                }
-                Err(reason) => {
-                    d.error(&p, reason);
-                    DEFAULT_MAX_REQUEST_HEADER_BYTES
-                }
-            }
-        }
-    };
+    let max_request_header_bytes = size_in(
+        raw.max_request_header_bytes.as_ref(),
+        &join(&path, "max_request_header_bytes"),
+        (1024, 1 << 20, "1KiB..=1MiB"),
+        DEFAULT_MAX_REQUEST_HEADER_BYTES,
+        d,
+    );
     let idle_timeout = match &raw.idle_timeout {
         None => Some(DEFAULT_HTTP_IDLE_TIMEOUT),
         Some(t) => match d.duration(&join(&path, "idle_timeout"), t) {
@@ -639,6 +619,31 @@ fn proxy(
         idle_timeout,
         max_frame_size,
     })
+}
+
+/// A size key (`"64KiB"` or a number of bytes) within `(min, max, as written)`; `default`
+/// when absent or wrong (the error is recorded).
+fn size_in(
+    raw: Option<&RawSize>,
+    path: &str,
+    (min, max, range): (u64, u64, &str),
+    default: usize,
+    d: &mut Diag,
+) -> usize {
+    let Some(v) = raw else {
+        return default;
+    };
+    match super::size::parse_raw_size(v) {
+        Ok(n) if (min..=max).contains(&n) => n as usize,
+        Ok(n) => {
+            d.error(path, format!("{n} bytes is out of range ({range})"));
+            default
+        }
+        Err(reason) => {
+            d.error(path, reason);
+            default
+        }
+    }
 }
 
 fn tcp_route(r: &RawTcpRoute, path: &str, clusters: &Clusters, d: &mut Diag) -> Option<TcpRoute> {

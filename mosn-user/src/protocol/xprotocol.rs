@@ -288,3 +288,28 @@ pub trait XProtocol: Send + Sync + 'static {
     /// What a response status means.
     fn status_class(&self, status: u16) -> StatusClass;
 }
+
+/// The frame-length step every X-Protocol decoder shares: `total` (the frame's length from
+/// its header, computed without overflow) over `max_frame` is
+/// [`DecodeError::FrameTooLarge`] at once, without waiting for the bytes; while fewer than
+/// `total` bytes are in, `src` is reserved to the frame's size and `Ok(None)` asks for more;
+/// then `Ok(Some(total))`.
+pub fn whole_frame(
+    src: &mut BytesMut,
+    total: u64,
+    max_frame: usize,
+) -> Result<Option<usize>, DecodeError> {
+    if total > max_frame as u64 {
+        return Err(DecodeError::FrameTooLarge {
+            len: total,
+            limit: max_frame,
+        });
+    }
+    // At most `max_frame`, so it fits.
+    let total = total as usize;
+    if src.len() < total {
+        src.reserve(total - src.len());
+        return Ok(None);
+    }
+    Ok(Some(total))
+}

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
@@ -483,21 +484,34 @@ impl Failed {
     }
 }
 
-fn count_class(m: &crate::metrics::ListenerMetrics, class: StatusClass) {
+/// The counter of `class` among a listener's or a cluster's 2xx, 4xx and 5xx counters.
+fn by_class<'a>(class: StatusClass, [ok, client, server]: [&'a Counter; 3]) -> &'a Counter {
     match class.0 {
-        200..=299 => m.downstream_rq_2xx.inc(),
-        400..=499 => m.downstream_rq_4xx.inc(),
-        _ => m.downstream_rq_5xx.inc(),
-    };
+        200..=299 => ok,
+        400..=499 => client,
+        _ => server,
+    }
+}
+
+fn count_class(m: &crate::metrics::ListenerMetrics, class: StatusClass) {
+    by_class(
+        class,
+        [
+            &m.downstream_rq_2xx,
+            &m.downstream_rq_4xx,
+            &m.downstream_rq_5xx,
+        ],
+    )
+    .inc();
 }
 
 fn count_class_cluster(cluster: &Cluster, class: StatusClass) {
     let m = &cluster.metrics;
-    match class.0 {
-        200..=299 => m.upstream_rq_2xx.inc(),
-        400..=499 => m.upstream_rq_4xx.inc(),
-        _ => m.upstream_rq_5xx.inc(),
-    };
+    by_class(
+        class,
+        [&m.upstream_rq_2xx, &m.upstream_rq_4xx, &m.upstream_rq_5xx],
+    )
+    .inc();
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

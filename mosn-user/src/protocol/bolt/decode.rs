@@ -7,7 +7,7 @@ use bytes::BytesMut;
 
 use super::frame::{CRC_LEN, HEADER_METHOD, HEADER_SERVICE, HEADER_TARGET_SERVICE, Layout, u32_at};
 use crate::protocol::DecodeError;
-use crate::protocol::xprotocol::{Text, XFrame};
+use crate::protocol::xprotocol::{Text, XFrame, whole_frame};
 
 /// Decodes the next frame from the front of `src` (see [`crate::protocol::xprotocol::XProtocol::decode`]).
 /// Nothing is consumed unless a whole, valid frame is returned.
@@ -15,19 +15,9 @@ pub fn decode(src: &mut BytesMut, max_frame: usize) -> Result<Option<XFrame>, De
     let Some(layout) = Layout::parse(src)? else {
         return Ok(None);
     };
-    let total = layout.total();
-    if total > max_frame as u64 {
-        return Err(DecodeError::FrameTooLarge {
-            len: total,
-            limit: max_frame,
-        });
-    }
-    // At most `max_frame`, so it fits.
-    let total = total as usize;
-    if src.len() < total {
-        src.reserve(total - src.len());
+    let Some(total) = whole_frame(src, layout.total(), max_frame)? else {
         return Ok(None);
-    }
+    };
     let frame = &src[..total];
     if layout.crc {
         let body = total - CRC_LEN;

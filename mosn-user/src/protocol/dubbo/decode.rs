@@ -10,7 +10,7 @@ use super::frame::{
 };
 use super::hessian::read_string;
 use crate::protocol::DecodeError;
-use crate::protocol::xprotocol::{Text, XFrame};
+use crate::protocol::xprotocol::{Text, XFrame, whole_frame};
 
 /// Decodes the next frame from the front of `src` (see
 /// [`crate::protocol::xprotocol::XProtocol::decode`]). Nothing is consumed unless a whole,
@@ -20,19 +20,9 @@ pub fn decode(src: &mut BytesMut, max_frame: usize) -> Result<Option<XFrame>, De
     let Some(header) = Header::parse(src)? else {
         return Ok(None);
     };
-    let total = header.total();
-    if total > max_frame as u64 {
-        return Err(DecodeError::FrameTooLarge {
-            len: total,
-            limit: max_frame,
-        });
-    }
-    // At most `max_frame`, so it fits.
-    let total = total as usize;
-    if src.len() < total {
-        src.reserve(total - src.len());
+    let Some(total) = whole_frame(src, header.total(), max_frame)? else {
         return Ok(None);
-    }
+    };
 
     let mut headers = Vec::new();
     let mut service = None;
