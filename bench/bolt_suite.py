@@ -211,10 +211,13 @@ class BoltRunner(base.Runner):
             raise SystemExit(f"the origin does not answer as expected: {why or hb}")
 
     def mosn_config(self, target: str, port: int, admin: int, origin: str) -> dict:
-        if target == "mosn-l4":
-            # no fast_path key: the daemon's default (auto), as a user would run it
+        if target.startswith("mosn-l4"):
+            # mosn-l4: no fast_path key, the daemon's default (auto), as a user would run it;
+            # mosn-l4-userspace (a reference): never the kernel splice
             listener = {"name": LISTENER, "address": f"127.0.0.1:{port}", "bind_port": True,
                         "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "origin"}}]}]}
+            if target == "mosn-l4-userspace":
+                listener["fast_path"] = "userspace"
             server = {"default_log_level": "ERROR", "listeners": [listener]}
         else:
             listener = {"name": LISTENER, "address": f"127.0.0.1:{port}", "bind_port": True,
@@ -451,7 +454,7 @@ listen stats
             if proxy:
                 row["proxy_conns"] = delta(p0, p1, "conns")
                 row["bytes_proxy"] = delta(p0, p1, "bytes")
-            if target == "mosn-l4":
+            if target.startswith("mosn-l4"):
                 ks, uc = delta(p0, p1, "kernel_spliced"), delta(p0, p1, "userspace_copied")
                 row["kernel_spliced"], row["userspace_copied"] = ks, uc
                 row["l4_path"] = ("kernel" if ks == uc else "mixed") if isinstance(ks, int) and ks > 0 else \
@@ -521,7 +524,7 @@ def check_proxied(target: str, row: dict, conns: int) -> list[str]:
         within("mosn's downstream request count", row.get("requests_proxy"))
     bytes_client, bytes_proxy = row.get("bytes_client"), row.get("bytes_proxy")
     # mosn L4: bytes are counted in userspace only; a spliced connection's bytes are not
-    check_bytes = target == "haproxy" or (target == "mosn-l4" and row.get("l4_path") == "userspace")
+    check_bytes = target == "haproxy" or (target.startswith("mosn-l4") and row.get("l4_path") == "userspace")
     if check_bytes and isinstance(bytes_client, int) and bytes_client > 0:
         if not isinstance(bytes_proxy, int):
             bad.append(f"no byte counter from {target}")
@@ -541,9 +544,11 @@ def _per_round(rows, wl, t):
 
 
 def summary_extra(rows, rs, wl, t) -> dict:
-    l4 = _per_round(rows, wl, "mosn-l4")
     mine = _per_round(rows, wl, t)
+    l4 = _per_round(rows, wl, "mosn-l4")
     over_l4 = [v / l4[k] for k, v in mine.items() if l4.get(k)]
+    l4u = _per_round(rows, wl, "mosn-l4-userspace")
+    over_l4u = [v / l4u[k] for k, v in mine.items() if l4u.get(k)]
     paths = sorted({r.get("l4_path") for r in rs if r.get("l4_path")})
     return {
         "p90_us_median": base.med(base.fnum(r.get("p90_us")) for r in rs),
@@ -552,6 +557,8 @@ def summary_extra(rows, rs, wl, t) -> dict:
         "origin_cpu_pct_median": base.med(base.fnum(r.get("origin_cpu_pct")) for r in rs),
         "over_l4_median": base.med(over_l4), "over_l4_min": min(over_l4) if over_l4 else None,
         "over_l4_max": max(over_l4) if over_l4 else None,
+        "over_l4u_median": base.med(over_l4u), "over_l4u_min": min(over_l4u) if over_l4u else None,
+        "over_l4u_max": max(over_l4u) if over_l4u else None,
         "responses_median": base.med(base.fnum(r.get("responses_total")) for r in rs),
         "requests_proxy_median": base.med(base.fnum(r.get("requests_proxy")) for r in rs),
         "requests_origin_median": base.med(base.fnum(r.get("requests_origin")) for r in rs),
@@ -585,17 +592,26 @@ def bolt_tables(summary, workloads, targets, by) -> list[str]:
 
 
 def goal_lines(by, targets, workloads) -> list[str]:
-    out = [f"Goal: mosn L7 (Bolt proxy) >= {GOAL_L7_OVER_L4} x mosn L4 (tcp_proxy) at equal concurrency "
-           "(median of per-round ratios):\n", "| workload | L7 / L4 | result |", "|---|---|---|"]
+    ref = "mosn-l4-userspace" in targets
+    out = [f"Goal: mosn L7 (Bolt proxy) >= {GOAL_L7_OVER_L4} x mosn L4 (tcp_proxy, default fast path) at equal "
+           "concurrency (median of per-round ratios):\n",
+           "| workload | L4 path | L7 / L4 | result |" + (" L7 / L4 userspace (reference) |" if ref else ""),
+           "|---|---|---|---|" + ("---|" if ref else "")]
     for wl in workloads:
         s = by.get((wl, "mosn-l7"))
+        path = (by.get((wl, "mosn-l4")) or {}).get("l4_path") or "-"
+        extra = ""
+        if ref:
+            u = s.get("over_l4u_median") if s else None
+            extra = " - |" if u is None else f" {u:.2f} ({s['over_l4u_min']:.2f}..{s['over_l4u_max']:.2f}) |"
         if s and s.get("over_l4_median") is not None:
             ok = s["over_l4_median"] >= GOAL_L7_OVER_L4
-            out.append(f"| {base.WORKLOADS[wl]['label']} | {s['over_l4_median']:.2f} "
-                       f"({s['over_l4_min']:.2f}..{s['over_l4_max']:.2f}) | **{'met' if ok else 'not met'}** |")
+            out.append(f"| {base.WORKLOADS[wl]['label']} | {path} | {s['over_l4_median']:.2f} "
+                       f"({s['over_l4_min']:.2f}..{s['over_l4_max']:.2f}) | **{'met' if ok else 'not met'}** |"
+                       + extra)
         else:
             why = "no valid mosn-l7 run" if not (s and s.get("value_median")) else "no valid mosn-l4 run"
-            out.append(f"| {base.WORKLOADS[wl]['label']} | - ({why}) | **not met** |")
+            out.append(f"| {base.WORKLOADS[wl]['label']} | {path} | - ({why}) | **not met** |" + extra)
     return out
 
 

@@ -70,7 +70,9 @@ CAPTURE_TARGETS = ["direct", "iptables+mosn", "ebpf+mosn", "ebpf+sk_msg+mosn", "
 CAPTURE_WORKLOADS = ["bulk1", "rr1", "rr64", "connrate"]
 # --suite bolt (bench/bolt_suite.py): mosn-bench bolt-load against its Bolt echo origin, directly,
 # through mosn's tcp_proxy (L4), through mosn's Bolt proxy (L7) and through HAProxy (TCP mode).
-BOLT_TARGETS = ["direct", "mosn-l4", "mosn-l7", "haproxy"]
+BOLT_TARGETS = ["direct", "mosn-l4", "mosn-l7", "haproxy", "mosn-l4-userspace"]
+# not run unless named in --targets (a reference: mosn's tcp_proxy with the kernel splice off)
+OPTIONAL_TARGETS = {"mosn-l4-userspace"}
 BOLT_WORKLOADS = ["bolt1", "bolt64"]
 WORKLOADS.update({
     "bolt1": {"kind": "bolt", "conns": 1, "unit": "req/s", "label": "Bolt 1 KiB, 1 conn"},
@@ -184,7 +186,7 @@ def parse_args(argv=None):
     if a.duration is None:
         a.duration = 4.0 if a.suite == "capture" else 5.0
     if a.targets is None:
-        a.targets = ",".join(suite_targets)
+        a.targets = ",".join(t for t in suite_targets if t not in OPTIONAL_TARGETS)
     if a.workloads is None:
         a.workloads = ",".join(suite_workloads)
     if a.quick:
