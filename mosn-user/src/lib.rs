@@ -9,6 +9,8 @@ pub mod capture_control;
 pub mod config;
 pub mod ebpf;
 pub mod filter;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod metrics;
 pub mod network;
 pub mod protocol;
