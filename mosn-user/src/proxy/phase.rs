@@ -876,7 +876,16 @@ async fn read_head(w: &mut ResponseWire<'_>) -> Result<ResponseHead, HeadError> 
 
 /// Encodes the request head for upstream: origin-form target, HTTP/1.1.
 pub(super) fn encode_request_head(head: &http::request::Parts, kind: BodyKind, dst: &mut BytesMut) {
-    let target = head.uri.path_and_query().map_or("/", |p| p.as_str());
+    // An absolute-form target without a path (`http://h?q`) is `/?q` in origin form.
+    let with_root;
+    let target = match head.uri.path_and_query().map(|p| p.as_str()) {
+        None | Some("") => "/",
+        Some(p) if p.starts_with('?') => {
+            with_root = format!("/{p}");
+            &with_root
+        }
+        Some(p) => p,
+    };
     let mut headers_ref = &head.headers;
     let owned;
     if !head.headers.contains_key(HOST)
@@ -919,5 +928,28 @@ pub(super) fn decode_reply(e: &DecodeError) -> LocalReply {
         DecodeError::Malformed { .. } | DecodeError::FrameTooLarge { .. } => {
             LocalReply::text(StatusCode::BAD_REQUEST, "bad_request", &e.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_line(target: &str) -> String {
+        let req = http::Request::get(target).body(()).expect("valid request");
+        let (parts, ()) = req.into_parts();
+        let mut out = BytesMut::new();
+        encode_request_head(&parts, BodyKind::Empty, &mut out);
+        let text = String::from_utf8(out.to_vec()).expect("ASCII head");
+        text.lines().next().unwrap_or_default().to_owned()
+    }
+
+    /// Found by fuzzing: an absolute-form target without a path went upstream as `GET ?q`.
+    #[test]
+    fn origin_form_targets() {
+        assert_eq!(head_line("http://example.com?q=1"), "GET /?q=1 HTTP/1.1");
+        assert_eq!(head_line("http://example.com"), "GET / HTTP/1.1");
+        assert_eq!(head_line("http://example.com/a?b"), "GET /a?b HTTP/1.1");
+        assert_eq!(head_line("/x"), "GET /x HTTP/1.1");
     }
 }

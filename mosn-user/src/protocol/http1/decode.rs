@@ -445,15 +445,25 @@ fn header_map(
 }
 
 /// `Some(true)`: chunked is the final transfer coding; `Some(false)`: another coding is.
+/// A `Transfer-Encoding` field that names no coding at all is malformed (taken as absent,
+/// it would let a `Content-Length` frame a request that has both).
 fn transfer_encoding(headers: &HeaderMap) -> Result<Option<bool>, DecodeError> {
+    let mut present = false;
     let mut last: Option<Vec<u8>> = None;
     for v in headers.get_all(TRANSFER_ENCODING) {
+        present = true;
         for coding in v.as_bytes().split(|&b| b == b',') {
             let c = coding.trim_ascii();
             if !c.is_empty() {
                 last = Some(c.to_ascii_lowercase());
             }
         }
+    }
+    if present && last.is_none() {
+        return Err(DecodeError::malformed(
+            "header",
+            "Transfer-Encoding without a coding",
+        ));
     }
     Ok(last.map(|c| c == b"chunked"))
 }
