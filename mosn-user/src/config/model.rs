@@ -107,8 +107,8 @@ pub struct ProxyConfig {
 /// Default `max_frame_size` of RPC protocols (16 MiB).
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 << 20;
 
-/// An L7 protocol as MOSN's config names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// An L7 protocol as MOSN's config names it (and as the config dump writes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     /// `"Http1"`: HTTP/1.1 (and 1.0).
     Http1,
@@ -146,6 +146,12 @@ impl Protocol {
             Protocol::X(n) => n,
             Protocol::Auto => "Auto",
         }
+    }
+}
+
+impl Serialize for Protocol {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 

@@ -491,6 +491,9 @@ fn proxy_filter_rpc_protocols() {
     assert_eq!(p.downstream_protocol, Protocol::X("bolt"));
     assert_eq!(p.upstream_protocol, Protocol::X("bolt"));
     assert_eq!(p.max_frame_size, DEFAULT_MAX_FRAME_SIZE);
+    // The config dump writes protocols as configs name them.
+    let dumped = serde_json::to_value(&p).expect("serializes");
+    assert_eq!(dumped["downstream_protocol"], "bolt");
     set(
         &mut v,
         serde_json::json!({
