@@ -1629,3 +1629,46 @@ async fn bolt_drain_answers_requests_in_flight() {
     let exit = m.wait_exit(Duration::from_secs(10)).await;
     assert!(exit.is_some_and(|e| e.success()), "{exit:?}\n{}", m.log());
 }
+
+// =============================================================================================
+// 14. Backpressure
+
+/// A client flooding a slow upstream with large requests: mosn stops reading once 8 MiB of
+/// requests are in flight on the connection (so it never holds the whole flood), and every
+/// request is still answered as the upstream catches up.
+#[tokio::test]
+async fn bolt_large_requests_in_flight_are_bounded() {
+    const N: usize = 100;
+    const SIZE: usize = 256 * 1024;
+    /// 8 MiB of requests in flight, plus the one that crosses the line.
+    const MAX_SEEN: usize = (8 << 20) / SIZE + 1;
+    let s = BoltServer::start("s1").await;
+    let m = bolt_simple(&[s.addr]).start().await;
+    let c = Arc::new(BoltClient::connect(m.listen).await);
+    let body = vec![b'x'; SIZE];
+    let mut tasks = Vec::new();
+    for _ in 0..N {
+        let (c, body) = (Arc::clone(&c), body.clone());
+        tasks.push(tokio::spawn(async move {
+            c.request_with(ECHO, "echo", &body, 30_000, &[("x-delay-ms", "700")])
+                .await
+        }));
+    }
+    // While the first requests are held by the server, the rest wait in the client's socket.
+    let started = Instant::now();
+    let mut most = 0;
+    while started.elapsed() < Duration::from_millis(600) {
+        most = most.max(s.requests().len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(most > 0, "requests reached the server");
+    assert!(
+        most <= MAX_SEEN,
+        "{most} requests of 256 KiB in flight at once (at most {MAX_SEEN})"
+    );
+    for t in tasks {
+        let r = within(LIMIT, "flooded request", t).await.unwrap().unwrap();
+        assert_eq!((r.status, r.content.len()), (0, SIZE));
+    }
+    assert_eq!(s.requests().len(), N);
+}

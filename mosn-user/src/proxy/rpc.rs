@@ -32,6 +32,17 @@ use crate::upstream::{Cluster, LbContext, RequestOutcome};
 
 /// Requests in flight on one downstream connection; reading pauses beyond it.
 const MAX_IN_FLIGHT: usize = 4096;
+/// Bytes of requests in flight on one downstream connection; reading pauses beyond it (one
+/// frame up to `max_frame_size` is always taken), so a client flooding a slow upstream with
+/// large frames holds at most this much (plus one frame) in the proxy.
+const MAX_IN_FLIGHT_BYTES: usize = 8 << 20;
+/// Bytes of replies waiting for a client that does not read; reading pauses beyond it.
+const MAX_PENDING_WRITE: usize = 4 << 20;
+
+/// Whether a connection may take another request.
+fn has_room(requests: usize, bytes: usize, pending_write: usize) -> bool {
+    requests < MAX_IN_FLIGHT && bytes < MAX_IN_FLIGHT_BYTES && pending_write < MAX_PENDING_WRITE
+}
 /// Distinct (service, method) label sets per listener and protocol; more are counted
 /// under service and method `"other"`.
 const MAX_RPC_SERIES: usize = 1024;
@@ -92,8 +103,9 @@ impl RpcStats {
     }
 }
 
-/// What one request's future yields: bytes for downstream (none for oneway requests).
-type Reply = Option<BytesMut>;
+/// What one request's future yields: bytes for downstream (none for oneway requests), and
+/// the size of the request (counted in flight until then).
+type Reply = (Option<BytesMut>, usize);
 
 impl Proxy {
     /// Serves one downstream connection speaking `proto`; `rbuf` holds bytes already read
@@ -114,18 +126,18 @@ impl Proxy {
         // and every reply is written first.
         let mut closing = false;
         let mut idle_since = Instant::now();
+        // Bytes of the requests in `in_flight`.
+        let mut in_flight_bytes = 0;
         loop {
             // Decode every complete frame received.
-            while !closing {
+            while !closing && has_room(in_flight.len(), in_flight_bytes, wbuf.len()) {
                 match proto.decode(&mut rbuf, max_frame) {
                     Ok(Some(frame)) => match frame.kind {
                         Kind::Heartbeat => wbuf.extend_from_slice(&proto.heartbeat_reply(&frame)),
                         Kind::Request | Kind::Oneway => {
                             let stats = self.rpc_stats.get(proto, &frame, &mut key);
+                            in_flight_bytes += frame.raw.len();
                             in_flight.push(self.rpc_request(proto, frame, peer, stats));
-                            if in_flight.len() >= MAX_IN_FLIGHT {
-                                break;
-                            }
                         }
                         Kind::Response | Kind::HeartbeatReply => {
                             debug!(id = frame.request_id, "ignoring a response from downstream");
@@ -146,7 +158,8 @@ impl Proxy {
                 }
             }
             // Collect every reply that is ready, then write them in one go.
-            while let Some(Some(reply)) = in_flight.next().now_or_never() {
+            while let Some(Some((reply, size))) = in_flight.next().now_or_never() {
+                in_flight_bytes -= size;
                 if let Some(r) = reply {
                     wbuf.extend_from_slice(&r);
                 }
@@ -167,10 +180,11 @@ impl Proxy {
             if !idle {
                 idle_since = Instant::now();
             }
-            let can_read = !closing && in_flight.len() < MAX_IN_FLIGHT;
+            let can_read = !closing && has_room(in_flight.len(), in_flight_bytes, wbuf.len());
             tokio::select! {
                 biased;
-                Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
+                Some((reply, size)) = in_flight.next(), if !in_flight.is_empty() => {
+                    in_flight_bytes -= size;
                     if let Some(r) = reply {
                         wbuf.extend_from_slice(&r);
                     }
@@ -216,6 +230,7 @@ impl Proxy {
         stats: Arc<RpcMetrics>,
     ) -> Reply {
         let start = Instant::now();
+        let size = frame.raw.len();
         let m = &self.metrics;
         m.downstream_rq_total.inc();
         m.downstream_rq_active.inc();
@@ -260,7 +275,7 @@ impl Proxy {
         if !oneway {
             stats.duration.observe(start.elapsed().as_secs_f64());
         }
-        reply
+        (reply, size)
     }
 
     /// Routes and forwards `frame`: the response (`None` for a oneway request), or why
