@@ -555,6 +555,35 @@ fn proxy_filter_rpc_protocols() {
     );
 }
 
+/// Stream filters are HTTP filters: refused on an RPC listener, a warning on an Auto one.
+#[test]
+fn stream_filters_on_rpc_listeners() {
+    let mut v = base();
+    v["servers"][0]["routers"] = serde_json::json!([{ "router_config_name": "r" }]);
+    let l = listener0(&mut v);
+    l["filter_chains"][0]["filters"][0] = serde_json::json!({
+        "type": "proxy",
+        "config": { "downstream_protocol": "bolt", "router_config_name": "r" }
+    });
+    l["stream_filters"] =
+        serde_json::json!([{ "type": "payload_limit", "config": { "max_entity_size": 10 } }]);
+    assert_one_error(
+        &v,
+        "servers[0].listeners[0].stream_filters: stream filters apply to HTTP requests; a \"bolt\" \
+         listener does not run them",
+    );
+    listener0(&mut v)["filter_chains"][0]["filters"][0]["config"]["downstream_protocol"] =
+        "Auto".into();
+    let loaded = parse_value(&v).expect("valid");
+    assert!(
+        loaded.warnings.iter().any(|w| w
+            == "servers[0].listeners[0].stream_filters: stream filters run on the listener's \
+                HTTP connections only, not on RPC ones"),
+        "{:#?}",
+        loaded.warnings
+    );
+}
+
 #[test]
 fn cluster_multiplexing_and_heartbeat() {
     let mut v = base();

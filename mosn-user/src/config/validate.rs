@@ -270,11 +270,25 @@ fn listener(
         clusters,
         d,
     );
-    if !stream_filters.is_empty() && matches!(filter, Some(NetworkFilter::TcpProxy(_))) {
-        d.error(
-            &join(path, "stream_filters"),
-            "stream filters need an L7 listener (a \"proxy\" network filter), not tcp_proxy",
-        );
+    if !stream_filters.is_empty() {
+        let sf = join(path, "stream_filters");
+        match &filter {
+            Some(NetworkFilter::TcpProxy(_)) => d.error(
+                &sf,
+                "stream filters need an L7 listener (a \"proxy\" network filter), not tcp_proxy",
+            ),
+            Some(NetworkFilter::Proxy(p)) => match p.downstream_protocol {
+                Protocol::X(name) => d.error(
+                    &sf,
+                    format!("stream filters apply to HTTP requests; a {name:?} listener does not run them"),
+                ),
+                Protocol::Auto => d.warn(format!(
+                    "{sf}: stream filters run on the listener's HTTP connections only, not on RPC ones"
+                )),
+                Protocol::Http1 => {}
+            },
+            None => {}
+        }
     }
     if d.errors.len() != errors_before {
         return None;
