@@ -1672,3 +1672,56 @@ async fn bolt_large_requests_in_flight_are_bounded() {
     }
     assert_eq!(s.requests().len(), N);
 }
+
+// =============================================================================================
+// 15. Stream filters
+
+/// The listener's stream filters see RPC requests (their headers as HTTP headers) and their
+/// answers come back in Bolt's format: rbac on the `service` header → no processor, the
+/// local rate limit → threadpool busy, payload_limit on the frame's size.
+#[tokio::test]
+async fn bolt_stream_filters_answer_in_bolt() {
+    let s = BoltServer::start("s1").await;
+    let secret = "com.alipay.test.Secret:1.0";
+    let m = RpcSetup::simple("bolt", &[s.addr])
+        .stream_filters(json!([
+            { "type": "rbac", "config": { "action": "DENY", "policies": { "no-secret": {
+                "principals": [{ "any": true }],
+                "permissions": [{ "header": { "name": "service", "exact_match": secret } }]
+            } } } },
+            { "type": "payload_limit", "config": { "max_entity_size": 4096 } },
+            { "type": "local_ratelimit", "config": { "max_tokens": 3, "tokens_per_fill": 3, "fill_interval": "1h" } }
+        ]))
+        .start()
+        .await;
+    let c = BoltClient::connect(m.listen).await;
+    let r = c.request(secret, "get", b"x", 3000).await.unwrap();
+    assert_eq!(r.status, bolt::NO_PROCESSOR, "rbac denies the service");
+    let r = c.request(ECHO, "echo", &[b'x'; 8192], 3000).await.unwrap();
+    assert_eq!(
+        r.status,
+        bolt::NO_PROCESSOR,
+        "payload_limit refuses a large frame"
+    );
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let r = c
+            .request(ECHO, "echo", format!("r{i}").as_bytes(), 3000)
+            .await
+            .unwrap();
+        statuses.push(r.status);
+    }
+    // As for HTTP, every filter sees the head before any sees the body: the large request
+    // took a token before payload_limit refused its body, so two are left.
+    let busy = bolt::THREADPOOL_BUSY;
+    assert_eq!(
+        statuses,
+        [0, 0, busy, busy, busy],
+        "three tokens, then the limit"
+    );
+    assert_eq!(
+        s.requests().len(),
+        2,
+        "only admitted requests reach the server"
+    );
+}

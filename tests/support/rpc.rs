@@ -608,6 +608,8 @@ pub struct RpcSetup {
     pub clusters: Value,
     /// Extra keys of the proxy filter's config (e.g. `max_frame_size`).
     pub proxy_extra: Value,
+    /// The listener's `stream_filters` (default none).
+    pub stream_filters: Value,
 }
 
 impl RpcSetup {
@@ -618,6 +620,7 @@ impl RpcSetup {
             routes,
             clusters,
             proxy_extra: json!({}),
+            stream_filters: json!([]),
         }
     }
 
@@ -633,6 +636,12 @@ impl RpcSetup {
     /// Adds keys to the proxy filter's config.
     pub fn proxy(mut self, extra: Value) -> RpcSetup {
         merge(&mut self.proxy_extra, &extra);
+        self
+    }
+
+    /// The listener's `stream_filters`.
+    pub fn stream_filters(mut self, filters: Value) -> RpcSetup {
+        self.stream_filters = filters;
         self
     }
 
@@ -669,6 +678,7 @@ impl RpcSetup {
                     "name": LISTENER,
                     "address": format!("127.0.0.1:{listen_port}"),
                     "bind_port": true,
+                    "stream_filters": self.stream_filters,
                     "filter_chains": [{ "filters": [{ "type": "proxy", "config": proxy }] }]
                 }]
             }],

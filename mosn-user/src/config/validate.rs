@@ -277,16 +277,23 @@ fn listener(
                 &sf,
                 "stream filters need an L7 listener (a \"proxy\" network filter), not tcp_proxy",
             ),
-            Some(NetworkFilter::Proxy(p)) => match p.downstream_protocol {
-                Protocol::X(name) => d.error(
-                    &sf,
-                    format!("stream filters apply to HTTP requests; a {name:?} listener does not run them"),
-                ),
-                Protocol::Auto => d.warn(format!(
-                    "{sf}: stream filters run on the listener's HTTP connections only, not on RPC ones"
-                )),
-                Protocol::Http1 => {}
-            },
+            // RPC requests go through the filters too, except mirroring (HTTP only).
+            Some(NetworkFilter::Proxy(p)) => {
+                let mirror = stream_filters
+                    .iter()
+                    .position(|f| matches!(f, StreamFilterConfig::Mirror(_)));
+                match (p.downstream_protocol, mirror) {
+                    (Protocol::X(name), Some(i)) => d.error(
+                        &index(path, "stream_filters", i),
+                        format!("mirror is an HTTP filter; a {name:?} listener cannot mirror"),
+                    ),
+                    (Protocol::Auto, Some(i)) => d.warn(format!(
+                        "{}: mirror runs for the listener's HTTP connections only, not for RPC",
+                        index(path, "stream_filters", i)
+                    )),
+                    _ => {}
+                }
+            }
             None => {}
         }
     }

@@ -12,6 +12,7 @@ mod headers;
 mod mirror;
 pub mod phase;
 mod rpc;
+mod rpc_filters;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -24,6 +24,8 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::Proxy;
+use super::rpc_filters;
+use crate::filter::FilterContext;
 use crate::metrics::{ErrorKind, Metrics, RpcMetrics};
 use crate::protocol::xprotocol::{Hijack, Kind, StatusClass, XFrame, XProtocol};
 use crate::stream::PoolError;
@@ -236,12 +238,36 @@ impl Proxy {
         m.downstream_rq_active.inc();
         stats.requests.inc();
         let oneway = frame.kind == Kind::Oneway;
-        let result = self.rpc_forward(proto, frame, peer).await;
+        // Stream filters, when the listener has any, see the request first.
+        let mut filters = Vec::new();
+        let mut fctx = None;
+        let result = if self.filters.is_empty() {
+            self.rpc_forward(proto, frame, peer).await
+        } else {
+            filters = self.filters.create();
+            let ctx = fctx.insert(FilterContext {
+                source: peer,
+                listener: Arc::clone(&self.listener),
+                mirrors: Vec::new(),
+            });
+            match rpc_filters::on_request(&mut filters, &frame, ctx).await {
+                Ok(()) => self.rpc_forward(proto, frame, peer).await,
+                Err(reply) => Err(Failed::new(
+                    frame,
+                    rpc_filters::hijack_of(&reply),
+                    ErrorKind::Other,
+                    reply.detail,
+                )),
+            }
+        };
         m.downstream_rq_active.dec();
+        // What the outcome means, for the filters' `on_done`.
+        let mut outcome = StatusClass::OK;
         let reply = match result {
             Ok(None) => None,
             Ok(Some(resp)) => {
                 let class = proto.status_class(resp.status);
+                outcome = class;
                 count_class(m, class);
                 if !class.is_success() {
                     stats.error(resp.status);
@@ -264,14 +290,18 @@ impl Proxy {
                     .and_then(|r| proto.decode(&mut r.clone(), usize::MAX).ok().flatten())
                 {
                     Some(resp) => {
-                        count_class(m, proto.status_class(resp.status));
+                        outcome = proto.status_class(resp.status);
                         stats.error(resp.status);
                     }
-                    None => count_class(m, StatusClass(502)),
+                    None => outcome = StatusClass(502),
                 }
+                count_class(m, outcome);
                 reply
             }
         };
+        if let Some(ctx) = &fctx {
+            rpc_filters::on_done(&mut filters, outcome.0, ctx);
+        }
         if !oneway {
             stats.duration.observe(start.elapsed().as_secs_f64());
         }

@@ -1,0 +1,121 @@
+//! Stream filters on RPC requests. The filters are written against HTTP heads, so an RPC
+//! request is shown to them as one: `POST /`, with the frame's header fields as headers
+//! (Bolt's `service` and `sofa_head_method_name`; Dubbo's `service`, `version`, `method`),
+//! and its whole frame as the body. That is only built when the listener has filters.
+//!
+//! What a filter answers becomes the protocol's own error response ([`hijack_of`]). A
+//! mirror asked for by a filter is not sent: RPC mirroring is not supported (the config
+//! refuses the `mirror` filter on RPC listeners).
+
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+
+use crate::filter::{FilterContext, FilterStatus, LocalReply, StreamFilter};
+use crate::protocol::xprotocol::{Hijack, XFrame};
+
+/// The HTTP head filters see for `frame`.
+fn head_of(frame: &XFrame) -> http::request::Parts {
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = Method::POST;
+    for (k, v) in &frame.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(frame.text(k)),
+            HeaderValue::from_bytes(frame.text(v)),
+        ) else {
+            continue;
+        };
+        parts.headers.append(name, value);
+    }
+    parts
+}
+
+/// Runs the request hooks of `filters` on `frame`: `Err` with the filter's answer when one
+/// answers (after any pause it asked for).
+pub(super) async fn on_request(
+    filters: &mut [Box<dyn StreamFilter>],
+    frame: &XFrame,
+    ctx: &mut FilterContext,
+) -> Result<(), LocalReply> {
+    let mut head = head_of(frame);
+    for f in filters.iter_mut() {
+        match f.on_request_headers(&mut head, ctx) {
+            FilterStatus::Continue => {}
+            FilterStatus::Pause(d) => {
+                tokio::time::sleep(d).await;
+                if let FilterStatus::Respond(r) = f.on_resume(ctx) {
+                    return Err(r);
+                }
+            }
+            FilterStatus::Respond(r) => return Err(r),
+        }
+    }
+    // The whole frame is the body, in one piece.
+    for f in filters.iter_mut() {
+        if let FilterStatus::Respond(r) = f.on_request_data(&frame.raw, true, ctx) {
+            return Err(r);
+        }
+    }
+    Ok(())
+}
+
+/// Tells `filters` the request is done, with `status` (the HTTP status its outcome maps to).
+pub(super) fn on_done(filters: &mut [Box<dyn StreamFilter>], status: u16, ctx: &FilterContext) {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for f in filters.iter_mut() {
+        f.on_done(status, ctx);
+    }
+}
+
+/// The RPC error a filter's HTTP answer stands for: 429 and 503 (rate limits, aborts of
+/// that kind) are overflow, 504 a timeout, 404 no route, anything else forbidden.
+pub(super) fn hijack_of(reply: &LocalReply) -> Hijack {
+    match reply.status.as_u16() {
+        429 | 503 => Hijack::Overflow,
+        504 => Hijack::Timeout,
+        404 => Hijack::NoRoute,
+        _ => Hijack::Forbidden,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::protocol::xprotocol::{Kind, Text};
+
+    #[test]
+    fn head_carries_the_frame_headers() {
+        let raw = BytesMut::from(&b"serviceecho.Svc:1.0"[..]);
+        let frame = XFrame {
+            kind: Kind::Request,
+            request_id: 1,
+            status: 0,
+            timeout: None,
+            raw,
+            headers: vec![
+                (Text::span(0, 7), Text::span(7, 19)),
+                (Text::Static("bad name"), Text::Static("x")),
+                (Text::Static("method"), Text::Static("sayHello")),
+            ],
+            service: Some(Text::span(7, 19)),
+            method: None,
+            headers_changed: false,
+        };
+        let head = head_of(&frame);
+        assert_eq!(head.method, Method::POST);
+        assert_eq!(head.headers["service"], "echo.Svc:1.0");
+        assert_eq!(head.headers["method"], "sayHello");
+        assert_eq!(head.headers.len(), 2, "a name HTTP cannot carry is skipped");
+    }
+
+    #[test]
+    fn filter_answers_map_to_rpc_errors() {
+        let r = |s: StatusCode| hijack_of(&LocalReply::text(s, "x", "x"));
+        assert_eq!(r(StatusCode::TOO_MANY_REQUESTS), Hijack::Overflow);
+        assert_eq!(r(StatusCode::SERVICE_UNAVAILABLE), Hijack::Overflow);
+        assert_eq!(r(StatusCode::GATEWAY_TIMEOUT), Hijack::Timeout);
+        assert_eq!(r(StatusCode::NOT_FOUND), Hijack::NoRoute);
+        assert_eq!(r(StatusCode::FORBIDDEN), Hijack::Forbidden);
+        assert_eq!(r(StatusCode::PAYLOAD_TOO_LARGE), Hijack::Forbidden);
+    }
+}
