@@ -129,10 +129,11 @@ impl Proxy {
         };
         debug!(protocol = protocol.name(), "detected");
         match protocol {
-            Protocol::X(name) => match crate::protocol::x_protocol(name) {
-                Some(p) => self.serve_rpc(stream, peer, p, rbuf).await,
-                None => {}
-            },
+            Protocol::X(name) => {
+                if let Some(p) = crate::protocol::x_protocol(name) {
+                    self.serve_rpc(stream, peer, p, rbuf).await;
+                }
+            }
             _ => self.serve(stream, peer, rbuf).await,
         }
     }

@@ -530,7 +530,7 @@ impl Failed {
 }
 
 /// The counter of `class` among a listener's or a cluster's 2xx, 4xx and 5xx counters.
-fn by_class<'a>(class: StatusClass, [ok, client, server]: [&'a Counter; 3]) -> &'a Counter {
+fn by_class(class: StatusClass, [ok, client, server]: [&Counter; 3]) -> &Counter {
     match class.0 {
         200..=299 => ok,
         400..=499 => client,
