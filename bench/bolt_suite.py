@@ -340,22 +340,8 @@ listen stats
                "--in-flight", str(self.a.bolt_in_flight), "--size", str(SIZE), "--duration", f"{d:g}",
                "--warmup", f"{warm:g}", "--json"]
         limit = d + warm + 30
-        p = subprocess.Popen(["taskset", "-c", self.client_cpu, *cmd], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-        try:
-            so, se = p.communicate(timeout=limit)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            so, se = p.communicate(timeout=10)
-            se += f"\n[client killed after {limit:.0f}s]"
-        (self.raw / "clients" / f"{tag}.json").write_text(so or "")
-        res: dict = {"_rc": p.returncode}
-        note = ""
-        try:
-            j = json.loads(so) if so.strip() else {}
-        except ValueError:
-            j = {}
-            note = f"unparsable client output; stderr: {se.strip()[-300:]}"
+        rc, j, note, se = self.client_output(["taskset", "-c", self.client_cpu, *cmd], limit, tag)
+        res: dict = {"_rc": rc}
         res.update(value=j.get("rate", 0.0), rate=j.get("rate", ""), requests=j.get("requests", ""),
                    errors=j.get("errors", ""), p50_us=j.get("p50_us", ""), p90_us=j.get("p90_us", ""),
                    p99_us=j.get("p99_us", ""), p999_us=j.get("p999_us", ""), mean_us=j.get("mean_us", ""),
@@ -366,8 +352,8 @@ listen stats
             res["errors_by_kind"] = json.dumps(j["errors_by_kind"], separators=(",", ":"))
         if j.get("first_error"):
             note = f"first error: {j['first_error']}"
-        if p.returncode != 0 and not note:
-            note = f"client exit {p.returncode}: {se.strip()[-300:]}"
+        if rc != 0 and not note:
+            note = f"client exit {rc}: {se.strip()[-300:]}"
         return res, note
 
     # ---------------------------------------------------------------- one measurement
@@ -476,15 +462,7 @@ listen stats
             row["proxy_check"] = "ok" if not bad else "FAILED: " + "; ".join(bad)
             if bad and row["status"] != "failed":
                 row["status"] = "not_proxied"  # not a measurement of this path: no ratio
-            pc = row.get("proxy_cpu_pct")
-            if pc and pc > 1 and row["value"] > 0:
-                row["value_per_proxy_core"] = round(row["value"] / (pc / 100))
-            c1 = row.get("cpu1_busy_pct")
-            if self.a.layout == "split" and proxy and c1 and c1 > 1 and row["value"] > 0:
-                row["value_per_cpu1"] = round(row["value"] / (c1 / 100))
-            row["disturbed"] = int(row.get("outside_user_pct", 0) > self.a.quiet_threshold)
-            row["note"] = "; ".join(notes).replace("\n", " | ")
-            return row
+            return self.finish_row(row, proxy, "; ".join(notes))
         finally:
             self.stop(proxy.popen if proxy else None)
 

@@ -329,17 +329,10 @@ http {{
             cmd += ["-H", "Connection: close"]
         cmd.append(f"http://{host}:{port}/")
         limit = duration + 30
-        p = subprocess.Popen(["taskset", "-c", self.client_cpu, *cmd], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-        try:
-            so, se = p.communicate(timeout=limit)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            so, se = p.communicate(timeout=10)
-            se += f"\n[wrk killed after {limit:.0f}s]"
+        rc, so, se = base.run_bounded(["taskset", "-c", self.client_cpu, *cmd], limit)
         if save:
             (self.raw / "clients" / f"{tag}.txt").write_text(f"$ {' '.join(cmd)}\n{so}{se}")
-        return parse_wrk(so, se, p.returncode)
+        return parse_wrk(so, se, rc)
 
     # ---------------------------------------------------------------- one measurement
     def measure(self, rnd: int, wl: str, target: str) -> dict:
@@ -427,15 +420,7 @@ http {{
             row["proxy_check"] = "ok" if not bad else "FAILED: " + "; ".join(bad)
             if bad and row["status"] != "failed":
                 row["status"] = "not_proxied"  # not a measurement of this path: no ratio
-            pc = row.get("proxy_cpu_pct")
-            if pc and pc > 1 and row["value"] > 0:
-                row["value_per_proxy_core"] = round(row["value"] / (pc / 100))
-            c1 = row.get("cpu1_busy_pct")
-            if self.a.layout == "split" and proxy and c1 and c1 > 1 and row["value"] > 0:
-                row["value_per_cpu1"] = round(row["value"] / (c1 / 100))
-            row["disturbed"] = int(row.get("outside_user_pct", 0) > self.a.quiet_threshold)
-            row["note"] = "; ".join(notes).replace("\n", " | ")
-            return row
+            return self.finish_row(row, proxy, "; ".join(notes))
         finally:
             self.stop(proxy.popen if proxy else None)
 

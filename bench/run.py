@@ -591,6 +591,19 @@ def tail(path: Path, n=1500) -> str:
         return ""
 
 
+def run_bounded(argv: list[str], limit: float) -> tuple[int, str, str]:
+    """Runs a load generator to its end, killed after `limit` s: (exit code, stdout, stderr)."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        so, se = p.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        so, se = p.communicate(timeout=10)
+        se += f"\n[client killed after {limit:.0f}s]"
+    return p.returncode, so, se
+
+
 class StartFailed(Exception):
     pass
 
@@ -1182,15 +1195,7 @@ stream {{
             row["capture_check"] = "ok" if not bad else "FAILED: " + "; ".join(bad)
             if bad and row["status"] != "failed":
                 row["status"] = "not_captured"  # not a measurement of this variant: no ratio
-            pc = row.get("proxy_cpu_pct")
-            if pc and pc > 1 and row["value"] > 0:
-                row["value_per_proxy_core"] = round(row["value"] / (pc / 100), 3 if w["unit"] == "Gbit/s" else 0)
-            c1 = row.get("cpu1_busy_pct")
-            if self.a.layout == "split" and proxy and c1 and c1 > 1 and row["value"] > 0:
-                row["value_per_cpu1"] = round(row["value"] / (c1 / 100), 3 if w["unit"] == "Gbit/s" else 0)
-            row["disturbed"] = int(row.get("outside_user_pct", 0) > self.a.quiet_threshold)
-            row["note"] = "; ".join(notes).replace("\n", " | ")
-            return row
+            return self.finish_row(row, proxy, "; ".join(notes), 3 if w["unit"] == "Gbit/s" else 0)
         finally:
             try:
                 if self.cap.iptables_on_port:
@@ -1255,6 +1260,37 @@ stream {{
         return r
 
     # ---------------------------------------------------------------- one measurement
+    def client_output(self, argv: list[str], limit: float, tag: str) -> tuple[int, dict, str, str]:
+        """Runs a load generator for at most `limit` s and keeps its output under raw/clients:
+        (exit code, its JSON (empty if none), a note if the output did not parse, stderr)."""
+        rc, so, se = run_bounded(argv, limit)
+        (self.raw / "clients" / f"{tag}.json").write_text(so or "")
+        note = ""
+        try:
+            j = json.loads(so) if so.strip() else {}
+        except ValueError:
+            j = {}
+            note = f"unparsable client output; stderr: {se.strip()[-300:]}"
+        return rc, j, note, se
+
+    def finish_row(self, row: dict, proxy, note: str, digits: int | None = None) -> dict:
+        """The per-core figures (rounded to `digits`, or to an int), the disturbed flag and
+        the note of a measured row."""
+        v = row["value"]
+
+        def per(busy: float):
+            return round(v / (busy / 100), digits) if digits is not None else round(v / (busy / 100))
+
+        pc = row.get("proxy_cpu_pct")
+        if pc and pc > 1 and v > 0:
+            row["value_per_proxy_core"] = per(pc)
+        c1 = row.get("cpu1_busy_pct")
+        if self.a.layout == "split" and proxy and c1 and c1 > 1 and v > 0:
+            row["value_per_cpu1"] = per(c1)
+        row["disturbed"] = int(row.get("outside_user_pct", 0) > self.a.quiet_threshold)
+        row["note"] = note.replace("\n", " | ")
+        return row
+
     def run_client(self, wl: str, port: int, tag: str, host: str = "127.0.0.1") -> tuple[dict, str]:
         w = WORKLOADS[wl]
         d = self.a.duration
@@ -1274,29 +1310,15 @@ stream {{
             argv = self.cap.wrap("app", self.client_cpu, cmd, unprivileged=True)
         else:
             argv = ["taskset", "-c", self.client_cpu, *cmd]
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-        try:
-            so, se = p.communicate(timeout=limit)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            so, se = p.communicate(timeout=10)
-            se += f"\n[client killed after {limit:.0f}s]"
-        (self.raw / "clients" / f"{tag}.json").write_text(so or "")
-        res: dict = {"_rc": p.returncode}
-        note = ""
-        try:
-            j = json.loads(so) if so.strip() else {}
-        except ValueError:
-            j = {}
-            note = f"unparsable client output; stderr: {se.strip()[-300:]}"
+        rc, j, note, se = self.client_output(argv, limit, tag)
+        res: dict = {"_rc": rc}
         if w["kind"] == "iperf":
             if j.get("error"):
                 note = f"iperf3: {j['error']}"
             end = j.get("end", {})
             bps = end.get("sum_received", {}).get("bits_per_second", 0.0)
             res.update(value=bps / 1e9, retransmits=end.get("sum_sent", {}).get("retransmits", ""),
-                       errors=0 if (p.returncode == 0 and bps > 0) else 1)
+                       errors=0 if (rc == 0 and bps > 0) else 1)
             # payload bytes on the app -> server path (one direction; control traffic not counted)
             res["payload_bytes_est"] = int(end.get("sum_sent", {}).get("bytes", 0) or 0)
         else:
@@ -1307,8 +1329,8 @@ stream {{
             res["payload_bytes_est"] = int(2 * (j.get("rate") or 0) * (d + self.a.rr_warmup))
             if j.get("first_error"):
                 note = f"first error: {j['first_error']}"
-        if p.returncode != 0 and not note:
-            note = f"client exit {p.returncode}: {se.strip()[-300:]}"
+        if rc != 0 and not note:
+            note = f"client exit {rc}: {se.strip()[-300:]}"
         return res, note
 
     def measure(self, rnd: int, wl: str, target: str) -> dict:
@@ -1367,15 +1389,7 @@ stream {{
             errs = int(row.get("errors") or 0)
             row["status"] = "ok" if (rc == 0 and row["value"] > 0 and errs == 0) else (
                 "errors" if row["value"] > 0 else "failed")
-            pc = row.get("proxy_cpu_pct")
-            if pc and pc > 1 and row["value"] > 0:
-                row["value_per_proxy_core"] = round(row["value"] / (pc / 100), 3 if w["unit"] == "Gbit/s" else 0)
-            c1 = row.get("cpu1_busy_pct")
-            if self.a.layout == "split" and proxy and c1 and c1 > 1 and row["value"] > 0:
-                row["value_per_cpu1"] = round(row["value"] / (c1 / 100), 3 if w["unit"] == "Gbit/s" else 0)
-            row["disturbed"] = int(row.get("outside_user_pct", 0) > self.a.quiet_threshold)
-            row["note"] = note.replace("\n", " | ")
-            return row
+            return self.finish_row(row, proxy, note, 3 if w["unit"] == "Gbit/s" else 0)
         finally:
             self.stop(proxy.popen if proxy else None)
             self.stop(iperf)
