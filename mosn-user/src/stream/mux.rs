@@ -152,6 +152,25 @@ impl HostState {
 
 /// (host address, protocol name).
 type HostKey = (SocketAddr, &'static str);
+
+/// Hosts known before a new one prunes those left with nothing (an ORIGINAL_DST cluster
+/// meets a new host per destination).
+const PRUNE_AT: usize = 256;
+
+/// Drops the pools nobody uses: no connection, none being made, and no handle but the map's
+/// (a caller or connection task holding one keeps it). Called under the map's write lock, so
+/// nobody can take a new handle meanwhile.
+fn prune(hosts: &mut HashMap<HostKey, ByCluster>) {
+    for list in hosts.values_mut() {
+        list.retain(|(_, p)| {
+            Arc::strong_count(p) > 1 || {
+                let st = p.lock();
+                !st.live.is_empty() || st.connecting.is_some()
+            }
+        });
+    }
+    hosts.retain(|_, list| !list.is_empty());
+}
 /// The pools of one [`HostKey`], by cluster name (usually one).
 type ByCluster = Vec<(Box<str>, Arc<HostPool>)>;
 
@@ -364,6 +383,9 @@ impl MuxPools {
             return p;
         }
         let mut hosts = self.hosts.write().unwrap_or_else(PoisonError::into_inner);
+        if hosts.len() >= PRUNE_AT && !hosts.contains_key(&key) {
+            prune(&mut hosts);
+        }
         let list = hosts.entry(key).or_default();
         if let Some((_, p)) = list.iter().find(|(c, _)| &**c == cluster) {
             return Arc::clone(p);

@@ -521,3 +521,41 @@ async fn shutting_down_ends_the_connections() {
     })
     .await;
 }
+
+/// Hosts left with nothing (a failed connect, a closed connection) are pruned once many are
+/// known, as an ORIGINAL_DST cluster meets a new host per destination; a host with a live
+/// connection stays.
+#[tokio::test]
+async fn unused_hosts_are_pruned() {
+    within(async {
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_addr = server.local_addr().unwrap();
+        let env = Env::new(live_addr, 1024, settings(1024));
+        // One live connection (the server accepts; nothing needs to be answered).
+        let accept = tokio::spawn(async move { server.accept().await.map(|(s, _)| s) });
+        drop(env.get().await.expect("connects"));
+        let _held = accept.await.unwrap().unwrap();
+        // Many dead destinations on ports nobody listens on.
+        let mut dead = Vec::new();
+        for _ in 0..(PRUNE_AT + 50) {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            dead.push(l.local_addr().unwrap());
+        }
+        for addr in &dead {
+            let host = Arc::new(Host::from_addr(*addr));
+            let r = env
+                .pools
+                .get(&env.cluster, &host, &MUX, &env.settings)
+                .await;
+            assert!(matches!(r, Err(PoolError::Connect { .. })), "{r:?}");
+        }
+        let known = env.pools.hosts.read().unwrap().len();
+        assert!(known <= PRUNE_AT, "{known} hosts kept");
+        assert_eq!(
+            env.pools.live("rpc", live_addr, MUX.name()).len(),
+            1,
+            "the host with a connection is kept"
+        );
+    })
+    .await;
+}
