@@ -193,6 +193,18 @@ impl RequestDecoder {
         if method == Method::CONNECT {
             return Err(DecodeError::Unsupported("CONNECT"));
         }
+        // RFC 9112 3.2: origin-form (`/path`), absolute-form (`http://host/path`), or `*`
+        // for OPTIONS; authority-form belongs to CONNECT, refused above.
+        let raw_target = &bytes[target.0..target.0 + target.1];
+        let target_ok = raw_target.first() == Some(&b'/')
+            || uri.scheme().is_some()
+            || (raw_target == b"*" && method == Method::OPTIONS);
+        if !target_ok {
+            return Err(DecodeError::malformed(
+                "request target",
+                "not origin-form, absolute-form or * for OPTIONS",
+            ));
+        }
         let conn = ConnectionTokens::of(&headers);
         if version == Version::HTTP_11 {
             match headers.get_all(HOST).iter().count() {

@@ -80,6 +80,11 @@ fn bad_requests_are_refused() {
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "more than one Host"),
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", "both"),
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "differing"),
+        // Found by fuzzing: authority-form (CONNECT's) and other targets that are not
+        // origin-form, absolute-form or `*` for OPTIONS.
+        (b"GET example.com:80 HTTP/1.1\r\nHost: a\r\n\r\n", "request target"),
+        (b"POST ; HTTP/1.1\r\nHost: a\r\n\r\n", "request target"),
+        (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", "request target"),
         // Found by fuzzing: an empty Transfer-Encoding must not let Content-Length frame it.
         (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\nabc", "without a coding"),
         (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\n\r\n", "without a coding"),
@@ -215,4 +220,23 @@ fn responses() {
     assert!(d.eof().is_err(), "closed mid-body");
     d.expect(&Method::GET);
     assert!(resp_frames(&mut d, b"HTTP/1.1 abc OK\r\n\r\n", false).is_err());
+}
+
+#[test]
+fn request_target_forms() {
+    let heads = |input: &[u8]| -> Vec<String> {
+        req_frames(input, 8192)
+            .expect("accepted")
+            .into_iter()
+            .filter(|f| f.starts_with("head"))
+            .collect()
+    };
+    assert_eq!(
+        heads(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"),
+        ["head OPTIONS * Empty ka=true up=false"]
+    );
+    assert_eq!(
+        heads(b"GET http://example.com/x?y HTTP/1.1\r\nHost: example.com\r\n\r\n"),
+        ["head GET http://example.com/x?y Empty ka=true up=false"]
+    );
 }
