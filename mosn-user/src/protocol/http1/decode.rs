@@ -74,6 +74,11 @@ impl Body {
                     return Ok(Some(BodyFrame::Data(src.split().freeze())));
                 }
                 Body::ChunkSize => match httparse::parse_chunk_size(src) {
+                    // The limits hold however the bytes arrive: a complete line over them is
+                    // refused as an incomplete one is.
+                    Ok(httparse::Status::Complete((used, _))) if used > MAX_CHUNK_LINE => {
+                        return Err(DecodeError::malformed("chunk size", "line too long"));
+                    }
                     Ok(httparse::Status::Complete((used, size))) => {
                         src.advance(used);
                         *self = if size == 0 {
@@ -122,6 +127,11 @@ impl Body {
                         return Ok(Some(BodyFrame::End(Bytes::new())));
                     }
                     match find(src, b"\r\n\r\n") {
+                        Some(pos) if pos + 4 > max_trailers => {
+                            return Err(DecodeError::HeaderTooLarge {
+                                limit: max_trailers,
+                            });
+                        }
                         Some(pos) => {
                             let trailers = src.split_to(pos + 2).freeze();
                             src.advance(2);

@@ -240,3 +240,33 @@ fn request_target_forms() {
         ["head GET http://example.com/x?y Empty ka=true up=false"]
     );
 }
+
+/// Found by fuzzing: the chunk-size line and trailer limits held only while the line or the
+/// block was incomplete, so the same bytes passed in one read and failed in pieces.
+#[test]
+fn chunk_limits_hold_in_one_read() {
+    let whole = |input: Vec<u8>, max: usize| -> Result<(), DecodeError> {
+        let mut d = RequestDecoder::new(max);
+        let mut src = BytesMut::from(&input[..]);
+        while d.decode(&mut src)?.is_some() {}
+        Ok(())
+    };
+    let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut long_line = head.clone();
+    long_line.extend_from_slice(format!("1;{}\r\nx\r\n0\r\n\r\n", "e".repeat(5000)).as_bytes());
+    let e = whole(long_line.clone(), 8192).expect_err("line too long");
+    assert!(e.to_string().contains("line too long"), "{e}");
+    assert!(req_frames(&long_line, 8192).is_err(), "the same in pieces");
+
+    let mut big_trailers = head.clone();
+    big_trailers.extend_from_slice(format!("0\r\nx-t: {}\r\n\r\n", "v".repeat(2000)).as_bytes());
+    assert!(matches!(
+        whole(big_trailers.clone(), 1024),
+        Err(DecodeError::HeaderTooLarge { .. })
+    ));
+    assert!(
+        req_frames(&big_trailers, 1024).is_err(),
+        "the same in pieces"
+    );
+    assert!(whole(big_trailers, 8192).is_ok(), "within the limit");
+}
