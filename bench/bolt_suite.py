@@ -270,20 +270,7 @@ listen stats
             ready_admin = 0
         else:
             raise ValueError(target)
-        cfg_copy = self.raw / "configs" / f"{target}{cf.suffix or '.conf'}"
-        if not cfg_copy.exists():
-            shutil.copy(cf, cfg_copy)
-        p = self.spawn(cmd, self.proxy_cpu, lp)
-        try:
-            self.wait_listen(port, p, lp, target, admin=ready_admin)
-            if not ready_admin:
-                deadline = time.monotonic() + 10
-                while not base.listening(admin) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-        except base.StartFailed:
-            self.stop(p)
-            raise
-        return base.Proxy(p, port, admin, lp)
+        return self.launch_proxy(target, cf, cmd, port, admin, ready_admin, lp)
 
     # ---------------------------------------------------------------- counters
     def origin_counters(self) -> dict:

@@ -269,23 +269,8 @@ http {{
             ready_admin = 0
         else:
             raise ValueError(target)
-        cfg_copy = self.raw / "configs" / f"{target}{cf.suffix or '.conf'}"
-        if not cfg_copy.exists():
-            shutil.copy(cf, cfg_copy)
-        p = self.spawn(cmd, self.proxy_cpu, lp)
-        try:
-            self.wait_listen(port, p, lp, target, admin=ready_admin)
-            if not ready_admin:
-                deadline = time.monotonic() + 10
-                while not base.listening(admin) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-        except base.StartFailed:
-            if target == "nginx":
-                with open(lp, "a") as f:
-                    f.write(base.tail(d / "error.log", 3000))
-            self.stop(p)
-            raise
-        return base.Proxy(p, port, admin, lp)
+        error_log = d / "error.log" if target == "nginx" else None
+        return self.launch_proxy(target, cf, cmd, port, admin, ready_admin, lp, error_log)
 
     # ---------------------------------------------------------------- counters
     def origin_counters(self) -> tuple[int | None, int | None]:

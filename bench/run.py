@@ -1260,6 +1260,29 @@ stream {{
         return r
 
     # ---------------------------------------------------------------- one measurement
+    def launch_proxy(self, target: str, cf: Path, cmd: list[str], port: int, admin: int,
+                     ready_admin: int, lp: Path, error_log: Path | None = None) -> Proxy:
+        """Starts a proxy on the proxy CPU with its config `cf` (copied under raw/configs once)
+        and waits for its port and its admin or stats port (`ready_admin`: a mosn admin to ask
+        /ready; 0: just listening). On failure, `error_log`'s tail goes into the log."""
+        cfg_copy = self.raw / "configs" / f"{target}{cf.suffix or '.conf'}"
+        if not cfg_copy.exists():
+            shutil.copy(cf, cfg_copy)
+        p = self.spawn(cmd, self.proxy_cpu, lp)
+        try:
+            self.wait_listen(port, p, lp, target, admin=ready_admin)
+            if not ready_admin:
+                deadline = time.monotonic() + 10
+                while not listening(admin) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        except StartFailed:
+            if error_log is not None:
+                with open(lp, "a") as f:
+                    f.write(tail(error_log, 3000))
+            self.stop(p)
+            raise
+        return Proxy(p, port, admin, lp)
+
     def client_output(self, argv: list[str], limit: float, tag: str) -> tuple[int, dict, str, str]:
         """Runs a load generator for at most `limit` s and keeps its output under raw/clients:
         (exit code, its JSON (empty if none), a note if the output did not parse, stderr)."""
