@@ -263,6 +263,19 @@ pub struct ListenerMetrics {
 }
 
 impl ListenerMetrics {
+    /// Counts a response sent downstream with (HTTP) status `code` in its class counter
+    /// (`downstream_rq_1xx` .. `_5xx`; RPC statuses count as the HTTP status they map to).
+    pub fn count_status(&self, code: u16) {
+        match code {
+            100..=199 => &self.downstream_rq_1xx,
+            200..=299 => &self.downstream_rq_2xx,
+            300..=399 => &self.downstream_rq_3xx,
+            400..=499 => &self.downstream_rq_4xx,
+            _ => &self.downstream_rq_5xx,
+        }
+        .inc();
+    }
+
     fn stats(&self) -> Map<String, Value> {
         let mut m = Map::new();
         put(&mut m, "connections_total", self.connections_total.get());
@@ -360,6 +373,19 @@ pub struct ClusterMetrics {
 }
 
 impl ClusterMetrics {
+    /// Counts an upstream response with (HTTP) status `code` in its class counter
+    /// (`upstream_rq_2xx` .. `_5xx`; others are not counted).
+    pub fn count_status(&self, code: u16) {
+        let c = match code {
+            200..=299 => &self.upstream_rq_2xx,
+            300..=399 => &self.upstream_rq_3xx,
+            400..=499 => &self.upstream_rq_4xx,
+            500..=599 => &self.upstream_rq_5xx,
+            _ => return,
+        };
+        c.inc();
+    }
+
     fn stats(&self) -> Map<String, Value> {
         let mut m = Map::new();
         put(&mut m, "upstream_cx_total", self.upstream_cx_total.get());

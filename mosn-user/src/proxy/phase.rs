@@ -439,7 +439,7 @@ impl<'a> Exchange<'a> {
             Ok(head) => {
                 let code = head.parts.status.as_u16();
                 cluster.report(&host, RequestOutcome::Status(code));
-                count_status(&cluster, code);
+                cluster.metrics.count_status(code);
                 let retriable = self
                     .route
                     .as_ref()
@@ -663,14 +663,7 @@ impl<'a> Exchange<'a> {
 
     fn set_status(&mut self, status: StatusCode) {
         self.status = Some(status);
-        let m = &self.proxy.metrics;
-        match status.as_u16() {
-            100..=199 => m.downstream_rq_1xx.inc(),
-            200..=299 => m.downstream_rq_2xx.inc(),
-            300..=399 => m.downstream_rq_3xx.inc(),
-            400..=499 => m.downstream_rq_4xx.inc(),
-            _ => m.downstream_rq_5xx.inc(),
-        };
+        self.proxy.metrics.count_status(status.as_u16());
     }
 
     async fn stream_response(&mut self) -> Phase {
@@ -899,17 +892,6 @@ pub(super) fn encode_request_head(head: &http::request::Parts, kind: BodyKind, d
         headers_ref = &owned;
     }
     encode::request_head(&head.method, target, headers_ref, kind, dst);
-}
-
-fn count_status(cluster: &Cluster, code: u16) {
-    let m = &cluster.metrics;
-    match code {
-        200..=299 => m.upstream_rq_2xx.inc(),
-        300..=399 => m.upstream_rq_3xx.inc(),
-        400..=499 => m.upstream_rq_4xx.inc(),
-        500..=599 => m.upstream_rq_5xx.inc(),
-        _ => 0,
-    };
 }
 
 /// The response to a request that could not be decoded.

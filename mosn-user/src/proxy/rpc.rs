@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
@@ -30,7 +29,7 @@ use crate::metrics::{ErrorKind, Metrics, RpcMetrics};
 use crate::protocol::xprotocol::{Hijack, Kind, StatusClass, XFrame, XProtocol};
 use crate::stream::PoolError;
 use crate::stream::mux::{CallError, MuxSettings};
-use crate::upstream::{Cluster, LbContext, RequestOutcome};
+use crate::upstream::{LbContext, RequestOutcome};
 
 /// Requests in flight on one downstream connection; reading pauses beyond it.
 const MAX_IN_FLIGHT: usize = 4096;
@@ -268,7 +267,7 @@ impl Proxy {
             Ok(Some(resp)) => {
                 let class = proto.status_class(resp.status);
                 outcome = class;
-                count_class(m, class);
+                m.count_status(class.0);
                 if !class.is_success() {
                     stats.error(resp.status);
                 }
@@ -295,7 +294,7 @@ impl Proxy {
                     }
                     None => outcome = StatusClass(502),
                 }
-                count_class(m, outcome);
+                m.count_status(outcome.0);
                 reply
             }
         };
@@ -487,7 +486,7 @@ impl Proxy {
                 Ok(mut resp) => {
                     route.apply_frame_response(&mut resp);
                     let class = proto.status_class(resp.status);
-                    count_class_cluster(&cluster, class);
+                    cluster.metrics.count_status(class.0);
                     cluster.report(&host, RequestOutcome::Status(class.0));
                     return Ok(Some(resp));
                 }
@@ -527,36 +526,6 @@ impl Failed {
             message: message.to_owned(),
         }
     }
-}
-
-/// The counter of `class` among a listener's or a cluster's 2xx, 4xx and 5xx counters.
-fn by_class(class: StatusClass, [ok, client, server]: [&Counter; 3]) -> &Counter {
-    match class.0 {
-        200..=299 => ok,
-        400..=499 => client,
-        _ => server,
-    }
-}
-
-fn count_class(m: &crate::metrics::ListenerMetrics, class: StatusClass) {
-    by_class(
-        class,
-        [
-            &m.downstream_rq_2xx,
-            &m.downstream_rq_4xx,
-            &m.downstream_rq_5xx,
-        ],
-    )
-    .inc();
-}
-
-fn count_class_cluster(cluster: &Cluster, class: StatusClass) {
-    let m = &cluster.metrics;
-    by_class(
-        class,
-        [&m.upstream_rq_2xx, &m.upstream_rq_4xx, &m.upstream_rq_5xx],
-    )
-    .inc();
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
