@@ -84,8 +84,6 @@ struct Spec {
     id_mask: u64,
     /// The kind of the reply `hijack` builds for a frame of this kind, if it builds one.
     hijack_reply: fn(Kind) -> Option<Kind>,
-    /// The status a hijack reply carries.
-    hijack_status: fn(Hijack) -> u16,
     /// The status of a codec-error reply.
     codec_status: u16,
     /// The request id in a frame's first bytes, read by hand from the wire layout.
@@ -98,7 +96,6 @@ static BOLT: Spec = Spec {
     proto: &bolt::BOLT,
     id_mask: u32::MAX as u64,
     hijack_reply: |k| (k == Kind::Request).then_some(Kind::Response),
-    hijack_status: bolt::encode::hijack_status,
     codec_status: bolt::status::CODEC_EXCEPTION,
     wire_id: |b| {
         let at = match b.first()? {
@@ -121,7 +118,6 @@ static DUBBO: Spec = Spec {
         Kind::Heartbeat => Some(Kind::HeartbeatReply),
         _ => None,
     },
-    hijack_status: |w| u16::from(dubbo::hijack_status(w)),
     codec_status: dubbo::status::BAD_REQUEST as u16,
     wire_id: |b| Some(u64::from_be_bytes(b.get(4..12)?.try_into().ok()?)),
     extra: dubbo_frame,
@@ -364,7 +360,7 @@ fn check_frame(s: &Spec, f: &XFrame) {
             (Some(kind), Some(r)) => {
                 let r = decode_one(p, &r);
                 assert_eq!((r.kind, r.request_id), (kind, f.request_id));
-                assert_eq!(r.status, (s.hijack_status)(why), "{why:?}");
+                assert_eq!(r.status, s.proto.hijack_status(why), "{why:?}");
                 assert!(!p.status_class(r.status).is_success(), "{why:?}");
             }
             (want, got) => panic!("hijack of a {:?}: want {want:?}, got {got:?}", f.kind),

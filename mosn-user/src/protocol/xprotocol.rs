@@ -281,6 +281,9 @@ pub trait XProtocol: Send + Sync + 'static {
     /// [`XFrame::head_copy`]: only its first [`HEAD_COPY`] bytes, no headers.
     fn hijack(&self, req: &XFrame, why: Hijack, message: &str) -> Option<BytesMut>;
 
+    /// The status [`XProtocol::hijack`] puts in its response for `why` (metrics count it).
+    fn hijack_status(&self, why: Hijack) -> u16;
+
     /// For bytes that failed to decode: a codec-exception response, if the bytes' header can
     /// be read far enough to address one (request id, version); else `None`.
     fn codec_error_reply(&self, src: &[u8]) -> Option<BytesMut>;

@@ -66,16 +66,36 @@ impl RpcStats {
         }
     }
 
-    /// The handles for `frame`'s service and method; `key` is scratch space.
-    fn get(&self, proto: &dyn XProtocol, frame: &XFrame, key: &mut Vec<u8>) -> Arc<RpcMetrics> {
+    /// The handles for `frame`'s service and method. `last` is the connection's own cache of
+    /// the previous request's: a connection mostly calls one service and method, and then
+    /// the shared map (and its lock) is not touched.
+    fn get(&self, proto: &dyn XProtocol, frame: &XFrame, last: &mut LastSeries) -> Arc<RpcMetrics> {
         let service = frame.service().unwrap_or(b"-");
         let method = frame.method().unwrap_or(b"-");
+        let key = &mut last.scratch;
         key.clear();
         key.extend_from_slice(proto.name().as_bytes());
         key.push(0);
         key.extend_from_slice(service);
         key.push(0);
         key.extend_from_slice(method);
+        if let Some((k, m)) = &last.entry
+            && k == key
+        {
+            return Arc::clone(m);
+        }
+        let m = self.lookup(proto, service, method, key);
+        last.entry = Some((key.clone(), Arc::clone(&m)));
+        m
+    }
+
+    fn lookup(
+        &self,
+        proto: &dyn XProtocol,
+        service: &[u8],
+        method: &[u8],
+        key: &mut Vec<u8>,
+    ) -> Arc<RpcMetrics> {
         let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(m) = series.get(key.as_slice()) {
             return Arc::clone(m);
@@ -104,6 +124,14 @@ impl RpcStats {
     }
 }
 
+/// A connection's cache of the metric handles of its last (service, method).
+#[derive(Default)]
+pub(crate) struct LastSeries {
+    /// Scratch space for the key of a lookup.
+    scratch: Vec<u8>,
+    entry: Option<(Vec<u8>, Arc<RpcMetrics>)>,
+}
+
 /// What one request's future yields: bytes for downstream (none for oneway requests), and
 /// the size of the request (counted in flight until then).
 type Reply = (Option<BytesMut>, usize);
@@ -121,7 +149,7 @@ impl Proxy {
         let _ = stream.set_nodelay(true);
         let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
         let mut in_flight = FuturesUnordered::new();
-        let mut key = Vec::with_capacity(128);
+        let mut last_series = LastSeries::default();
         let max_frame = self.config.max_frame_size;
         // Set once the connection is to end: no more reading; in-flight requests finish
         // and every reply is written first.
@@ -136,7 +164,7 @@ impl Proxy {
                     Ok(Some(frame)) => match frame.kind {
                         Kind::Heartbeat => wbuf.extend_from_slice(&proto.heartbeat_reply(&frame)),
                         Kind::Request | Kind::Oneway => {
-                            let stats = self.rpc_stats.get(proto, &frame, &mut key);
+                            let stats = self.rpc_stats.get(proto, &frame, &mut last_series);
                             in_flight_bytes += frame.raw.len();
                             in_flight.push(self.rpc_request(proto, frame, peer, stats));
                         }
@@ -282,20 +310,11 @@ impl Proxy {
             }
             Err(h) => {
                 m.errors.inc(h.kind);
-                let reply = proto.hijack(&h.request, h.why, &h.message);
-                // The status the error response carries, for the metrics.
-                match reply
-                    .as_ref()
-                    .and_then(|r| proto.decode(&mut r.clone(), usize::MAX).ok().flatten())
-                {
-                    Some(resp) => {
-                        outcome = proto.status_class(resp.status);
-                        stats.error(resp.status);
-                    }
-                    None => outcome = StatusClass(502),
-                }
+                let status = proto.hijack_status(h.why);
+                outcome = proto.status_class(status);
                 m.count_status(outcome.0);
-                reply
+                stats.error(status);
+                proto.hijack(&h.request, h.why, &h.message)
             }
         };
         if let Some(ctx) = &fctx {
@@ -398,7 +417,6 @@ impl Proxy {
                     "no healthy upstream",
                 ));
             };
-            tried.push(host.address);
             let got = match deadline {
                 Some(d) => {
                     tokio::time::timeout_at(d, self.mux.get(&cluster, &host, proto, &settings))
@@ -412,6 +430,8 @@ impl Proxy {
                 Err(PoolError::Connect { addr, source }) => {
                     cluster.report(&host, RequestOutcome::ConnectFailure);
                     let why = format!("connect to {addr}: {source}");
+                    // (Hosts tried are only recorded for a retry: no allocation otherwise.)
+                    tried.push(host.address);
                     if retry(&why) {
                         continue;
                     }
@@ -491,6 +511,7 @@ impl Proxy {
                     return Ok(Some(resp));
                 }
                 Err(CallError::NotSent(why)) if retries > 0 && retry(&why) => {
+                    tried.push(host.address);
                     frame = copy;
                 }
                 Err(CallError::NotSent(why) | CallError::Reset(why)) => {

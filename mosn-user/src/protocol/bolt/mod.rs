@@ -62,6 +62,10 @@ impl XProtocol for Bolt {
         encode::hijack(req, why)
     }
 
+    fn hijack_status(&self, why: Hijack) -> u16 {
+        encode::hijack_status(why)
+    }
+
     fn codec_error_reply(&self, src: &[u8]) -> Option<BytesMut> {
         encode::codec_error_reply(src)
     }

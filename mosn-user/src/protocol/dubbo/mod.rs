@@ -94,6 +94,10 @@ impl XProtocol for Dubbo {
         encode::error_response(req, hijack_status(why), message)
     }
 
+    fn hijack_status(&self, why: Hijack) -> u16 {
+        u16::from(hijack_status(why))
+    }
+
     fn codec_error_reply(&self, src: &[u8]) -> Option<BytesMut> {
         encode::codec_error_reply(src)
     }

@@ -124,6 +124,10 @@ impl XProtocol for TestProto {
         None
     }
 
+    fn hijack_status(&self, _why: Hijack) -> u16 {
+        1
+    }
+
     fn codec_error_reply(&self, _src: &[u8]) -> Option<BytesMut> {
         None
     }
