@@ -64,21 +64,14 @@ impl HttpSetup {
             "router_config_name": ROUTER,
         });
         merge(&mut proxy, &self.proxy_extra);
-        json!({
-            "servers": [{
-                "routers": [router],
-                "listeners": [{
-                    "name": LISTENER,
-                    "address": format!("127.0.0.1:{listen_port}"),
-                    "bind_port": true,
-                    "stream_filters": self.stream_filters,
-                    "filter_chains": [{ "filters": [{ "type": "proxy", "config": proxy }] }]
-                }]
-            }],
-            "cluster_manager": { "clusters": self.clusters },
-            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin_port } } },
-            "graceful_timeout": "2s",
-        })
+        l7_config(
+            router,
+            proxy,
+            &self.stream_filters,
+            &self.clusters,
+            listen_port,
+            admin_port,
+        )
     }
 
     pub async fn start(&self) -> Mosn {
@@ -86,7 +79,36 @@ impl HttpSetup {
     }
 }
 
-fn merge(into: &mut Value, extra: &Value) {
+/// A daemon config with one L7 listener ([`LISTENER`] on `listen_port`): a `proxy` filter
+/// with config `proxy`, its `stream_filters`, one router, `clusters`, the admin on
+/// `admin_port` and a 2 s graceful timeout. Shared by the HTTP and RPC setups.
+pub fn l7_config(
+    router: Value,
+    proxy: Value,
+    stream_filters: &Value,
+    clusters: &Value,
+    listen_port: u16,
+    admin_port: u16,
+) -> Value {
+    json!({
+        "servers": [{
+            "routers": [router],
+            "listeners": [{
+                "name": LISTENER,
+                "address": format!("127.0.0.1:{listen_port}"),
+                "bind_port": true,
+                "stream_filters": stream_filters,
+                "filter_chains": [{ "filters": [{ "type": "proxy", "config": proxy }] }]
+            }]
+        }],
+        "cluster_manager": { "clusters": clusters },
+        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin_port } } },
+        "graceful_timeout": "2s",
+    })
+}
+
+/// Copies `extra`'s keys into `into` (both JSON objects).
+pub fn merge(into: &mut Value, extra: &Value) {
     if let (Some(o), Some(e)) = (into.as_object_mut(), extra.as_object()) {
         for (k, v) in e {
             o.insert(k.clone(), v.clone());

@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::daemon::{LISTENER, Mosn};
+use crate::http::{l7_config, merge};
 
 /// How long a client call waits for its response before giving up with `TimedOut`: longer
 /// than any delay a test asks of a server, so a hang in the proxy shows as an error.
@@ -668,36 +669,22 @@ impl RpcSetup {
             })
         };
         merge(&mut proxy, &self.proxy_extra);
-        json!({
-            "servers": [{
-                "routers": [{
-                    "router_config_name": RPC_ROUTER,
-                    "virtual_hosts": [{ "name": "h", "domains": ["*"], "routers": self.routes }]
-                }],
-                "listeners": [{
-                    "name": LISTENER,
-                    "address": format!("127.0.0.1:{listen_port}"),
-                    "bind_port": true,
-                    "stream_filters": self.stream_filters,
-                    "filter_chains": [{ "filters": [{ "type": "proxy", "config": proxy }] }]
-                }]
-            }],
-            "cluster_manager": { "clusters": self.clusters },
-            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin_port } } },
-            "graceful_timeout": "2s",
-        })
+        let router = json!({
+            "router_config_name": RPC_ROUTER,
+            "virtual_hosts": [{ "name": "h", "domains": ["*"], "routers": self.routes }]
+        });
+        l7_config(
+            router,
+            proxy,
+            &self.stream_filters,
+            &self.clusters,
+            listen_port,
+            admin_port,
+        )
     }
 
     pub async fn start(&self) -> Mosn {
         Mosn::start_with(|l, a| self.to_json(l, a)).await
-    }
-}
-
-fn merge(into: &mut Value, extra: &Value) {
-    if let (Some(o), Some(e)) = (into.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            o.insert(k.clone(), v.clone());
-        }
     }
 }
 
