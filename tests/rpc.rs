@@ -26,7 +26,7 @@ use mosn_tests::rpc::{
     route_service_with, rpc_cluster, rpc_labels, with_heartbeat,
 };
 use mosn_tests::upstream::dead_addr;
-use mosn_tests::{timing, within};
+use mosn_tests::{Mosn, timing, within};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -437,6 +437,18 @@ fn descents(ids: &[u64]) -> usize {
     ids.windows(2).filter(|w| w[0] > w[1]).count()
 }
 
+/// Waits until `mosn_rpc_errors_total` counts exactly one error with `status` for the
+/// protocol, service and method.
+async fn wait_one_error(m: &Mosn, protocol: &str, service: &str, method: &str, status: &str) {
+    let labels = [
+        &rpc_labels(protocol, service, method)[..],
+        &[("status", status)],
+    ]
+    .concat();
+    m.metric_until("mosn_rpc_errors_total", &labels, LIMIT, "1", |v| v == 1)
+        .await;
+}
+
 fn bolt_simple(hosts: &[std::net::SocketAddr]) -> RpcSetup {
     RpcSetup::simple("bolt", hosts)
 }
@@ -794,14 +806,7 @@ async fn bolt_routes_by_service() {
     let r = c.request(ECHO, "echo", b"still", 3000).await.unwrap();
     assert_eq!((r.status, r.text().as_str()), (0, "still"));
 
-    m.metric_until(
-        "mosn_rpc_errors_total",
-        &[&rpc_labels("bolt", nope, "call")[..], &[("status", "6")]].concat(),
-        LIMIT,
-        "1",
-        |v| v == 1,
-    )
-    .await;
+    wait_one_error(&m, "bolt", nope, "call", "6").await;
     let metrics = m.metrics().await;
     assert_eq!(
         metrics.value(
@@ -861,14 +866,7 @@ async fn dubbo_routes_by_service() {
     assert_eq!(s1.requests().len() + s2.requests().len(), 2);
     let r = c.request(DUBBO_ECHO, "echo", "d").await.unwrap();
     assert_eq!(r.value.as_deref(), Some("d1|d"));
-    m.metric_until(
-        "mosn_rpc_errors_total",
-        &[&rpc_labels("dubbo", nope, "call")[..], &[("status", "60")]].concat(),
-        LIMIT,
-        "1",
-        |v| v == 1,
-    )
-    .await;
+    wait_one_error(&m, "dubbo", nope, "call", "60").await;
 }
 
 // =============================================================================================
@@ -1041,14 +1039,7 @@ async fn bolt_timeouts_from_the_frame_and_the_route() {
         1,
         "a timeout does not close the upstream connection"
     );
-    m.metric_until(
-        "mosn_rpc_errors_total",
-        &[&rpc_labels("bolt", ECHO, "slow")[..], &[("status", "7")]].concat(),
-        LIMIT,
-        "1",
-        |v| v == 1,
-    )
-    .await;
+    wait_one_error(&m, "bolt", ECHO, "slow", "7").await;
 }
 
 #[tokio::test]
@@ -1412,14 +1403,7 @@ async fn dubbo_metrics_per_service_and_method() {
     let echo = rpc_labels("dubbo", DUBBO_ECHO, "echo");
     m.metric_until("mosn_rpc_requests_total", &echo, LIMIT, "4", |v| v == 4)
         .await;
-    m.metric_until(
-        "mosn_rpc_errors_total",
-        &[&echo[..], &[("status", "70")]].concat(),
-        LIMIT,
-        "1",
-        |v| v == 1,
-    )
-    .await;
+    wait_one_error(&m, "dubbo", DUBBO_ECHO, "echo", "70").await;
     assert_eq!(m.cluster_metric("mosn_cluster_upstream_rq_total").await, 4);
 }
 
