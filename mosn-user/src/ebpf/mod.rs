@@ -13,7 +13,7 @@ mod splicer;
 pub use capture::{Capture, CaptureError, WorkloadStats};
 #[cfg(test)]
 pub(crate) use splicer::splicer_or_skip;
-pub use splicer::{KernelCounters, SpliceError, SpliceGuard, Splicer};
+pub use splicer::{KernelCounters, SpliceError, SpliceGuard, SpliceRefused, Splicer};
 
 /// The embedded splice object; empty when it was not built (no BPF toolchain).
 pub static BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mosn-ebpf.o"));

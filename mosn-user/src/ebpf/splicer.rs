@@ -37,6 +37,24 @@ pub enum SpliceError {
     Map(#[from] aya::maps::MapError),
     #[error("socket option: {0}")]
     Socket(#[from] std::io::Error),
+    /// Expected for short connections, not an operator problem.
+    #[error("a socket has already seen a FIN or is closing")]
+    Closing,
+}
+
+/// A splice that could not be completed; the connection is to be copied in userspace.
+pub struct SpliceRefused {
+    pub error: SpliceError,
+    /// Set when the upstream socket had already entered the SOCKHASH: it stays there (its
+    /// direction diverted to its own socket) until this guard drops, because removing it
+    /// destroys its psock and any bytes the verdict queued on it. Drop it only after the
+    /// userspace copy has read both sockets to the end.
+    pub kept: Option<SpliceGuard>,
+}
+
+/// A socket that has seen a FIN (CLOSE_WAIT) or is closing cannot enter a SOCKHASH.
+fn established(fd: &impl AsFd) -> bool {
+    sockopt::tcp_info(fd).is_ok_and(|i| i.state == sockopt::TCP_ESTABLISHED)
 }
 
 /// The loaded programs and their maps. One per daemon; shared by every listener.
@@ -106,50 +124,91 @@ impl Splicer {
     /// Pairs `downstream` and `upstream` in the kernel: from now on bytes arriving on either
     /// socket are sent out of the other by the verdict program. Bytes already queued on
     /// either socket are pushed through as well. Returns a guard that unpairs on drop.
+    ///
+    /// No interleaving of arrivals, FINs and this set-up loses a byte:
+    /// - a socket that has already seen a FIN (or is otherwise past ESTABLISHED) is refused
+    ///   before anything enters the maps; such a socket could not enter a SOCKHASH anyway;
+    /// - while only the first socket is in the SOCKHASH, the verdict cannot redirect to the
+    ///   second: it passes the segment to the first socket itself and marks the direction
+    ///   diverted (sticky, so nothing overtakes it). The pair becomes one from the program's
+    ///   point of view only when both sockets are in;
+    /// - if the second insert fails (its peer closed meanwhile), the first socket stays in
+    ///   the SOCKHASH, diverted, inside [`SpliceRefused::kept`]: removing it would destroy its psock
+    ///   together with any bytes the verdict already queued on it. The caller copies the
+    ///   connection in userspace (reads drain the psock queue first) and drops the guard once
+    ///   the copy is over.
     pub fn splice(
         self: &Arc<Self>,
         downstream: &impl AsFd,
         upstream: &impl AsFd,
-    ) -> Result<SpliceGuard, SpliceError> {
-        let down_cookie = sockopt::socket_cookie(downstream)?;
-        let up_cookie = sockopt::socket_cookie(upstream)?;
-        {
-            let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
-            // Hold both sockets' data-ready callbacks (SO_RCVLOWAT) so the verdict does not run
-            // while only one of them is in the SOCKHASH: a segment redirected to a peer that is
-            // not there yet cannot be delivered. Arrivals wait in the TCP receive queue and are
-            // redirected, in order, when the hold is released below. If the hold leaks (a FIN,
-            // or memory pressure, still wake the callback), the verdict diverts that direction
-            // to the daemon instead of dropping (PEER_DIVERTED).
-            sockopt::hold_data_ready(downstream)?;
-            sockopt::hold_data_ready(upstream)?;
-            // Pairs first, then sockets, so every socket in the SOCKHASH has its pair entry.
-            let result = (|| {
-                maps.insert_pair_entries(down_cookie, up_cookie)?;
-                maps.socks
-                    .insert(up_cookie, upstream.as_fd().as_raw_fd(), 0)?;
-                maps.socks
-                    .insert(down_cookie, downstream.as_fd().as_raw_fd(), 0)?;
-                Ok::<_, aya::maps::MapError>(())
-            })();
-            if let Err(e) = result {
-                maps.remove_pair(down_cookie, up_cookie);
-                let _ = sockopt::kick_data_ready(downstream);
-                let _ = sockopt::kick_data_ready(upstream);
-                return Err(e.into());
-            }
-        }
+    ) -> Result<SpliceGuard, SpliceRefused> {
+        self.splice_with(downstream, upstream, || {})
+    }
+
+    /// [`Splicer::splice`] with a hook run between the two SOCKHASH inserts (tests widen the
+    /// set-up window with it).
+    fn splice_with(
+        self: &Arc<Self>,
+        downstream: &impl AsFd,
+        upstream: &impl AsFd,
+        between_inserts: impl FnOnce(),
+    ) -> Result<SpliceGuard, SpliceRefused> {
+        let refused = |error: SpliceError| SpliceRefused { error, kept: None };
+        let down_cookie = sockopt::socket_cookie(downstream).map_err(|e| refused(e.into()))?;
+        let up_cookie = sockopt::socket_cookie(upstream).map_err(|e| refused(e.into()))?;
         let guard = SpliceGuard {
             splicer: Arc::clone(self),
             down_cookie,
             up_cookie,
         };
-        // Release the hold. Lowering SO_RCVLOWAT makes TCP re-check its receive queue and call
-        // sk_data_ready (tcp_set_rcvlowat -> tcp_data_ready), which the verdict now owns, so
-        // bytes that arrived before or during the set-up are redirected in order.
-        sockopt::kick_data_ready(downstream)?;
-        sockopt::kick_data_ready(upstream)?;
-        Ok(guard)
+        let release = || {
+            let _ = sockopt::kick_data_ready(downstream);
+            let _ = sockopt::kick_data_ready(upstream);
+        };
+        let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
+        // Hold both sockets' data-ready callbacks (SO_RCVLOWAT) so the verdict does not run
+        // while only one of them is in the SOCKHASH: a segment redirected to a peer that is not
+        // there yet cannot be delivered. Arrivals wait in the TCP receive queue and are
+        // redirected, in order, when the hold is released below. If the hold leaks (a FIN, or
+        // memory pressure, still wake the callback), the verdict diverts that direction to the
+        // daemon instead of dropping (PEER_DIVERTED).
+        let held =
+            sockopt::hold_data_ready(downstream).and_then(|()| sockopt::hold_data_ready(upstream));
+        if let Err(e) = held {
+            release();
+            return Err(refused(e.into()));
+        }
+        if !established(downstream) || !established(upstream) {
+            release();
+            return Err(refused(SpliceError::Closing));
+        }
+        // Pairs first, then sockets, so every socket in the SOCKHASH has its pair entry.
+        let first = maps
+            .insert_pair_entries(down_cookie, up_cookie)
+            .and_then(|()| {
+                maps.socks
+                    .insert(up_cookie, upstream.as_fd().as_raw_fd(), 0)
+            });
+        if let Err(e) = first {
+            // Nothing is in the SOCKHASH, so no psock holds any byte: safe to undo.
+            maps.remove_pair(down_cookie, up_cookie);
+            drop(maps);
+            release();
+            return Err(refused(e.into()));
+        }
+        between_inserts();
+        let second = maps
+            .socks
+            .insert(down_cookie, downstream.as_fd().as_raw_fd(), 0);
+        drop(maps);
+        release();
+        match second {
+            Ok(()) => Ok(guard),
+            Err(e) => Err(SpliceRefused {
+                error: e.into(),
+                kept: Some(guard),
+            }),
+        }
     }
 
     /// Fast-path counters summed over CPUs.
@@ -310,6 +369,86 @@ mod tests {
         c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         (c, s)
+    }
+
+    /// How many times the set-up race reproducer runs (`MOSN_SPLICE_RACE_ROUNDS`).
+    fn race_rounds() -> usize {
+        std::env::var("MOSN_SPLICE_RACE_ROUNDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10_000)
+    }
+
+    /// Closes with a reset, so 10,000 rounds leave no TIME_WAIT sockets behind.
+    fn abort(s: TcpStream) {
+        let _ = sockopt::reset_on_close(&s);
+    }
+
+    /// The set-up race, made to happen every time: the upstream enters the SOCKHASH, then (in
+    /// the hook between the two inserts) the client half-closes and the server writes N bytes
+    /// and closes. The FIN leaks the hold, the verdict diverts the N bytes onto the upstream
+    /// socket itself, and the downstream insert fails (CLOSE_WAIT cannot enter a SOCKHASH).
+    /// The N bytes must still be readable from the upstream socket, then EOF: the fallback
+    /// copy depends on it. A prototype removed the upstream here and destroyed its psock
+    /// together with the diverted bytes.
+    #[test]
+    fn a_splice_refused_after_a_divert_keeps_the_diverted_bytes() {
+        let Some(splicer) = splicer_or_skip() else {
+            return;
+        };
+        let rounds = race_rounds();
+        let mut lost = Vec::new();
+        for i in 0..rounds {
+            let n = 1 + (i * 7919) % 8192;
+            let payload: Vec<u8> = (0..n).map(|k| (k ^ i) as u8).collect();
+            let (client, down) = pair();
+            let (up, mut server) = pair();
+            let before = splicer.counters().get(Counter::RedirectErrors);
+            let result = splicer.splice_with(&down, &up, || {
+                client.shutdown(std::net::Shutdown::Write).unwrap();
+                server.write_all(&payload).unwrap();
+                server.shutdown(std::net::Shutdown::Write).unwrap();
+                // Deterministic: wait until the verdict has diverted the bytes and the
+                // client's FIN has reached the downstream socket.
+                let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                while splicer.counters().get(Counter::RedirectErrors) == before
+                    || sockopt::tcp_info(&down).unwrap().state == sockopt::TCP_ESTABLISHED
+                {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "round {i}: the verdict never diverted"
+                    );
+                    std::thread::yield_now();
+                }
+            });
+            let Err(refused) = result else {
+                panic!("round {i}: a CLOSE_WAIT socket entered the SOCKHASH");
+            };
+            assert!(
+                matches!(refused.error, SpliceError::Map(_)) && refused.kept.is_some(),
+                "round {i}: the downstream insert failed with the upstream kept in the SOCKHASH"
+            );
+            let mut got = Vec::new();
+            let read = (&up).read_to_end(&mut got);
+            if read.is_err() || got != payload {
+                lost.push(format!(
+                    "round {i}: {n} B sent, {} B readable ({read:?})",
+                    got.len()
+                ));
+            }
+            drop(refused);
+            for s in [client, down, up, server] {
+                abort(s);
+            }
+        }
+        eprintln!("set-up race reproduced {rounds} times");
+        assert!(
+            lost.is_empty(),
+            "{} of {rounds} rounds lost bytes:\n{}",
+            lost.len(),
+            lost[..lost.len().min(10)].join("\n")
+        );
+        assert_eq!(splicer.entries(), (0, 0), "nothing left in the maps");
     }
 
     /// The set-up window the hold protects, forced: a socket in the SOCKHASH whose peer is not.

@@ -189,6 +189,30 @@ pub fn shutdown_write(fd: &impl AsFd) -> io::Result<()> {
     }
 }
 
+/// `SO_LINGER` {on, 0}: closing the socket sends a reset and discards what is still queued,
+/// which is how a proxy passes an abort on from one side to the other.
+pub fn reset_on_close(fd: &impl AsFd) -> io::Result<()> {
+    let v = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: passes a pointer to a live linger struct and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&v as *const libc::linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// Pending socket error (`SO_ERROR`), cleared by reading it.
 pub fn take_error(fd: &impl AsFd) -> io::Result<Option<io::Error>> {
     let e = getsockopt::<libc::c_int>(fd, libc::SOL_SOCKET, libc::SO_ERROR)?;

@@ -10,10 +10,9 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::copy::{BiCopy, ByteCounters, CopyEnd, DirectionStats};
 use super::original_dst::Destination;
-use super::sockopt;
 use super::spliced::{self, Baseline, SplicedEnd};
 use crate::config::{FastPath, TcpProxyConfig, TcpRoute};
-use crate::ebpf::Splicer;
+use crate::ebpf::{SpliceError, SpliceRefused, Splicer};
 use crate::metrics::{ErrorKind, ListenerMetrics};
 use crate::upstream::{Cluster, ClusterManager};
 
@@ -274,8 +273,14 @@ impl TcpProxy {
         let c = Counters { l: m, c: cm };
 
         match &self.data_path {
-            DataPath::Userspace => self.copy(&mut down, &mut up, &c).await,
-            DataPath::Kernel(s) => self.splice_or_copy(s, &mut down, &mut up, (0, 0), &c).await,
+            DataPath::Userspace => {
+                m.userspace_copied_total.inc();
+                self.copy(&mut down, &mut up, &c).await
+            }
+            DataPath::Kernel(s) => {
+                self.splice_or_copy(s, &mut down, &mut up, (0, 0), false, &c)
+                    .await
+            }
             DataPath::Auto(s, rule) => {
                 // Held for the whole connection, spliced or not.
                 let _open = rule.open_connection();
@@ -306,7 +311,8 @@ impl TcpProxy {
                     CopyEnd::HandOff => {
                         let (d2u, u2d) = bi.stats();
                         let copied = (d2u.bytes, u2d.bytes);
-                        self.splice_or_copy(s, &mut down, &mut up, copied, &c).await;
+                        self.splice_or_copy(s, &mut down, &mut up, copied, true, &c)
+                            .await;
                     }
                     other => self.finish_copy(other, &mut bi, &mut down, &mut up).await,
                 }
@@ -315,34 +321,41 @@ impl TcpProxy {
     }
 
     /// Splices the connection in the kernel; copies in userspace if that cannot be set up.
-    /// `copied` = bytes userspace already moved (down->up, up->down), with empty buffers.
+    /// `copied` = bytes userspace already moved (down->up, up->down), with empty buffers;
+    /// `counted` = the connection is already counted as copied in userspace (an `auto`
+    /// hand-off), so a fallback copy is not counted again.
     async fn splice_or_copy(
         &self,
         splicer: &Arc<Splicer>,
         down: &mut TcpStream,
         up: &mut TcpStream,
         copied: (u64, u64),
+        counted: bool,
         c: &Counters<'_>,
     ) {
         let m = &self.metrics;
         // The baseline must be taken before the sockets enter the SOCKHASH.
-        let guard = Baseline::capture(down, up, copied.0, copied.1)
-            .map_err(crate::ebpf::SpliceError::from)
-            .and_then(|baseline| Ok((baseline, splicer.splice(&*down, &*up)?)));
-        let (baseline, guard) = match guard {
+        let spliced = match Baseline::capture(down, up, copied.0, copied.1) {
+            Ok(baseline) => splicer.splice(&*down, &*up).map(|g| (baseline, g)),
+            Err(e) => Err(SpliceRefused {
+                error: e.into(),
+                kept: None,
+            }),
+        };
+        let (baseline, guard) = match spliced {
             Ok(x) => x,
-            Err(e) => {
-                // A socket that already saw FIN (CLOSE_WAIT) cannot enter a SOCKHASH; that is
-                // expected for short connections, not an operator problem.
-                let established = [&*down, &*up].iter().all(|sk| {
-                    sockopt::tcp_info(*sk).is_ok_and(|i| i.state == sockopt::TCP_ESTABLISHED)
-                });
-                if established {
-                    warn!(error = %e, "kernel splice failed for this connection; copying in userspace");
-                    m.errors.inc(ErrorKind::SpliceSetup);
+            Err(SpliceRefused { error, kept }) => {
+                if matches!(error, SpliceError::Closing) {
+                    debug!("connection already closing; copying in userspace");
                 } else {
-                    debug!(error = %e, "connection already closing; copying in userspace");
+                    warn!(error = %error, "kernel splice failed for this connection; copying in userspace");
+                    m.errors.inc(ErrorKind::SpliceSetup);
                 }
+                if !counted {
+                    m.userspace_copied_total.inc();
+                }
+                // A socket the kernel kept (diverted) leaves the SOCKHASH only after the copy.
+                let _kept = kept;
                 return self.copy(down, up, c).await;
             }
         };
@@ -375,8 +388,8 @@ impl TcpProxy {
         drop(guard);
     }
 
+    /// Copies the connection in userspace; the caller has counted it.
     async fn copy(&self, down: &mut TcpStream, up: &mut TcpStream, c: &Counters<'_>) {
-        self.metrics.userspace_copied_total.inc();
         let (d2u, u2d) = c.directions();
         let mut bi = BiCopy::new();
         let end = bi
