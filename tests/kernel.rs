@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mosn_tests::data::{Transfer, hex, recv_hashed, send_random, transfer};
+use mosn_tests::resets;
 use mosn_tests::scenarios::{
     self, assert_kernel_maps_empty, assert_no_errors, check_data_path, close_cleanly, connect,
     echo_round, message,
@@ -95,7 +96,33 @@ async fn kernel_upstream_reset_midstream() {
     within(
         TEST_LIMIT,
         "upstream reset",
-        scenarios::upstream_reset_midstream(K),
+        resets::upstream_reset_midstream(K),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_downstream_reset_midstream() {
+    if !require_kernel("kernel_downstream_reset_midstream") {
+        return;
+    }
+    within(
+        TEST_LIMIT,
+        "downstream reset",
+        resets::downstream_reset_midstream(K),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_reset_after_half_close() {
+    if !require_kernel("kernel_reset_after_half_close") {
+        return;
+    }
+    within(
+        TEST_LIMIT,
+        "reset after half-close",
+        resets::reset_after_half_close(K),
     )
     .await;
 }

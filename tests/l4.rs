@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use mosn_tests::scenarios;
 use mosn_tests::{FastPath, within};
+use mosn_tests::{resets, scenarios};
 
 /// Upper bound of any one test, so a hang fails (printing the daemon's log) instead of
 /// stalling the suite.
@@ -85,7 +85,27 @@ macro_rules! l4_tests {
                 within(
                     TEST_LIMIT,
                     "upstream reset",
-                    scenarios::upstream_reset_midstream(FP),
+                    resets::upstream_reset_midstream(FP),
+                )
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn downstream_reset_midstream() {
+                within(
+                    TEST_LIMIT,
+                    "downstream reset",
+                    resets::downstream_reset_midstream(FP),
+                )
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn reset_after_half_close() {
+                within(
+                    TEST_LIMIT,
+                    "reset after half-close",
+                    resets::reset_after_half_close(FP),
                 )
                 .await;
             }

@@ -12,6 +12,7 @@ pub mod data;
 pub mod dubbo;
 pub mod http;
 pub mod origin;
+pub mod resets;
 pub mod rpc;
 pub mod scenarios;
 pub mod upstream;

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -92,20 +92,23 @@ impl Pump {
     fn poll_copy(
         &mut self,
         cx: &mut Context<'_>,
-        mut r: Pin<&mut TcpStream>,
-        mut w: Pin<&mut TcpStream>,
+        r: &TcpStream,
+        w: &TcpStream,
         counters: &ByteCounters<'_>,
         moved: &mut bool,
     ) -> Poll<Result<(), (Side, io::Error)>> {
         loop {
             if self.pos == self.cap && !self.eof {
+                ready!(r.poll_read_ready(cx)).map_err(|e| (Side::Reader, e))?;
                 if self.buf.is_empty() {
-                    ready!(r.poll_read_ready(cx)).map_err(|e| (Side::Reader, e))?;
                     self.buf = vec![0u8; COPY_BUFFER_INITIAL];
                 }
-                let mut rb = ReadBuf::new(&mut self.buf);
-                ready!(r.as_mut().poll_read(cx, &mut rb)).map_err(|e| (Side::Reader, e))?;
-                let n = rb.filled().len();
+                let n = match r.try_read(&mut self.buf) {
+                    Ok(n) => n,
+                    // Readiness was cleared: poll again to register the waker.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Poll::Ready(Err((Side::Reader, e))),
+                };
                 if n == 0 {
                     self.eof = true;
                 } else {
@@ -120,11 +123,15 @@ impl Pump {
                 }
             }
             while self.pos < self.cap {
-                let n = ready!(w.as_mut().poll_write(cx, &self.buf[self.pos..self.cap]))
-                    .map_err(|e| (Side::Writer, e))?;
-                if n == 0 {
-                    return Poll::Ready(Err((Side::Writer, io::ErrorKind::WriteZero.into())));
-                }
+                ready!(w.poll_write_ready(cx)).map_err(|e| (Side::Writer, e))?;
+                let n = match w.try_write(&self.buf[self.pos..self.cap]) {
+                    Ok(0) => {
+                        return Poll::Ready(Err((Side::Writer, io::ErrorKind::WriteZero.into())));
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Poll::Ready(Err((Side::Writer, e))),
+                };
                 self.pos += n;
                 self.stats.bytes += n as u64;
                 counters.write_side.inc_by(n as u64);
@@ -142,7 +149,7 @@ impl Pump {
             }
             if self.eof {
                 if !self.shut {
-                    ready!(w.as_mut().poll_shutdown(cx)).map_err(|e| (Side::Writer, e))?;
+                    super::sockopt::shutdown_write(w).map_err(|e| (Side::Writer, e))?;
                     self.shut = true;
                 }
                 return Poll::Ready(Ok(()));
@@ -171,10 +178,17 @@ impl BiCopy {
         }
     }
 
-    /// After [`CopyEnd::Failed`]: writes what was read from the failed side but not yet
-    /// written to the other one (`downstream` = which side failed), then shuts the other side
-    /// down, so it sees everything the failed side sent and then a clean FIN.
-    pub async fn flush_and_close(&mut self, downstream_failed: bool, other: &mut TcpStream) {
+    /// After [`CopyEnd::Failed`] (`downstream_failed` = which side failed): writes what was
+    /// read from the failed side but not yet written to the other one, lets the other side
+    /// take it (see [`pass_reset`]), then resets the other side, so it sees everything the
+    /// failed side sent and then the abort, as it would on a direct connection, never a
+    /// clean FIN that passes a truncated stream off as complete.
+    pub async fn flush_and_reset(
+        &mut self,
+        downstream_failed: bool,
+        other: &mut TcpStream,
+        patience: Option<Duration>,
+    ) {
         use tokio::io::AsyncWriteExt;
         let pump = if downstream_failed {
             &mut self.down_to_up
@@ -185,7 +199,7 @@ impl BiCopy {
             pump.stats.bytes += (pump.cap - pump.pos) as u64;
             pump.pos = pump.cap;
         }
-        let _ = other.shutdown().await;
+        pass_reset(other, patience).await;
     }
 
     pub fn stats(&self) -> (DirectionStats, DirectionStats) {
@@ -194,7 +208,9 @@ impl BiCopy {
 
     /// Copies until both directions are done, the connection idles for `idle`, or
     /// `hand_off(down_to_up, up_to_down)` returns true at a moment when no byte is buffered
-    /// and neither side has seen EOF.
+    /// and neither side has seen EOF. A side whose direction has finished (its FIN was passed
+    /// on) is still watched: an error on it later (a reset after a half-close) ends the copy
+    /// as [`CopyEnd::Failed`].
     pub async fn run(
         &mut self,
         down: &mut TcpStream,
@@ -204,17 +220,20 @@ impl BiCopy {
         u2d: ByteCounters<'_>,
         hand_off: &mut (dyn FnMut(&DirectionStats, &DirectionStats) -> bool + Send),
     ) -> CopyEnd {
+        let (down, up) = (&*down, &*up);
         let mut last_activity = Instant::now();
         let far = Duration::from_secs(86400 * 365);
         let idle_for = idle.unwrap_or(far);
         let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep(idle_for));
+        // Polled only once the side's own direction is done.
+        let mut down_error = std::pin::pin!(down.ready(Interest::ERROR));
+        let mut up_error = std::pin::pin!(up.ready(Interest::ERROR));
         poll_fn(|cx| {
             let mut moved = false;
             let a = if self.down_to_up.shut {
                 Poll::Ready(Ok(()))
             } else {
-                self.down_to_up
-                    .poll_copy(cx, Pin::new(down), Pin::new(up), &d2u, &mut moved)
+                self.down_to_up.poll_copy(cx, down, up, &d2u, &mut moved)
             };
             if let Poll::Ready(Err((side, error))) = a {
                 let downstream = matches!(side, Side::Reader);
@@ -223,8 +242,7 @@ impl BiCopy {
             let b = if self.up_to_down.shut {
                 Poll::Ready(Ok(()))
             } else {
-                self.up_to_down
-                    .poll_copy(cx, Pin::new(up), Pin::new(down), &u2d, &mut moved)
+                self.up_to_down.poll_copy(cx, up, down, &u2d, &mut moved)
             };
             if let Poll::Ready(Err((side, error))) = b {
                 let downstream = matches!(side, Side::Writer);
@@ -232,6 +250,18 @@ impl BiCopy {
             }
             if a.is_ready() && b.is_ready() {
                 return Poll::Ready(CopyEnd::Done);
+            }
+            for (done, watch, sock, downstream) in [
+                (self.down_to_up.shut, down_error.as_mut(), down, true),
+                (self.up_to_down.shut, up_error.as_mut(), up, false),
+            ] {
+                if done && watch.poll(cx).is_ready() {
+                    let error = super::sockopt::take_error(sock)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_else(|| io::ErrorKind::ConnectionReset.into());
+                    return Poll::Ready(CopyEnd::Failed { downstream, error });
+                }
             }
             if moved {
                 last_activity = Instant::now();
@@ -258,6 +288,32 @@ impl BiCopy {
         })
         .await
     }
+}
+
+/// Passes a reset on to `to`: waits until `to`'s peer has acknowledged everything already
+/// written to it (so what the failed side sent before failing still arrives), giving up once
+/// nothing moved for `patience` (the connection's idle timeout; `None`: as long as it moves),
+/// then sets `to` to reset when it is closed (`SO_LINGER` 0). The caller closes it.
+pub async fn pass_reset(to: &TcpStream, patience: Option<Duration>) {
+    let mut left = super::sockopt::unacked_bytes(to).unwrap_or(0);
+    let mut last_progress = Instant::now();
+    let mut backoff = Duration::from_micros(100);
+    while left > 0 && patience.is_none_or(|p| last_progress.elapsed() < p) {
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(20));
+        let now = match super::sockopt::unacked_bytes(to) {
+            Ok(n) => n,
+            Err(_) => break,
+        };
+        if now < left {
+            last_progress = Instant::now();
+        }
+        left = now;
+        if super::sockopt::tcp_info(to).is_ok_and(|i| i.state == super::sockopt::TCP_CLOSE) {
+            break;
+        }
+    }
+    let _ = super::sockopt::reset_on_close(to);
 }
 
 #[cfg(test)]

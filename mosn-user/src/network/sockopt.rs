@@ -20,6 +20,8 @@ const SO_ORIGINAL_DST: libc::c_int = 80;
 
 /// `TCP_ESTABLISHED` in `tcpi_state`.
 pub const TCP_ESTABLISHED: u8 = 1;
+/// `TCP_CLOSE` in `tcpi_state`: the connection is gone (reset, or fully closed).
+pub const TCP_CLOSE: u8 = 7;
 
 /// The prefix of Linux's `struct tcp_info` (include/uapi/linux/tcp.h) up to
 /// `tcpi_bytes_retrans`; the kernel copies min(its size, ours).

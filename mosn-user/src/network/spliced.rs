@@ -4,7 +4,9 @@
 //! wait until every byte that side received has been written into the other socket (its bytes
 //! acknowledged plus its unacknowledged send queue equal what the first side received), and
 //! only then `shutdown(SHUT_WR)` the other socket, so its FIN goes after the last byte. A reset
-//! on one side is propagated as a reset on the other.
+//! (or any error) on one side reaches the other side as a reset, after every byte the failed
+//! side sent has been delivered; a side whose direction has already finished is still watched
+//! for one.
 
 use std::io;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep};
 
-use super::copy::ByteCounters;
+use super::copy::{self, ByteCounters};
 use super::sockopt;
 
 /// How a spliced connection ended.
@@ -24,8 +26,8 @@ pub enum SplicedEnd {
     Done { diverted: bool },
     /// No data either way for the idle timeout.
     IdleTimeout,
-    /// One side reset (or failed); what it had sent was delivered and the other side got a
-    /// FIN.
+    /// One side reset (or failed); what it had sent was delivered and the other side is set
+    /// to reset when it is closed.
     Reset { downstream: bool },
     /// Bytes stopped moving into the peer's send queue before the FIN could be forwarded.
     Stalled {
@@ -33,11 +35,6 @@ pub enum SplicedEnd {
         missing: u64,
     },
 }
-
-/// How long a FIN is held back while the other socket's send queue does not grow. Longer
-/// than any plausible stall of the kernel's redirect worker; a peer that stops reading keeps
-/// the send queue full and shows as no progress too.
-const DELIVERY_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Bytes ever written into a socket's send queue, as TCP counts them: acknowledged plus
 /// still queued. On an actively opened socket `tcpi_bytes_acked` also counts the SYN, hence
@@ -90,7 +87,10 @@ enum DirEnd {
     Fin,
     /// The direction was diverted to the daemon and copied to EOF in userspace.
     Copied,
+    /// `from` failed; the other side is set to reset.
     Reset,
+    /// `to` is gone (reset) while bytes were still on their way to it; `from` is set to reset.
+    PeerReset,
     Stalled(u64),
 }
 
@@ -100,14 +100,19 @@ enum Delivery {
     Stalled(u64),
     /// Bytes showed up on `from` itself: the direction was diverted.
     Diverted,
+    /// `to` was reset meanwhile: the bytes cannot be delivered.
+    PeerGone,
 }
 
-/// Waits until every byte received on `from` has been queued on `to`.
+/// Waits until every byte received on `from` has been queued on `to`. Gives up when nothing
+/// moved for `patience` (the connection's idle timeout; `None`: never, as a userspace copy
+/// would wait on a slow reader too).
 async fn wait_delivered(
     from: &TcpStream,
     to: &TcpStream,
     to_offset: u64,
     fin: bool,
+    patience: Option<Duration>,
     diverted: &(dyn Fn() -> bool + Sync),
 ) -> io::Result<Delivery> {
     let mut missing = undelivered(from, to, to_offset, fin)?;
@@ -117,10 +122,11 @@ async fn wait_delivered(
         if sockopt::readable_bytes(from)? > 0 && diverted() {
             return Ok(Delivery::Diverted);
         }
-        if let Some(e) = sockopt::take_error(to)? {
-            return Err(e);
+        // Looked at without consuming SO_ERROR: the other direction reports it.
+        if sockopt::tcp_info(to)?.state == sockopt::TCP_CLOSE {
+            return Ok(Delivery::PeerGone);
         }
-        if last_progress.elapsed() > DELIVERY_STALL_TIMEOUT {
+        if patience.is_some_and(|p| last_progress.elapsed() > p) {
             return Ok(Delivery::Stalled(missing));
         }
         sleep(backoff).await;
@@ -172,6 +178,7 @@ async fn direction(
     from: &TcpStream,
     to: &TcpStream,
     to_offset: u64,
+    patience: Option<Duration>,
     counters: ByteCounters<'_>,
     diverted: &(dyn Fn() -> bool + Sync),
 ) -> io::Result<DirEnd> {
@@ -191,18 +198,24 @@ async fn direction(
         if (ready.is_error() || ready.is_read_closed())
             && let Some(e) = sockopt::take_error(from)?
         {
-            // As Envoy does (close with FlushWrite): what the failed side sent before failing
-            // still reaches the other side, which then sees a clean FIN, not a reset.
-            tracing::debug!(?ready, error = %e, "socket error; flushing, then closing the other side");
-            if let Delivery::Done = wait_delivered(from, to, to_offset, false, diverted).await? {
-                let _ = sockopt::shutdown_write(to);
-            }
-            return Ok(DirEnd::Reset);
+            // What the failed side sent before failing still reaches the other side, then
+            // the reset.
+            tracing::debug!(?ready, error = %e, "socket error; flushing, then resetting the other side");
+            return Ok(
+                match wait_delivered(from, to, to_offset, false, patience, diverted).await? {
+                    Delivery::PeerGone => DirEnd::PeerReset,
+                    _ => {
+                        copy::pass_reset(to, patience).await;
+                        DirEnd::Reset
+                    }
+                },
+            );
         }
         if ready.is_read_closed() {
-            return match wait_delivered(from, to, to_offset, true, diverted).await? {
+            return match wait_delivered(from, to, to_offset, true, patience, diverted).await? {
                 Delivery::Done => sockopt::shutdown_write(to).map(|()| DirEnd::Fin),
                 Delivery::Stalled(missing) => Ok(DirEnd::Stalled(missing)),
+                Delivery::PeerGone => Ok(DirEnd::PeerReset),
                 Delivery::Diverted => copy_rest(from, to, &counters)
                     .await
                     .map(|()| DirEnd::Copied),
@@ -215,12 +228,24 @@ async fn direction(
     }
 }
 
-/// A finished direction: `Ok(diverted)` if the connection goes on, or how it ends.
-fn finished(end: DirEnd, downstream: bool) -> Result<bool, SplicedEnd> {
+/// A finished direction (`downstream`: the one read from the downstream socket): `Ok(diverted)`
+/// if the connection goes on, or how it ends.
+async fn finished(
+    end: DirEnd,
+    downstream: bool,
+    from: &TcpStream,
+    patience: Option<Duration>,
+) -> Result<bool, SplicedEnd> {
     match end {
         DirEnd::Fin => Ok(false),
         DirEnd::Copied => Ok(true),
         DirEnd::Reset => Err(SplicedEnd::Reset { downstream }),
+        DirEnd::PeerReset => {
+            copy::pass_reset(from, patience).await;
+            Err(SplicedEnd::Reset {
+                downstream: !downstream,
+            })
+        }
         DirEnd::Stalled(missing) => Err(SplicedEnd::Stalled {
             downstream_to_upstream: downstream,
             missing,
@@ -229,7 +254,8 @@ fn finished(end: DirEnd, downstream: bool) -> Result<bool, SplicedEnd> {
 }
 
 /// Runs until both directions have been closed or the connection idles out. `d2u`/`u2d`
-/// count bytes of a direction the kernel diverted to userspace.
+/// count bytes of a direction the kernel diverted to userspace. A side whose direction has
+/// finished is still watched: an error on it (a reset after its FIN) resets the other side.
 pub async fn supervise(
     down: &TcpStream,
     up: &TcpStream,
@@ -247,20 +273,32 @@ pub async fn supervise(
     idle_tick.tick().await;
     let down_diverted = || guard.diverted(true);
     let up_diverted = || guard.diverted(false);
-    let down_to_up = direction(down, up, base.up_offset, d2u, &down_diverted);
-    let up_to_down = direction(up, down, base.down_offset, u2d, &up_diverted);
-    tokio::pin!(down_to_up, up_to_down);
+    let down_to_up = direction(down, up, base.up_offset, idle, d2u, &down_diverted);
+    let up_to_down = direction(up, down, base.down_offset, idle, u2d, &up_diverted);
+    let down_error = down.ready(Interest::ERROR);
+    let up_error = up.ready(Interest::ERROR);
+    tokio::pin!(down_to_up, up_to_down, down_error, up_error);
     let (mut d_done, mut u_done) = (false, false);
     let mut diverted = false;
     while !(d_done && u_done) {
         tokio::select! {
-            r = &mut down_to_up, if !d_done => match finished(r?, true) {
+            r = &mut down_to_up, if !d_done => match finished(r?, true, down, idle).await {
                 Ok(d) => (diverted, d_done) = (diverted | d, true),
                 Err(end) => return Ok(end),
             },
-            r = &mut up_to_down, if !u_done => match finished(r?, false) {
+            r = &mut up_to_down, if !u_done => match finished(r?, false, up, idle).await {
                 Ok(d) => (diverted, u_done) = (diverted | d, true),
                 Err(end) => return Ok(end),
+            },
+            _ = &mut down_error, if d_done => {
+                tracing::debug!("downstream failed after its FIN; resetting upstream");
+                copy::pass_reset(up, idle).await;
+                return Ok(SplicedEnd::Reset { downstream: true });
+            },
+            _ = &mut up_error, if u_done => {
+                tracing::debug!("upstream failed after its FIN; resetting downstream");
+                copy::pass_reset(down, idle).await;
+                return Ok(SplicedEnd::Reset { downstream: false });
             },
             _ = idle_tick.tick(), if idle.is_some() => {
                 let idle = idle.unwrap_or_default();

@@ -412,11 +412,12 @@ impl TcpProxy {
                 self.metrics.errors.inc(ErrorKind::IdleTimeout);
             }
             CopyEnd::Failed { downstream, error } => {
-                debug!(%error, downstream, "connection failed; flushing, then closing the other side");
+                debug!(%error, downstream, "connection failed; flushing, then resetting the other side");
                 self.count_failure(downstream);
-                // The other side gets what was in flight and a clean close (Envoy's FlushWrite).
+                // The other side gets what was in flight, then the reset.
                 let other = if downstream { up } else { down };
-                bi.flush_and_close(downstream, other).await;
+                bi.flush_and_reset(downstream, other, self.idle_timeout)
+                    .await;
             }
         }
     }
