@@ -433,10 +433,11 @@ async fn kernel_repeated_random_transfers_lose_no_byte() {
         let sent = k.value("mosn_listener_bytes_sent_total", &l);
         assert!(received + k.value("mosn_kernel_bytes_downstream_to_upstream_total", &[]) >= d2u);
         assert!(sent + k.value("mosn_kernel_bytes_upstream_to_downstream_total", &[]) >= u2d);
-        assert_eq!(
-            k.value("mosn_kernel_redirect_errors_total", &[]),
-            0,
-            "kernel redirect errors"
+        // A divert during set-up is the safety net, not a failure: the hash checks above
+        // are what fail on a lost byte.
+        eprintln!(
+            "directions diverted to userspace: {}",
+            k.value("mosn_kernel_diverted_total", &[])
         );
         assert_kernel_maps_empty(&m).await;
         assert_no_errors(&m).await;
@@ -449,8 +450,9 @@ async fn kernel_counters(m: &Mosn) -> String {
     let k = m.metrics().await;
     let c = |name: &str| k.value(name, &[]);
     format!(
-        "kernel counters: redirect_errors={} no_peer={} segments={} spliced_streams={} empty_segments={}",
-        c("mosn_kernel_redirect_errors_total"),
+        "kernel counters: diverted={} diverted_segments={} no_peer={} segments={} spliced_streams={} empty_segments={}",
+        c("mosn_kernel_diverted_total"),
+        c("mosn_kernel_diverted_segments_total"),
         c("mosn_kernel_no_peer_total"),
         c("mosn_kernel_segments_total"),
         c("mosn_kernel_spliced_streams_total"),
@@ -608,14 +610,14 @@ async fn auto_hand_off_while_upstream_streams_loses_nothing() {
         }
         m.wait_idle().await;
         let k = m.metrics().await;
+        let spliced = k.value("mosn_listener_kernel_spliced_total", &l);
         eprintln!(
-            "auto hand-off while streaming: {} of {ROUNDS} connections spliced",
-            k.value("mosn_listener_kernel_spliced_total", &l)
+            "auto hand-off while streaming: {spliced} of {ROUNDS} connections spliced, {} direction(s) diverted",
+            k.value("mosn_kernel_diverted_total", &[])
         );
-        assert_eq!(
-            k.value("mosn_kernel_redirect_errors_total", &[]),
-            0,
-            "kernel redirect errors"
+        assert!(
+            spliced >= 1,
+            "no connection was handed to the kernel: the test would prove nothing"
         );
         assert_kernel_maps_empty(&m).await;
         assert_no_errors(&m).await;

@@ -98,8 +98,8 @@ impl SampleSource for KernelSamples {
             Counter::BytesUpToDown => "Bytes the kernel spliced from upstream to downstream",
             Counter::Segments => "Segments the kernel spliced",
             Counter::NoPeer => "Segments on a socket without a splice peer (left to the socket)",
-            Counter::RedirectErrors => {
-                "Redirects refused during pair set-up (the direction was diverted to the daemon, nothing dropped)"
+            Counter::DivertedDirections => {
+                "Directions diverted to the daemon because a redirect was refused during pair set-up (copied in userspace, nothing dropped)"
             }
             Counter::EmptySegments => {
                 "Payload-less segments (FIN) the verdict consumed; the daemon forwards FIN"
@@ -112,7 +112,7 @@ impl SampleSource for KernelSamples {
             Counter::BytesUpToDown => "kernel_bytes_upstream_to_downstream",
             Counter::Segments => "kernel_segments",
             Counter::NoPeer => "kernel_no_peer",
-            Counter::RedirectErrors => "kernel_redirect_errors",
+            Counter::DivertedDirections => "kernel_diverted",
             Counter::EmptySegments => "kernel_empty_segments",
             Counter::Diverted => "kernel_diverted_segments",
         };

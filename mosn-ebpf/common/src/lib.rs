@@ -60,9 +60,11 @@ pub enum Counter {
     Segments = 3,
     /// A segment arrived on a socket with no pair entry: passed to the socket itself.
     NoPeer = 4,
-    /// The redirect helper refused (peer not in the SOCKHASH): the direction is diverted to
-    /// the daemon (see [`PEER_DIVERTED`]); nothing is dropped.
-    RedirectErrors = 5,
+    /// Directions diverted to the daemon: the redirect helper refused (the peer was not in the
+    /// SOCKHASH, which happens only during pair set-up), so this and every later segment of
+    /// the direction is passed to its own socket (see [`PEER_DIVERTED`]); nothing is dropped.
+    /// The safety net, not an error: counted so that it can be seen.
+    DivertedDirections = 5,
     /// Segments without payload (the FIN) seen by the verdict and dropped: TCP has already
     /// recorded the FIN; the daemon forwards it after the last byte.
     EmptySegments = 6,
@@ -80,7 +82,7 @@ impl Counter {
         Counter::BytesUpToDown,
         Counter::Segments,
         Counter::NoPeer,
-        Counter::RedirectErrors,
+        Counter::DivertedDirections,
         Counter::EmptySegments,
         Counter::Diverted,
     ];
@@ -93,7 +95,7 @@ impl Counter {
             Counter::BytesUpToDown => "bytes_upstream_to_downstream",
             Counter::Segments => "segments",
             Counter::NoPeer => "no_peer",
-            Counter::RedirectErrors => "redirect_errors",
+            Counter::DivertedDirections => "diverted",
             Counter::EmptySegments => "empty_segments",
             Counter::Diverted => "diverted_segments",
         }

@@ -80,7 +80,7 @@ fn try_splice(ctx: &SkBuffContext) -> Result<u32, u32> {
         // these bytes, so dropping them would lose them: pass them to this socket instead and
         // divert the direction to the daemon.
         peer.flags |= PEER_DIVERTED;
-        count(Counter::RedirectErrors, 1);
+        count(Counter::DivertedDirections, 1);
         count(Counter::Diverted, 1);
         return Err(sk_action::SK_PASS);
     }

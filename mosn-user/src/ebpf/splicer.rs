@@ -403,7 +403,7 @@ mod tests {
             let payload: Vec<u8> = (0..n).map(|k| (k ^ i) as u8).collect();
             let (client, down) = pair();
             let (up, mut server) = pair();
-            let before = splicer.counters().get(Counter::RedirectErrors);
+            let before = splicer.counters().get(Counter::DivertedDirections);
             let result = splicer.splice_with(&down, &up, || {
                 client.shutdown(std::net::Shutdown::Write).unwrap();
                 server.write_all(&payload).unwrap();
@@ -411,7 +411,7 @@ mod tests {
                 // Deterministic: wait until the verdict has diverted the bytes and the
                 // client's FIN has reached the downstream socket.
                 let deadline = std::time::Instant::now() + Duration::from_secs(2);
-                while splicer.counters().get(Counter::RedirectErrors) == before
+                while splicer.counters().get(Counter::DivertedDirections) == before
                     || sockopt::tcp_info(&down).unwrap().state == sockopt::TCP_ESTABLISHED
                 {
                     assert!(
@@ -506,7 +506,7 @@ mod tests {
         );
         let after = splicer.counters();
         assert_eq!(
-            after.get(Counter::RedirectErrors) - before.get(Counter::RedirectErrors),
+            after.get(Counter::DivertedDirections) - before.get(Counter::DivertedDirections),
             1
         );
         assert!(after.get(Counter::Diverted) - before.get(Counter::Diverted) >= 2);
