@@ -18,7 +18,9 @@
 //!   attached to as a read-only global ([`SK_LOOKUP_NETNS_GLOBAL`], frozen `.rodata`); the
 //!   program assigns the inbound listener only when `inbound_netns` equals it. The instance
 //!   shares the pinned maps and lives as long as its link, pinned as
-//!   `links/lookup@<netns cookie>`.
+//!   `links/lookup@<netns cookie>`. The pinned `progs/mosn_sk_lookup` (cookie 0) is only the
+//!   template: loaded at install so a program the verifier rejects fails there, never
+//!   attached.
 //!
 //! Adoption: a restarted daemon in the same namespace finds `lookup@<its cookie>` and keeps
 //! it (the instance already carries the right cookie: no new program). Restarted in another
