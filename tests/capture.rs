@@ -1,6 +1,7 @@
 //! Transparent capture, tested for real: the daemon in a network namespace it shares with a
 //! workload (a child cgroup the test creates), a server in a second namespace behind a veth
-//! pair, real clients (bash's /dev/tcp, python3), the kernel's own program list (bpftool)
+//! pair, a third "pod" namespace with a veth to the daemon's (a workload in its own network
+//! namespace, as in Kubernetes), real clients (bash's /dev/tcp, python3), the kernel's own program list (bpftool)
 //! and firewall state (iptables-save, nft).
 //!
 //! Needs root and the kernel programs; without root it says SKIP, and in CI that fails.
@@ -122,13 +123,16 @@ fn firewall_rules(netns: Option<&str>) -> String {
     rules.join("\n")
 }
 
-/// Two namespaces joined by a veth pair, the workload's and the daemon's cgroups, a pin
-/// directory; all removed on drop (processes in the cgroups are killed first).
+/// Three namespaces (workload, server, pod) joined by veth pairs, the workloads' and the
+/// daemon's cgroups, a pin directory; all removed on drop (processes in the cgroups are
+/// killed first).
 struct Env {
-    /// Workload (and daemon) namespace, address 10.77.N.1.
+    /// Workload (and daemon) namespace, address 10.77.N.1 (and 10.78.N.1 towards the pod).
     w: String,
     /// Server namespace, 10.77.N.2.
     s: String,
+    /// Pod namespace, 10.78.N.2, its veth peer in `w`.
+    p: String,
     net: u8,
     cg: PathBuf,
     pin: PathBuf,
@@ -140,14 +144,19 @@ impl Env {
     fn new(tag: &str) -> Env {
         let pid = std::process::id();
         let net = (pid % 200) as u8 + 20;
-        let (w, s) = (format!("mw{tag}{pid}"), format!("ms{tag}{pid}"));
+        let (w, s, p) = (
+            format!("mw{tag}{pid}"),
+            format!("ms{tag}{pid}"),
+            format!("mp{tag}{pid}"),
+        );
         let cg = cgroup2_root().join(format!("mosn-it-{tag}-{pid}"));
-        for c in ["", "proxy", "app", "late"] {
+        for c in CGROUPS {
             std::fs::create_dir_all(cg.join(c)).unwrap();
         }
         let env = Env {
             w: w.clone(),
             s: s.clone(),
+            p: p.clone(),
             net,
             pin: PathBuf::from(format!("/sys/fs/bpf/mosn-it-{tag}-{pid}")),
             cg,
@@ -159,7 +168,11 @@ impl Env {
              ip -n {w} link set lo up && ip -n {s} link set lo up && \
              ip link add vw{pid} netns {w} type veth peer name vs{pid} netns {s} && \
              ip -n {w} addr add 10.77.{net}.1/24 dev vw{pid} && ip -n {w} link set vw{pid} up && \
-             ip -n {s} addr add 10.77.{net}.2/24 dev vs{pid} && ip -n {s} link set vs{pid} up"
+             ip -n {s} addr add 10.77.{net}.2/24 dev vs{pid} && ip -n {s} link set vs{pid} up && \
+             ip netns add {p} && ip -n {p} link set lo up && \
+             ip link add vh{pid} netns {w} type veth peer name vp{pid} netns {p} && \
+             ip -n {w} addr add 10.78.{net}.1/24 dev vh{pid} && ip -n {w} link set vh{pid} up && \
+             ip -n {p} addr add 10.78.{net}.2/24 dev vp{pid} && ip -n {p} link set vp{pid} up"
         ));
         env
     }
@@ -184,14 +197,21 @@ impl Env {
         c
     }
 
-    /// The bash client in the `app` cgroup of the workload namespace.
+    /// The bash client in `cgroup` of the workload namespace.
     fn connect(&self, cgroup: &str, ip: &str, port: u16) -> Result<String, String> {
+        self.connect_in(&self.w, Some(cgroup), ip, port)
+    }
+
+    /// The bash client in namespace `ns`, as a process of `cgroup`.
+    fn connect_in(
+        &self,
+        ns: &str,
+        cgroup: Option<&str>,
+        ip: &str,
+        port: u16,
+    ) -> Result<String, String> {
         let out = self
-            .cmd(
-                &self.w,
-                Some(cgroup),
-                &["bash", "-c", CLIENT, ip, &port.to_string()],
-            )
+            .cmd(ns, cgroup, &["bash", "-c", CLIENT, ip, &port.to_string()])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -245,6 +265,11 @@ impl Env {
     }
 
     fn start(&self, config: &Path) -> Daemon {
+        self.start_in(&self.w, config)
+    }
+
+    /// The daemon in namespace `ns`, in the `proxy` cgroup.
+    fn start_in(&self, ns: &str, config: &Path) -> Daemon {
         let log = self.dir.path().join("mosn.log");
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -255,7 +280,7 @@ impl Env {
         let bin = mosn_bin();
         let child = self
             .cmd(
-                &self.w,
+                ns,
                 Some("proxy"),
                 &[
                     bin.to_str().unwrap(),
@@ -276,7 +301,7 @@ impl Env {
         let d = Daemon {
             child,
             log,
-            ns: self.w.clone(),
+            ns: ns.to_string(),
             pid_file,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -290,7 +315,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        for c in ["app", "late", "proxy", ""] {
+        for c in CGROUPS.iter().rev() {
             let _ = std::fs::write(self.cgroup(c).join("cgroup.kill"), "1");
         }
         for c in &mut self.children {
@@ -298,11 +323,12 @@ impl Drop for Env {
             let _ = c.wait();
         }
         std::thread::sleep(Duration::from_millis(200));
-        for c in ["app", "late", "proxy", ""] {
+        for c in CGROUPS.iter().rev() {
             let _ = std::fs::remove_dir(self.cgroup(c));
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.w]).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.s]).status();
+        for ns in [&self.w, &self.s, &self.p] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
         let _ = std::fs::remove_dir_all(&self.pin);
     }
 }
@@ -346,10 +372,17 @@ impl Drop for Daemon {
     }
 }
 
+/// The test's cgroups, parents first.
+const CGROUPS: [&str; 5] = ["", "proxy", "app", "late", "pod"];
+
 fn captured(m: &Metrics, stat: &str) -> u64 {
+    captured_for(m, "app", stat)
+}
+
+fn captured_for(m: &Metrics, workload: &str, stat: &str) -> u64 {
     m.get(
         &format!("mosn_capture_{stat}_total"),
-        &[("workload", "app")],
+        &[("workload", workload)],
     )
     .unwrap_or(0.0) as u64
 }
@@ -608,4 +641,117 @@ fn node_mode_follows_the_workloads_directory() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(d.log().contains("bad.json"), "{}", d.log());
     assert!(d.get("/ready").is_some(), "still running");
+}
+
+/// A workload in its own network namespace (a pod) with mosn in another one (the host's, as
+/// a DaemonSet): the outbound listener the programs would redirect to is not in the pod's
+/// namespace, so its connects go direct and are counted as bypasses of their own kind, while
+/// a workload in the daemon's namespace is still captured.
+#[test]
+fn workload_in_another_netns_goes_direct() {
+    if !require_kernel("workload_in_another_netns_goes_direct") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::new("on");
+    let (server, host, pod) = (
+        format!("10.77.{}.2", env.net),
+        format!("10.78.{}.1", env.net),
+        format!("10.78.{}.2", env.net),
+    );
+    let (s, w, p) = (env.s.clone(), env.w.clone(), env.p.clone());
+    env.echo_server(&s, None, &server, &[7000]);
+    env.echo_server(&w, None, &host, &[7000]);
+    let config = env.config(serde_json::json!({}));
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let pod_workload = serde_json::json!({ "name": "pod", "cgroup": env.cgroup("pod") });
+    v["capture"]["mode"] = "node".into();
+    v["capture"]["workloads"]
+        .as_array_mut()
+        .unwrap()
+        .push(pod_workload);
+    let config = env
+        .dir
+        .write("pods.json", &serde_json::to_string_pretty(&v).unwrap());
+    let d = env.start(&config);
+
+    // The pod's connect reaches the server itself (bytes arrive, from the pod's address).
+    assert_eq!(
+        env.connect_in(&p, Some("pod"), &host, 7000),
+        Ok(format!("from {pod} hello")),
+        "the pod's connect must go direct:\n{}",
+        d.log()
+    );
+    let m = d.metrics();
+    assert_eq!(
+        captured_for(&m, "pod", "other_netns_bypasses"),
+        1,
+        "{}",
+        m.text
+    );
+    assert_eq!(captured_for(&m, "pod", "outbound_captured"), 0);
+    assert_eq!(listener_connections(&m, "outbound"), 0);
+    // A workload in the daemon's own namespace is still captured.
+    assert_eq!(
+        env.connect("app", &server, 7000).unwrap(),
+        format!("from 10.77.{}.1 hello", env.net)
+    );
+    let m = d.metrics();
+    assert_eq!(captured(&m, "outbound_captured"), 1, "{}", m.text);
+    assert_eq!(captured(&m, "other_netns_bypasses"), 0);
+    assert_eq!(listener_connections(&m, "outbound"), 1);
+}
+
+/// sk_lookup left attached in a namespace the inbound listener is no longer in (the daemon
+/// ran in the pod namespace, then was restarted in another one and adopted the pins): the
+/// pod's inbound connections go to the pod's own server, not to a listener of another
+/// namespace, and are counted as bypasses.
+#[test]
+fn sk_lookup_never_hands_over_a_listener_of_another_netns() {
+    if !require_kernel("sk_lookup_never_hands_over_a_listener_of_another_netns") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::new("il");
+    let (host, pod) = (
+        format!("10.78.{}.1", env.net),
+        format!("10.78.{}.2", env.net),
+    );
+    let (w, p) = (env.w.clone(), env.p.clone());
+    env.echo_server(&p, None, "0.0.0.0", &[8080]);
+    let config = env.config(serde_json::json!({}));
+
+    // mosn in the pod namespace: inbound capture there works.
+    let mut d1 = env.start_in(&p, &config);
+    assert_eq!(
+        env.connect_in(&w, None, &pod, 8080),
+        Ok("from 127.0.0.6 hello".to_string())
+    );
+    d1.child.kill().unwrap();
+    d1.child.wait().unwrap();
+
+    // Restarted in the host namespace: it adopts the pins; its inbound listener is there.
+    let d2 = env.start(&config);
+    assert!(d2.log().contains("adopted"), "{}", d2.log());
+    let before = d2.metrics();
+    assert_eq!(
+        env.connect_in(&w, None, &pod, 8080),
+        Ok(format!("from {host} hello")),
+        "the pod's inbound connection must reach the pod's server directly:\n{}",
+        d2.log()
+    );
+    let m = d2.metrics();
+    assert_eq!(
+        captured(&m, "other_netns_bypasses"),
+        captured(&before, "other_netns_bypasses") + 1,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        captured(&m, "inbound_captured"),
+        captured(&before, "inbound_captured")
+    );
+    assert_eq!(listener_connections(&m, "inbound"), 0);
+    drop(d1);
 }

@@ -235,7 +235,7 @@ fn is_workload_file(p: &Path) -> bool {
 /// Per-workload capture counters on /metrics and /stats.
 pub struct CaptureSamples(pub Arc<Capture>);
 
-const STAT_METRICS: [(Stat, &str, &str); 9] = [
+const STAT_METRICS: [(Stat, &str, &str); 10] = [
     (
         Stat::Captured,
         "capture_outbound_captured",
@@ -280,6 +280,11 @@ const STAT_METRICS: [(Stat, &str, &str); 9] = [
         Stat::OrigDstAnswered,
         "capture_original_dst_getsockopt",
         "getsockopt(SO_ORIGINAL_DST) calls answered by the capture program",
+    ),
+    (
+        Stat::OtherNetns,
+        "capture_other_netns_bypasses",
+        "Connections that went direct because the proxy's listener is in another network namespace than the workload's socket",
     ),
 ];
 

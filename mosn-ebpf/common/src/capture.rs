@@ -30,6 +30,10 @@ pub const LOCAL_MAP: &str = "MOSN_CAP_LOCAL";
 /// to the SOCKHASH entry. sk_msg may not take a reference on a SOCKHASH socket (it cannot
 /// release it), so it finds the peer's queue state through this address instead.
 pub const SOCK_ADDR_MAP: &str = "MOSN_CAP_SKADDR";
+/// Read-only global (`u64`) of `mosn_sk_lookup`: the cookie of the network namespace this
+/// instance of the program is attached to, set per instance when the daemon loads it
+/// (sk_lookup programs have no `bpf_get_netns_cookie`). 0 in the pinned template.
+pub const SK_LOOKUP_NETNS_GLOBAL: &str = "MOSN_SK_LOOKUP_NETNS";
 /// ARRAY with one [`CaptureGlobals`].
 pub const GLOBALS_MAP: &str = "MOSN_CAP_CONF";
 /// PERCPU_ARRAY of u64 counters: `slot * STAT_SLOTS + Stat`.
@@ -273,9 +277,18 @@ pub struct CaptureGlobals {
     pub off_snd_una: u32,
     pub off_rcv_nxt: u32,
     pub off_copied_seq: u32,
-    pub _pad: u32,
+    /// Network namespace cookie of the outbound listener (`SO_NETNS_COOKIE`): connect4/6
+    /// redirect only sockets of that namespace (`bpf_get_netns_cookie`); 0 = unknown (the
+    /// kernel lacks `SO_NETNS_COOKIE`), no check.
+    pub outbound_netns: u64,
+    /// Network namespace cookie of the inbound listener: an sk_lookup instance hands
+    /// connections to it only when attached to that namespace ([`SK_LOOKUP_NETNS_GLOBAL`]).
+    pub inbound_netns: u64,
 }
-const _: () = assert!(size_of::<CaptureGlobals>() == 96);
+// 104 bytes, no implicit padding (the 96-byte layout before the netns cookies had 4 bytes of
+// tail padding). A different size also keeps a daemon from adopting pins of the old layout:
+// the globals map no longer matches this type.
+const _: () = assert!(size_of::<CaptureGlobals>() == 104);
 
 /// Per-workload counters: the column of a row in [`STATS_MAP`].
 #[repr(u32)]
@@ -301,9 +314,13 @@ pub enum Stat {
     SkMsgOrdered = 7,
     /// `getsockopt(SO_ORIGINAL_DST)` answered by the capture program.
     OrigDstAnswered = 8,
+    /// Connects (or inbound connections) that went direct because the proxy's listener is
+    /// in another network namespace than the socket (a workload in its own namespace, a
+    /// pod, while the proxy runs in the host's): redirecting would reach nothing.
+    OtherNetns = 9,
 }
 
-pub const STAT_SLOTS: u32 = 9;
+pub const STAT_SLOTS: u32 = 10;
 
 impl Stat {
     pub const ALL: [Stat; STAT_SLOTS as usize] = [
@@ -316,6 +333,7 @@ impl Stat {
         Stat::SkMsgThrottled,
         Stat::SkMsgOrdered,
         Stat::OrigDstAnswered,
+        Stat::OtherNetns,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -329,6 +347,7 @@ impl Stat {
             Stat::SkMsgThrottled => "sk_msg_backpressure_fallbacks",
             Stat::SkMsgOrdered => "sk_msg_order_fallbacks",
             Stat::OrigDstAnswered => "original_dst_getsockopt",
+            Stat::OtherNetns => "other_netns_bypasses",
         }
     }
 }

@@ -4,7 +4,9 @@
 //!   an outbound TCP `connect()` that the workload's policy selects is rewritten to the
 //!   proxy's outbound listener, and the original destination is stored by socket cookie.
 //!   When the listener is not in `MOSN_CAP_LSN` (the daemon is gone) the connect goes
-//!   direct: fail open.
+//!   direct: fail open. So does a connect from another network namespace than the
+//!   listener's (a pod while the proxy runs in the host's): there the listener's address is
+//!   the pod's own loopback, where nothing listens.
 //! - `mosn_sockops` / `mosn_sockops_msg` (sock_ops): when the connection is established, the
 //!   original destination is re-keyed by the client's address, which is what the proxy sees
 //!   as the accepted socket's peer. The `_msg` variant also puts same-host sockets into
@@ -12,7 +14,8 @@
 //! - `mosn_getsockopt` (cgroup/getsockopt): answers `getsockopt(SOL_IP/SOL_IPV6,
 //!   SO_ORIGINAL_DST)` from that map, so tools written for iptables REDIRECT keep working.
 //! - `mosn_sk_lookup` (sk_lookup, per network namespace): connections to a workload's inbound
-//!   ports are handed to the proxy's inbound listener.
+//!   ports are handed to the proxy's inbound listener, only when that listener is in the
+//!   namespace this instance is attached to (`MOSN_SK_LOOKUP_NETNS`, set at load).
 //! - `mosn_sk_msg` (sk_msg on `MOSN_CAP_LOCAL`): a sendmsg between two same-host sockets is
 //!   moved straight into the peer's receive queue, with backpressure: only while the peer
 //!   has fewer than `sk_msg_queue_limit` unread redirected bytes and nothing of this
@@ -24,6 +27,7 @@ use core::ffi::c_void;
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use aya_ebpf::{
+    Global,
     bindings::{
         BPF_F_INGRESS, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
         BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, bpf_sock, sk_action,
@@ -32,8 +36,8 @@ use aya_ebpf::{
         bpf_probe_read_kernel,
         generated::{
             bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_uid_gid,
-            bpf_get_socket_cookie, bpf_map_lookup_elem, bpf_msg_redirect_hash, bpf_sk_assign,
-            bpf_sk_release, bpf_sock_hash_update,
+            bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_map_lookup_elem,
+            bpf_msg_redirect_hash, bpf_sk_assign, bpf_sk_release, bpf_sock_hash_update,
         },
     },
     macros::{cgroup_sock_addr, cgroup_sockopt, map, sk_lookup, sk_msg, sock_ops},
@@ -73,6 +77,11 @@ static SOCK_ADDR: LruHashMap<SockKey, u64> = LruHashMap::pinned(LOCAL_SOCKETS, 0
 static GLOBALS: Array<CaptureGlobals> = Array::pinned(1, 0);
 #[map(name = "MOSN_CAP_STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::pinned(MAX_WORKLOADS * STAT_SLOTS, 0);
+
+/// The cookie of the network namespace this sk_lookup instance is attached to
+/// ([`SK_LOOKUP_NETNS_GLOBAL`]): read-only data the daemon sets per instance at load time.
+#[unsafe(no_mangle)]
+static MOSN_SK_LOOKUP_NETNS: Global<u64> = Global::new(0);
 
 #[inline(always)]
 fn count(slot: u32, stat: Stat, n: u64) {
@@ -322,6 +331,15 @@ fn connect(ctx: &SockAddrContext, v6: bool) {
     }
     if !outbound_alive() {
         count(cg.slot, Stat::FailOpen, 1);
+        return;
+    }
+    // The listener's address means the listener only in its own network namespace; in a
+    // workload's own namespace (a pod) it is that namespace's loopback: leave the connect
+    // alone. (Kernel >= 5.7 for this helper here; the daemon probes it before loading.)
+    // SAFETY: the helper reads the namespace of the socket behind the context.
+    let netns = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
+    if g.outbound_netns != 0 && netns != g.outbound_netns {
+        count(cg.slot, Stat::OtherNetns, 1);
         return;
     }
     // SAFETY: the helper reads the socket behind the context.
@@ -599,6 +617,14 @@ fn lookup(ctx: &SkLookupContext) {
         let sk = bpf_map_lookup_elem(addr_of!(LISTENERS) as *mut c_void, addr_of!(key).cast());
         if sk.is_null() {
             count(rule.slot, Stat::FailOpen, 1);
+            return;
+        }
+        // bpf_sk_assign does not check that the listener is in this namespace: a listener
+        // of another one (an instance left attached where the daemon no longer runs) would
+        // take connections meant for this namespace's own servers.
+        if MOSN_SK_LOOKUP_NETNS.load() != g.inbound_netns {
+            bpf_sk_release(sk);
+            count(rule.slot, Stat::OtherNetns, 1);
             return;
         }
         let r = bpf_sk_assign(ctx.lookup.cast(), sk, 0);

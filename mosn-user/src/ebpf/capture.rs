@@ -9,7 +9,8 @@
 //! links/wl@<cgroup id>@<name>/    connect4, connect6, sockops, getsockopt links of a workload
 //! links/odst@<cgroup id>/         getsockopt link of an `original_dst_cgroups` entry
 //! links/proxy@<cgroup id>/        sock_ops (sk_msg variant) on the daemon's own cgroup
-//! links/lookup@<netns inode>      the sk_lookup link of the daemon's network namespace
+//! links/lookup@<netns cookie>     the sk_lookup link (and its own program instance) of the
+//!                                 daemon's network namespace (see `netns.rs`)
 //! ```
 //! (bpffs reserves '.' in names, so a '.' in a workload name is written '^'.)
 //! Links, programs and maps outlive the daemon: when it dies its listening sockets close,
@@ -19,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -36,6 +37,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::btf::{Btf, SkMsgOffsets};
+use super::netns;
 use crate::config::{CaptureConfig, Cidr, InboundPorts, WorkloadConfig};
 
 /// Names of the capture programs (as `bpftool prog` shows them, cut at 15 bytes).
@@ -87,9 +89,13 @@ pub enum CaptureError {
     TooManyWorkloads { max: u32 },
     #[error("the capture object is missing {0}")]
     Missing(&'static str),
+    #[error(
+        "this kernel does not let cgroup/connect programs call bpf_get_netns_cookie (Linux >= 5.7 needed): {0}"
+    )]
+    NoNetnsCookie(#[source] std::io::Error),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaptureError + '_ {
+pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaptureError + '_ {
     move |source| CaptureError::Io {
         path: path.to_path_buf(),
         source,
@@ -97,7 +103,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaptureError + '_ {
 }
 
 /// Identity of the embedded object: pins from another build are replaced, not adopted.
-fn object_id() -> u64 {
+pub(super) fn object_id() -> u64 {
     let d = Sha256::digest(CAPTURE_OBJECT);
     u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
 }
@@ -108,7 +114,6 @@ struct Programs {
     sockops: SockOps,
     sockops_msg: SockOps,
     getsockopt: CgroupSockopt,
-    sk_lookup: SkLookup,
     /// Attached to the SOCKHASH (a program attachment owned by the pinned map).
     _sk_msg: SkMsg,
 }
@@ -177,6 +182,11 @@ impl Capture {
             }
         };
         super::bump_memlock_rlimit();
+        if !adopted && let Err(e) = netns::probe_netns_cookie_helper() {
+            // Said once here: the verifier's own rejection of the programs is a long log.
+            warn!(error = %e, "kernel lacks bpf_get_netns_cookie for cgroup/connect (Linux >= 5.7): transparent capture unavailable");
+            return Err(CaptureError::NoNetnsCookie(e));
+        }
         let (progs, ebpf) = if adopted {
             (Programs::from_pins(&pin)?, None)
         } else {
@@ -289,32 +299,31 @@ impl Capture {
                 };
             }
         }
+        // SAFETY: the caller's listener fd stays open for this call.
+        let fd = unsafe { BorrowedFd::borrow_raw(listener.as_raw_fd()) };
+        s.globals.outbound_netns = netns::listener_netns(fd);
         s.own_ports.insert(addr.port());
         s.maps.listeners.set(LISTENER_OUTBOUND, listener, 0)?;
         s.write_globals()?;
         s.write_inbound()
     }
 
-    /// Sets the inbound listener and attaches sk_lookup to the daemon's network namespace.
+    /// Sets the inbound listener and attaches sk_lookup to the daemon's network namespace
+    /// (an instance that hands connections only to a listener of that namespace).
     pub fn set_inbound_listener(
         &self,
         listener: &impl AsRawFd,
         addr: SocketAddr,
     ) -> Result<(), CaptureError> {
         let mut s = self.lock();
+        // SAFETY: the caller's listener fd stays open for this call.
+        let fd = unsafe { BorrowedFd::borrow_raw(listener.as_raw_fd()) };
+        s.globals.inbound_netns = netns::listener_netns(fd);
         s.own_ports.insert(addr.port());
         s.maps.listeners.set(LISTENER_INBOUND, listener, 0)?;
+        s.write_globals()?;
         s.write_inbound()?;
-        let netns = Path::new("/proc/self/ns/net");
-        let ino = std::fs::metadata(netns).map_err(io_err(netns))?.ino();
-        let link = self.pin.join("links").join(format!("lookup@{ino}"));
-        if !link.exists() {
-            let f = std::fs::File::open(netns).map_err(io_err(netns))?;
-            let id = s.progs.sk_lookup.attach(f).map_err(prog("sk_lookup"))?;
-            let l = s.progs.sk_lookup.take_link(id).map_err(prog("sk_lookup"))?;
-            pin_link(FdLink::from(l), &link)?;
-        }
-        Ok(())
+        netns::attach_sk_lookup(&self.pin)
     }
 
     /// Records the proxy's other listener ports (never steered by a `*` inbound rule).
@@ -766,7 +775,7 @@ impl Maps {
     }
 }
 
-fn prog(name: &'static str) -> impl FnOnce(aya::programs::ProgramError) -> CaptureError {
+pub(super) fn prog(name: &'static str) -> impl FnOnce(aya::programs::ProgramError) -> CaptureError {
     move |source| CaptureError::Program { name, source }
 }
 
@@ -778,7 +787,7 @@ const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_PROG_ATTACH: libc::c_long = 8;
 const BPF_LINK_CREATE: libc::c_long = 28;
 
-fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> std::io::Result<libc::c_long> {
+pub(super) fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> std::io::Result<libc::c_long> {
     // SAFETY: `attr` is a zeroed, 128-byte `union bpf_attr` with the fields of `cmd` set; the
     // kernel reads at most its size.
     let r = unsafe {
@@ -831,7 +840,7 @@ where
     FdLink::try_from(l).map_err(CaptureError::Link)
 }
 
-fn pin_link(link: FdLink, path: &Path) -> Result<PinnedLink, CaptureError> {
+pub(super) fn pin_link(link: FdLink, path: &Path) -> Result<PinnedLink, CaptureError> {
     link.pin(path).map_err(|source| CaptureError::Pin {
         path: path.to_path_buf(),
         source,
@@ -934,7 +943,6 @@ impl Programs {
             sockops_msg: SockOps::from_pin(p(SOCKOPS_MSG_PROG)).map_err(prog(SOCKOPS_MSG_PROG))?,
             getsockopt: CgroupSockopt::from_pin(p(GETSOCKOPT_PROG), CgroupSockoptAttachType::Get)
                 .map_err(prog(GETSOCKOPT_PROG))?,
-            sk_lookup: SkLookup::from_pin(p(SK_LOOKUP_PROG)).map_err(prog(SK_LOOKUP_PROG))?,
             _sk_msg: SkMsg::from_pin(p(SK_MSG_PROG)).map_err(prog(SK_MSG_PROG))?,
         })
     }

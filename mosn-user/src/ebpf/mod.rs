@@ -4,10 +4,12 @@
 //! Both BPF objects are embedded at build time (see `build.rs`). [`Splicer::load`] loads the
 //! splice object, attaches the stream verdict program to its SOCKHASH and hands out
 //! [`SpliceGuard`]s that keep a connection's two sockets paired until dropped.
-//! [`Capture::install`] loads or adopts the pinned capture object.
+//! [`Capture::install`] loads or adopts the pinned capture object; `netns` keeps its
+//! redirects inside the network namespace of the proxy's listeners.
 
 mod btf;
 pub mod capture;
+mod netns;
 mod splicer;
 
 pub use capture::{Capture, CaptureError, WorkloadStats};
