@@ -44,7 +44,8 @@ pub enum SpliceError {
 
 /// A splice that could not be completed; the connection is to be copied in userspace.
 pub struct SpliceRefused {
-    pub error: SpliceError,
+    /// Boxed: the refusal is the cold path, the guard the hot one.
+    pub error: Box<SpliceError>,
     /// Set when the upstream socket had already entered the SOCKHASH: it stays there (its
     /// direction diverted to its own socket) until this guard drops, because removing it
     /// destroys its psock and any bytes the verdict queued on it. Drop it only after the
@@ -153,7 +154,10 @@ impl Splicer {
         upstream: &impl AsFd,
         between_inserts: impl FnOnce(),
     ) -> Result<SpliceGuard, SpliceRefused> {
-        let refused = |error: SpliceError| SpliceRefused { error, kept: None };
+        let refused = |error: SpliceError| SpliceRefused {
+            error: Box::new(error),
+            kept: None,
+        };
         let down_cookie = sockopt::socket_cookie(downstream).map_err(|e| refused(e.into()))?;
         let up_cookie = sockopt::socket_cookie(upstream).map_err(|e| refused(e.into()))?;
         let guard = SpliceGuard {
@@ -205,7 +209,7 @@ impl Splicer {
         match second {
             Ok(()) => Ok(guard),
             Err(e) => Err(SpliceRefused {
-                error: e.into(),
+                error: Box::new(e.into()),
                 kept: Some(guard),
             }),
         }
@@ -425,7 +429,7 @@ mod tests {
                 panic!("round {i}: a CLOSE_WAIT socket entered the SOCKHASH");
             };
             assert!(
-                matches!(refused.error, SpliceError::Map(_)) && refused.kept.is_some(),
+                matches!(*refused.error, SpliceError::Map(_)) && refused.kept.is_some(),
                 "round {i}: the downstream insert failed with the upstream kept in the SOCKHASH"
             );
             let mut got = Vec::new();

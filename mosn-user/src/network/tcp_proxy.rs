@@ -338,14 +338,14 @@ impl TcpProxy {
         let spliced = match Baseline::capture(down, up, copied.0, copied.1) {
             Ok(baseline) => splicer.splice(&*down, &*up).map(|g| (baseline, g)),
             Err(e) => Err(SpliceRefused {
-                error: e.into(),
+                error: Box::new(e.into()),
                 kept: None,
             }),
         };
         let (baseline, guard) = match spliced {
             Ok(x) => x,
             Err(SpliceRefused { error, kept }) => {
-                if matches!(error, SpliceError::Closing) {
+                if matches!(*error, SpliceError::Closing) {
                     debug!("connection already closing; copying in userspace");
                 } else {
                     warn!(error = %error, "kernel splice failed for this connection; copying in userspace");

@@ -7,6 +7,7 @@
 //! upstream connections. An `"Auto"` listener reads a connection's first bytes to tell
 //! which ([`crate::protocol::detect`]).
 
+mod attempt;
 mod body;
 mod headers;
 mod mirror;

@@ -8,7 +8,6 @@
 //! ```
 //! (`docs/ARCHITECTURE.md` has the full chart and what each phase does.)
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -18,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::attempt::{self, Attempt, Error};
 use super::body::{
     PumpError, RequestBody, ResponseBody, ResponseError, ResponseWire, pump_step, response_step,
     wires,
@@ -29,11 +29,8 @@ use crate::filter::{FilterContext, FilterStatus, LocalReply, StreamFilter};
 use crate::metrics::ErrorKind;
 use crate::protocol::http1::{BodyKind, Frame, RequestHead, ResponseHead, encode};
 use crate::protocol::{DecodeError, Decoder};
-use crate::router::{RouteAction, RouteMatch};
-use crate::stream::{PoolError, UpstreamConn};
-use crate::upstream::circuit_breaker::BreakerGuard;
-use crate::upstream::host::RequestGuard;
-use crate::upstream::{Cluster, Host, LbContext, RequestOutcome};
+use crate::router::RouteAction;
+use crate::stream::UpstreamConn;
 
 /// Where a request is.
 #[derive(Debug)]
@@ -60,18 +57,50 @@ pub enum Phase {
     End,
 }
 
-/// Why a try failed.
-#[derive(Debug)]
-pub enum Failure {
-    /// No connection could be made.
-    Connect(String),
-    /// The connection broke before a response head.
-    Reset(String),
-    /// No response head within the (per-try) timeout.
-    Timeout,
-    /// A response whose status the retry policy retries (the connection is kept in case
-    /// no retry happens and it is forwarded).
-    Status(Box<ResponseHead>),
+/// Why a try failed; a retriable response is kept (and its connection) in case no retry
+/// happens and it is forwarded.
+pub type Failure = attempt::Failure<Box<ResponseHead>>;
+
+/// The proxy's own answer to `e`.
+fn fail(e: Error) -> Phase {
+    let (status, detail, text) = match &e {
+        Error::NoRoute => (
+            StatusCode::NOT_FOUND,
+            "no_route",
+            "no route matched the request".to_owned(),
+        ),
+        Error::NoCluster => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_not_found",
+            "the route's cluster does not exist".to_owned(),
+        ),
+        Error::Overflow => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "circuit_open",
+            "upstream overflow: circuit breaker open".to_owned(),
+        ),
+        Error::NoHealthyHost => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_healthy_upstream",
+            "no healthy upstream".to_owned(),
+        ),
+        Error::Connect(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_connect_failure",
+            format!("upstream connect error: {why}"),
+        ),
+        Error::Reset(why) => (
+            StatusCode::BAD_GATEWAY,
+            "upstream_reset",
+            format!("upstream reset before response: {why}"),
+        ),
+        Error::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            "upstream request timeout".to_owned(),
+        ),
+    };
+    Phase::LocalReply(LocalReply::text(status, detail, &text), e.kind())
 }
 
 /// One request's state across its phases.
@@ -85,15 +114,11 @@ pub(crate) struct Exchange<'a> {
     upgrade: bool,
     filters: Vec<Box<dyn StreamFilter>>,
     fctx: FilterContext,
-    route: Option<RouteMatch>,
-    cluster: Option<Arc<Cluster>>,
-    host: Option<Arc<Host>>,
-    tried: Vec<SocketAddr>,
-    retries: u32,
+    /// The routed request's way upstream (cluster, breakers, hosts, tries, retries). Its
+    /// deadline is the route's timeout, counted (as Envoy does) from when the whole request
+    /// has been received, so a long upload is not cut short; armed then.
+    attempt: Option<Attempt>,
     stale_retry_used: bool,
-    /// The route's timeout, counted (as Envoy does) from when the whole request has been
-    /// received, so a long upload is not cut short; set then.
-    deadline: Option<Instant>,
     route_timeout: Option<std::time::Duration>,
     body: RequestBody,
     /// The request head as sent upstream (encoded once, sent again on retries).
@@ -102,11 +127,6 @@ pub(crate) struct Exchange<'a> {
     response: Option<ResponseBody>,
     /// The status sent downstream (once a head is written).
     status: Option<StatusCode>,
-    rq_guard: Option<BreakerGuard>,
-    retry_guard: Option<BreakerGuard>,
-    host_guard: Option<RequestGuard>,
-    /// Count `upstream_rq_active` down at the end of the current try.
-    upstream_active: bool,
     /// The upstream keeps its connection open after this response.
     upstream_keep: bool,
 }
@@ -133,22 +153,13 @@ impl<'a> Exchange<'a> {
             upgrade: head.upgrade,
             head: head.parts,
             down,
-            route: None,
-            cluster: None,
-            host: None,
-            tried: Vec::new(),
-            retries: 0,
+            attempt: None,
             stale_retry_used: false,
-            deadline: None,
             route_timeout: None,
             upstream_head: Bytes::new(),
             upstream: None,
             response: None,
             status: None,
-            rq_guard: None,
-            retry_guard: None,
-            host_guard: None,
-            upstream_active: false,
             upstream_keep: false,
         }
     }
@@ -194,14 +205,7 @@ impl<'a> Exchange<'a> {
 
     fn route(&mut self) -> Phase {
         let Some(route) = self.proxy.routes.route(&self.head, self.down.peer) else {
-            return Phase::LocalReply(
-                LocalReply::text(
-                    StatusCode::NOT_FOUND,
-                    "no_route",
-                    "no route matched the request",
-                ),
-                ErrorKind::NoRoute,
-            );
+            return fail(Error::NoRoute);
         };
         match route.action(&self.head) {
             RouteAction::Forward => {}
@@ -228,18 +232,9 @@ impl<'a> Exchange<'a> {
                 );
             }
         }
-        let cluster = route
-            .cluster(&self.head)
-            .and_then(|name| self.proxy.clusters.get(&name).cloned());
-        let Some(cluster) = cluster else {
-            return Phase::LocalReply(
-                LocalReply::text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "cluster_not_found",
-                    "the route's cluster does not exist",
-                ),
-                ErrorKind::NoHealthyHost,
-            );
+        let cluster = match Attempt::cluster(&self.proxy.clusters, route.cluster(&self.head)) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
         };
         self.route_timeout = route.timeout();
         route.apply_request(&mut self.head);
@@ -255,54 +250,27 @@ impl<'a> Exchange<'a> {
                 });
             }
         }
-        self.cluster = Some(cluster);
-        self.route = Some(route);
-        Phase::ChooseHost
+        let hash = route.hash(&self.head, self.down.peer);
+        match Attempt::new(route, cluster, hash) {
+            Ok(a) => {
+                self.attempt = Some(a);
+                Phase::ChooseHost
+            }
+            Err(e) => fail(e),
+        }
     }
 
     fn choose_host(&mut self) -> Phase {
-        let cluster = Arc::clone(self.cluster.as_ref().expect("routed"));
-        if self.rq_guard.is_none() {
-            match cluster.breakers.try_request() {
-                Some(g) => self.rq_guard = Some(g),
-                None => {
-                    // The breaker counted the overflow.
-                    return Phase::LocalReply(
-                        LocalReply::text(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "circuit_open",
-                            "upstream overflow: circuit breaker open",
-                        ),
-                        ErrorKind::CircuitOpen,
-                    );
-                }
-            }
-        }
-        let route = self.route.as_ref().expect("routed");
-        let ctx = LbContext {
-            hash: route.hash(&self.head, self.down.peer),
-            metadata_match: route.metadata_match(),
-            tried: &self.tried,
-        };
-        match cluster.choose_host(&ctx) {
-            Some(h) => {
-                self.host = Some(h);
-                Phase::UpstreamRequest
-            }
-            None => Phase::LocalReply(
-                LocalReply::text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no_healthy_upstream",
-                    "no healthy upstream",
-                ),
-                ErrorKind::NoHealthyHost,
-            ),
+        match self.attempt.as_mut().expect("routed").choose_host() {
+            Ok(_) => Phase::UpstreamRequest,
+            Err(e) => fail(e),
         }
     }
 
     async fn upstream_request(&mut self) -> Phase {
-        let cluster = Arc::clone(self.cluster.as_ref().expect("routed"));
-        let host = Arc::clone(self.host.as_ref().expect("chosen"));
+        let attempt = self.attempt.as_mut().expect("routed");
+        let cluster = Arc::clone(&attempt.cluster);
+        let host = Arc::clone(attempt.host());
         let max_header = self.proxy.config.max_request_header_bytes;
         let mut conn = match self
             .proxy
@@ -316,29 +284,16 @@ impl<'a> Exchange<'a> {
             .await
         {
             Ok(c) => c,
-            Err(PoolError::Connect { addr, source }) => {
-                cluster.report(&host, RequestOutcome::ConnectFailure);
-                self.tried.push(addr);
-                return Phase::Retry(Failure::Connect(format!("connect to {addr}: {source}")));
+            Err(e) => {
+                return match self.attempt.as_mut().expect("routed").pool_failed(e) {
+                    Ok(f) => Phase::Retry(f),
+                    Err(e) => fail(e),
+                };
             }
-            Err(PoolError::Overflow(_)) => {
-                return Phase::LocalReply(
-                    LocalReply::text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "circuit_open",
-                        "upstream overflow: circuit breaker open",
-                    ),
-                    ErrorKind::CircuitOpen,
-                );
-            }
-            Err(PoolError::Timeout(_)) => return Phase::Retry(Failure::Timeout),
         };
         conn.decoder.expect(&self.head.method);
-        self.tried.push(host.address);
-        self.host_guard = Some(host.start_request());
-        cluster.metrics.upstream_rq_total.inc();
-        cluster.metrics.upstream_rq_active.inc();
-        self.upstream_active = true;
+        let attempt = self.attempt.as_mut().expect("routed");
+        attempt.begin_try();
 
         // The head, then whatever body was kept (a retry) or is already here.
         let body = &mut self.body;
@@ -370,12 +325,9 @@ impl<'a> Exchange<'a> {
             // The deadline of this try once the request is complete: the route's (fixed the
             // first time the request completes), or the per-try timeout if sooner.
             let route_timeout = self.route_timeout;
-            let per_try = self
-                .route
-                .as_ref()
-                .and_then(|r| r.retry_policy())
-                .and_then(|p| p.per_try_timeout);
-            let route_deadline = &mut self.deadline;
+            let attempt = self.attempt.as_mut().expect("routed");
+            let per_try = attempt.retry_policy().and_then(|p| p.per_try_timeout);
+            let route_deadline = &mut attempt.deadline;
             let mut arm = || -> Option<Instant> {
                 if route_deadline.is_none() {
                     *route_deadline = route_timeout.map(|t| Instant::now() + t);
@@ -435,44 +387,40 @@ impl<'a> Exchange<'a> {
             }
         };
         self.upstream = Some(conn);
+        let attempt = self.attempt.as_mut().expect("routed");
         match result {
             Ok(head) => {
                 let code = head.parts.status.as_u16();
-                cluster.report(&host, RequestOutcome::Status(code));
-                cluster.metrics.count_status(code);
-                let retriable = self
-                    .route
-                    .as_ref()
-                    .and_then(|r| r.retry_policy())
+                attempt.responded(code);
+                let retriable = attempt
+                    .retry_policy()
                     .is_some_and(|p| p.retries_status(code));
                 if retriable {
-                    Phase::Retry(Failure::Status(Box::new(head)))
+                    Phase::Retry(Failure::Status(code, Box::new(head)))
                 } else {
                     Phase::ResponseFilters(Box::new(head))
                 }
             }
             Err(HeadError::Timeout) => {
-                cluster.metrics.upstream_rq_timeout.inc();
-                cluster.report(&host, RequestOutcome::Timeout);
+                attempt.timed_out();
                 self.upstream = None;
                 Phase::Retry(Failure::Timeout)
             }
             Err(HeadError::Reset(why)) => {
-                cluster.metrics.upstream_rq_reset.inc();
                 self.upstream = None;
                 if reused && !self.stale_retry_used && self.body.replay.is_some() {
                     // A pooled connection the server closed just as we sent: once, try a
-                    // fresh one without spending a retry.
+                    // fresh one without spending a retry (or blaming the host).
                     self.stale_retry_used = true;
-                    self.end_try();
-                    self.tried.pop();
+                    attempt.reset(false);
+                    attempt.end_try();
                     return Phase::ChooseHost;
                 }
-                cluster.report(&host, RequestOutcome::Reset);
+                attempt.reset(true);
                 Phase::Retry(Failure::Reset(why))
             }
             Err(HeadError::Malformed(e)) => {
-                cluster.report(&host, RequestOutcome::Status(502));
+                attempt.responded(502);
                 self.upstream = None;
                 Phase::LocalReply(
                     LocalReply::text(
@@ -505,85 +453,28 @@ impl<'a> Exchange<'a> {
 
     /// Ends the current try's accounting.
     fn end_try(&mut self) {
-        self.host_guard = None;
-        if self.upstream_active
-            && let Some(c) = &self.cluster
-        {
-            c.metrics.upstream_rq_active.dec();
-        }
-        self.upstream_active = false;
-    }
-
-    /// Whether another try may go: the policy covers `failure`, tries are left, the body
-    /// can be sent again, the deadline has not passed, and the retry breaker admits it.
-    fn may_retry(&mut self, failure: &Failure) -> bool {
-        let Some(policy) = self.route.as_ref().and_then(|r| r.retry_policy()) else {
-            return false;
-        };
-        let covered = match failure {
-            // Envoy: `5xx` and `gateway-error` include a failed connect and a reset (the
-            // 503/502 the client would get).
-            Failure::Connect(_) | Failure::Reset(_) => {
-                policy.on_connect_failure || policy.on_5xx || policy.on_gateway_error
-            }
-            Failure::Timeout => policy.on_5xx || policy.on_gateway_error,
-            Failure::Status(h) => policy.retries_status(h.parts.status.as_u16()),
-        };
-        if !covered
-            || self.retries >= policy.num_retries
-            || self.body.replay.is_none()
-            || self.deadline.is_some_and(|d| Instant::now() >= d)
-        {
-            return false;
-        }
-        let cluster = self.cluster.as_ref().expect("routed");
-        match cluster.breakers.try_retry() {
-            Some(g) => {
-                self.retry_guard = Some(g);
-                true
-            }
-            // The breaker counted the overflow.
-            None => false,
+        if let Some(a) = &mut self.attempt {
+            a.end_try();
         }
     }
 
+    /// Another try if the attempt allows one (the body can be sent again while it is kept
+    /// for replay), else the proxy's answer or the retriable response as it is.
     fn retry(&mut self, failure: Failure) -> Phase {
-        self.end_try();
-        if self.may_retry(&failure) {
-            self.retries += 1;
+        let replayable = self.body.replay.is_some();
+        let attempt = self.attempt.as_mut().expect("routed");
+        if attempt.retry(&failure, replayable) {
             self.upstream = None;
-            if let Some(c) = &self.cluster {
-                c.metrics.upstream_rq_retry.inc();
-            }
-            debug!(?failure, retry = self.retries, "retrying on another host");
+            debug!(
+                ?failure,
+                retry = attempt.retries(),
+                "retrying on another host"
+            );
             return Phase::ChooseHost;
         }
-        match failure {
-            Failure::Status(head) => Phase::ResponseFilters(head),
-            Failure::Connect(why) => Phase::LocalReply(
-                LocalReply::text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "upstream_connect_failure",
-                    &format!("upstream connect error: {why}"),
-                ),
-                ErrorKind::UpstreamConnect,
-            ),
-            Failure::Reset(why) => Phase::LocalReply(
-                LocalReply::text(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_reset",
-                    &format!("upstream reset before response: {why}"),
-                ),
-                ErrorKind::UpstreamReset,
-            ),
-            Failure::Timeout => Phase::LocalReply(
-                LocalReply::text(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    "upstream request timeout",
-                ),
-                ErrorKind::UpstreamTimeout,
-            ),
+        match failure.into_result() {
+            Ok(head) => Phase::ResponseFilters(head),
+            Err(e) => fail(e),
         }
     }
 
@@ -595,8 +486,8 @@ impl<'a> Exchange<'a> {
                 return Phase::LocalReply(r, ErrorKind::Other);
             }
         }
-        if let Some(r) = &self.route {
-            r.apply_response(&mut parts);
+        if let Some(a) = &self.attempt {
+            a.route.apply_response(&mut parts);
         }
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         let upgrade = switching && self.upgrade;
@@ -710,8 +601,8 @@ impl<'a> Exchange<'a> {
             }
             Err(ResponseError::Upstream(why)) => {
                 debug!(%why, "upstream broke mid-response; closing the downstream");
-                if let Some(c) = &self.cluster {
-                    c.metrics.upstream_rq_reset.inc();
+                if let Some(a) = &self.attempt {
+                    a.broke_midway();
                 }
                 self.proxy.metrics.errors.inc(ErrorKind::UpstreamReset);
                 self.keep_alive = false;

@@ -12,6 +12,7 @@
 //! up and coming back.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -23,13 +24,13 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::Proxy;
+use super::attempt::{Attempt, Error, Failure};
 use super::rpc_filters;
 use crate::filter::FilterContext;
 use crate::metrics::{ErrorKind, Metrics, RpcMetrics};
 use crate::protocol::xprotocol::{Hijack, Kind, StatusClass, XFrame, XProtocol};
 use crate::stream::PoolError;
 use crate::stream::mux::{CallError, MuxSettings};
-use crate::upstream::{LbContext, RequestOutcome};
 
 /// Requests in flight on one downstream connection; reading pauses beyond it.
 const MAX_IN_FLIGHT: usize = 4096;
@@ -327,7 +328,9 @@ impl Proxy {
     }
 
     /// Routes and forwards `frame`: the response (`None` for a oneway request), or why
-    /// the proxy answers itself.
+    /// the proxy answers itself. The way upstream is the shared [`Attempt`]; what is RPC's
+    /// own: the multiplexed pool, the frame's timeout, and which failures leave the request
+    /// safe to send again (not sent at all; never a reset after sending).
     async fn rpc_forward(
         &self,
         proto: &'static dyn XProtocol,
@@ -335,28 +338,13 @@ impl Proxy {
         peer: SocketAddr,
     ) -> Result<Option<XFrame>, Failed> {
         let Some(route) = self.routes.route(&frame, peer) else {
-            return Err(Failed::new(
-                frame,
-                Hijack::NoRoute,
-                ErrorKind::NoRoute,
-                "no route",
-            ));
+            return Err(Failed::of(frame, Error::NoRoute));
         };
         // (A route that does not forward — direct responses, redirects: HTTP only — has no
         // cluster.)
-        let cluster = match route
-            .cluster(&frame)
-            .and_then(|c| self.clusters.get(&c).cloned())
-        {
-            Some(c) => c,
-            None => {
-                return Err(Failed::new(
-                    frame,
-                    Hijack::NoRoute,
-                    ErrorKind::NoRoute,
-                    "no cluster for the route",
-                ));
-            }
+        let cluster = match Attempt::cluster(&self.clusters, route.cluster(&frame)) {
+            Ok(c) => c,
+            Err(e) => return Err(Failed::of(frame, e)),
         };
         // The route's own timeout if it sets one, else the frame's (Bolt's timeout field),
         // else the route's default.
@@ -365,122 +353,60 @@ impl Proxy {
         } else {
             frame.timeout.or(route.timeout())
         };
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let Some(_rq_guard) = cluster.breakers.try_request() else {
-            return Err(Failed::new(
-                frame,
-                Hijack::Overflow,
-                ErrorKind::CircuitOpen,
-                "upstream overflow: circuit breaker open",
-            ));
-        };
-        let retries = route.retry_policy().map_or(0, |p| {
-            if p.on_connect_failure || p.on_5xx || p.on_gateway_error {
-                p.num_retries
-            } else {
-                0
-            }
-        });
         let hash = route.hash(&frame, peer);
-        let mut settings = MuxSettings::from_cluster(&cluster.config);
-        settings.max_frame = self.config.max_frame_size;
-        let mut tried: Vec<SocketAddr> = Vec::new();
-        let mut frame = frame;
-        route.apply_frame_request(&mut frame);
-        // One breaker slot per retry taken, held to the end of the request.
-        let mut retry_guards = Vec::new();
-        let mut retry = |why: &str| -> bool {
-            if retry_guards.len() as u32 >= retries {
-                return false;
-            }
-            match cluster.breakers.try_retry() {
-                Some(g) => {
-                    retry_guards.push(g);
-                    cluster.metrics.upstream_rq_retry.inc();
-                    debug!(%why, "retrying on another host");
-                    true
-                }
-                None => false,
-            }
+        let mut attempt = match Attempt::new(route, cluster, hash) {
+            Ok(a) => a,
+            Err(e) => return Err(Failed::of(frame, e)),
         };
+        attempt.deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = attempt.deadline;
+        // Whether a retry can happen at all: then the whole request is kept for it.
+        let retriable = attempt.retry_policy().is_some_and(|p| {
+            p.num_retries > 0 && (p.on_connect_failure || p.on_5xx || p.on_gateway_error)
+        });
+        let mut settings = MuxSettings::from_cluster(&attempt.cluster.config);
+        settings.max_frame = self.config.max_frame_size;
+        let mut frame = frame;
+        attempt.route.apply_frame_request(&mut frame);
         loop {
-            let ctx = LbContext {
-                hash,
-                metadata_match: route.metadata_match(),
-                tried: &tried,
+            let host = match attempt.choose_host() {
+                Ok(h) => h,
+                Err(e) => return Err(Failed::of(frame, e)),
             };
-            let Some(host) = cluster.choose_host(&ctx) else {
-                return Err(Failed::new(
-                    frame,
-                    Hijack::NoHealthyHost,
-                    ErrorKind::NoHealthyHost,
-                    "no healthy upstream",
-                ));
-            };
+            let get = self.mux.get(&attempt.cluster, &host, proto, &settings);
             let got = match deadline {
-                Some(d) => {
-                    tokio::time::timeout_at(d, self.mux.get(&cluster, &host, proto, &settings))
-                        .await
-                        .unwrap_or(Err(PoolError::Timeout(host.address)))
-                }
-                None => self.mux.get(&cluster, &host, proto, &settings).await,
+                Some(d) => tokio::time::timeout_at(d, get)
+                    .await
+                    .unwrap_or(Err(PoolError::Timeout(host.address))),
+                None => get.await,
             };
             let conn = match got {
                 Ok(c) => c,
-                Err(PoolError::Connect { addr, source }) => {
-                    cluster.report(&host, RequestOutcome::ConnectFailure);
-                    let why = format!("connect to {addr}: {source}");
-                    // (Hosts tried are only recorded for a retry: no allocation otherwise.)
-                    tried.push(host.address);
-                    if retry(&why) {
-                        continue;
+                Err(e) => match attempt.pool_failed::<Infallible>(e) {
+                    Ok(failure) => {
+                        // Nothing was sent: the request can go to another host.
+                        if attempt.retry(&failure, true) {
+                            debug!(?failure, "retrying on another host");
+                            continue;
+                        }
+                        let Err(e) = failure.into_result();
+                        return Err(Failed::of(frame, e));
                     }
-                    return Err(Failed::new(
-                        frame,
-                        Hijack::NoHealthyHost,
-                        ErrorKind::UpstreamConnect,
-                        &why,
-                    ));
-                }
-                Err(PoolError::Overflow(_)) => {
-                    return Err(Failed::new(
-                        frame,
-                        Hijack::Overflow,
-                        ErrorKind::CircuitOpen,
-                        "upstream overflow: circuit breaker open",
-                    ));
-                }
-                Err(PoolError::Timeout(_)) => {
-                    cluster.metrics.upstream_rq_timeout.inc();
-                    return Err(Failed::new(
-                        frame,
-                        Hijack::Timeout,
-                        ErrorKind::UpstreamTimeout,
-                        "upstream timeout",
-                    ));
-                }
+                    Err(e) => return Err(Failed::of(frame, e)),
+                },
             };
-            let _host_guard = host.start_request();
-            let cm = &cluster.metrics;
-            cm.upstream_rq_total.inc();
-            cm.upstream_rq_active.inc();
-            let _active = scopeguard::guard((), |_| {
-                cm.upstream_rq_active.dec();
-            });
+            attempt.begin_try();
             if frame.kind == Kind::Oneway {
-                return match conn.send_oneway(frame).await {
-                    Ok(()) => Ok(None),
-                    Err(e) => {
-                        // Nothing can be answered to a oneway request.
-                        debug!(error = %e, "oneway request lost");
-                        cm.upstream_rq_reset.inc();
-                        Ok(None)
-                    }
-                };
+                if let Err(e) = conn.send_oneway(frame).await {
+                    // Nothing can be answered to a oneway request.
+                    debug!(error = %e, "oneway request lost");
+                    attempt.reset(false);
+                }
+                return Ok(None);
             }
             // What an error response needs of the request once it is handed upstream: its
             // head; the whole request while a retry is possible.
-            let copy = if retries > 0 {
+            let copy = if retriable {
                 frame.clone()
             } else {
                 frame.head_copy()
@@ -490,39 +416,33 @@ impl Proxy {
                 Some(d) => match tokio::time::timeout_at(d, call).await {
                     Ok(r) => r,
                     Err(_) => {
-                        cm.upstream_rq_timeout.inc();
-                        cluster.report(&host, RequestOutcome::Timeout);
-                        return Err(Failed::new(
-                            copy,
-                            Hijack::Timeout,
-                            ErrorKind::UpstreamTimeout,
-                            "upstream timeout",
-                        ));
+                        attempt.timed_out();
+                        return Err(Failed::of(copy, Error::Timeout));
                     }
                 },
                 None => call.await,
             };
             match result {
                 Ok(mut resp) => {
-                    route.apply_frame_response(&mut resp);
-                    let class = proto.status_class(resp.status);
-                    cluster.metrics.count_status(class.0);
-                    cluster.report(&host, RequestOutcome::Status(class.0));
+                    attempt.route.apply_frame_response(&mut resp);
+                    attempt.responded(proto.status_class(resp.status).0);
                     return Ok(Some(resp));
                 }
-                Err(CallError::NotSent(why)) if retries > 0 && retry(&why) => {
-                    tried.push(host.address);
-                    frame = copy;
+                Err(CallError::NotSent(why)) => {
+                    let failure = Failure::<Infallible>::Reset(why);
+                    if attempt.retry(&failure, true) {
+                        debug!(?failure, "retrying on another host");
+                        frame = copy;
+                        continue;
+                    }
+                    attempt.reset(true);
+                    let Err(e) = failure.into_result();
+                    return Err(Failed::of(copy, e));
                 }
-                Err(CallError::NotSent(why) | CallError::Reset(why)) => {
-                    cm.upstream_rq_reset.inc();
-                    cluster.report(&host, RequestOutcome::Reset);
-                    return Err(Failed::new(
-                        copy,
-                        Hijack::UpstreamReset,
-                        ErrorKind::UpstreamReset,
-                        &why,
-                    ));
+                // The request may have been processed: never sent again.
+                Err(CallError::Reset(why)) => {
+                    attempt.reset(true);
+                    return Err(Failed::of(copy, Error::Reset(why)));
                 }
             }
         }
@@ -539,6 +459,20 @@ struct Failed {
 }
 
 impl Failed {
+    /// The proxy's answer to `e`, in RPC terms.
+    fn of(request: XFrame, e: Error) -> Failed {
+        let (why, message) = match &e {
+            Error::NoRoute => (Hijack::NoRoute, "no route"),
+            Error::NoCluster => (Hijack::NoRoute, "no cluster for the route"),
+            Error::Overflow => (Hijack::Overflow, "upstream overflow: circuit breaker open"),
+            Error::NoHealthyHost => (Hijack::NoHealthyHost, "no healthy upstream"),
+            Error::Connect(why) => (Hijack::NoHealthyHost, why.as_str()),
+            Error::Timeout => (Hijack::Timeout, "upstream timeout"),
+            Error::Reset(why) => (Hijack::UpstreamReset, why.as_str()),
+        };
+        Failed::new(request, why, e.kind(), message)
+    }
+
     fn new(request: XFrame, why: Hijack, kind: ErrorKind, message: &str) -> Failed {
         Failed {
             request,
