@@ -22,6 +22,9 @@ pub const CLUSTER: &str = "c1";
 const LOG_HEAD: usize = 15;
 const LOG_TAIL: usize = 40;
 
+/// What aya's `ProgramError::LoadError` prints before the kernel verifier's log.
+const VERIFIER_MARK: &str = "Verifier output:";
+
 /// How long the daemon may take from spawn to `GET /ready` = 200.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -425,7 +428,10 @@ impl Drop for Mosn {
                 Err(e) => format!("(could not keep the full log: {e})"),
             };
             let lines: Vec<&str> = log.lines().collect();
-            let shown = if lines.len() <= LOG_HEAD + LOG_TAIL {
+            // A verifier rejection (aya's ProgramError::LoadError) is the whole story and sits
+            // anywhere in the log: shown in full, never cut to head and tail (in the VM run
+            // the kept log file is gone with the VM).
+            let shown = if lines.len() <= LOG_HEAD + LOG_TAIL || log.contains(VERIFIER_MARK) {
                 lines.join("\n")
             } else {
                 format!(

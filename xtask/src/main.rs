@@ -5,7 +5,9 @@
 //!   run only checks.
 //! - `build`: setup, the BPF object, then the daemon (release) with the object embedded.
 //! - `run`: build, then `mosn start` on an example config.
-//! - `test`: build, then every test of the workspace (CI runs this through `.ci/run`).
+//! - `test`: build, then every test of the workspace (CI runs this through `.ci/run`), then
+//!   the privileged kernel and capture tests again on a second kernel in a VM (`vm.rs`).
+//! - `vm`: build, then only the second-kernel VM run.
 //! - `bench`: build, then the benchmark harness in `bench/`.
 
 use std::path::{Path, PathBuf};
@@ -13,6 +15,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+
+mod vm;
 
 /// bpf-linker release known to build against LLVM 22 (the nightly toolchain's).
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -39,9 +43,18 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Build, then run the whole test suite.
+    /// Build, then run the whole test suite, then the privileged tests on Linux 6.1 in a VM.
     Test {
+        /// Skip the second-kernel VM run.
+        #[arg(long)]
+        no_vm: bool,
         /// Extra arguments for `cargo test` (after `--`: test filters, --nocapture ...).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Build, then only the privileged kernel and capture tests on Linux 6.1 in a VM.
+    Vm {
+        /// Extra arguments for the test binaries (test filters, --nocapture ...).
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -91,43 +104,107 @@ fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
 
-/// Runs `cargo test`, passing its output through, and ends with one line totalling every test
-/// binary's `test result:` line.
-fn test(cmd: &mut Command) -> Result<()> {
+/// Test counts, summed from libtest's `test result:` lines.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Totals {
+    /// Adds the counts of `line` if it is a `test result:` line.
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let n: u64 = n.parse().unwrap_or(0);
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+
+    fn plus(self, o: Totals) -> Totals {
+        Totals {
+            passed: self.passed + o.passed,
+            failed: self.failed + o.failed,
+            ignored: self.ignored + o.ignored,
+        }
+    }
+}
+
+/// One test run: its counts and whether it succeeded as a whole.
+struct Outcome {
+    totals: Totals,
+    success: bool,
+}
+
+/// Runs `cargo test`, passing its output through and counting its `test result:` lines.
+fn test(cmd: &mut Command) -> Result<Outcome> {
     use std::io::{BufRead, BufReader, Write};
     eprintln!("xtask: {cmd:?}");
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .spawn()
         .with_context(|| format!("spawning {cmd:?}"))?;
-    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    let mut totals = Totals::default();
     let stdout = child.stdout.take().expect("piped stdout");
     let mut out = std::io::stdout();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         writeln!(out, "{line}")?;
-        if let Some(rest) = line.strip_prefix("test result: ") {
-            for part in rest.split(';') {
-                let mut words = part.split_whitespace().rev();
-                let (Some(what), Some(n)) = (words.next(), words.next()) else {
-                    continue;
-                };
-                let n: u64 = n.parse().unwrap_or(0);
-                match what {
-                    "passed" => passed += n,
-                    "failed" => failed += n,
-                    "ignored" => ignored += n,
-                    _ => {}
-                }
-            }
-        }
+        totals.add(&line);
     }
     let status = child.wait()?;
-    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
     if !status.success() {
-        bail!("{cmd:?} failed: {status}");
+        eprintln!("xtask: {cmd:?} failed: {status}");
     }
-    if passed == 0 {
+    Ok(Outcome {
+        totals,
+        success: status.success(),
+    })
+}
+
+/// Ends a test command: one line with the totals of every run, an error if any run failed
+/// or no test ran at all.
+fn report(runs: &[(&str, &Outcome)]) -> Result<()> {
+    let total = runs
+        .iter()
+        .fold(Totals::default(), |t, (_, o)| t.plus(o.totals));
+    let parts: Vec<String> = runs
+        .iter()
+        .map(|(what, o)| {
+            format!(
+                "{what}: {} passed, {} failed, {} skipped",
+                o.totals.passed, o.totals.failed, o.totals.ignored
+            )
+        })
+        .collect();
+    println!(
+        "tests: {} passed, {} failed, {} skipped ({})",
+        total.passed,
+        total.failed,
+        total.ignored,
+        parts.join("; ")
+    );
+    let failed: Vec<&str> = runs
+        .iter()
+        .filter(|(_, o)| !o.success)
+        .map(|(what, _)| *what)
+        .collect();
+    if !failed.is_empty() {
+        bail!("failed: {}", failed.join(", "));
+    }
+    if total.passed == 0 {
         bail!("no test ran");
     }
     Ok(())
@@ -277,9 +354,14 @@ fn ensure_test_tools() -> Result<()> {
         );
         return Ok(());
     }
+    apt_install(&missing)
+}
+
+/// `apt-get install` of `packages`, with an `apt-get update` first if that fails.
+fn apt_install(packages: &[&str]) -> Result<()> {
     run(Command::new("apt-get")
         .args(["install", "-y", "--no-install-recommends"])
-        .args(&missing)
+        .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive"))
     .or_else(|_| {
         run(Command::new("apt-get")
@@ -287,7 +369,7 @@ fn ensure_test_tools() -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
         run(Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"))
     })
 }
@@ -346,11 +428,11 @@ fn main() -> Result<()> {
                 .arg(config)
                 .args(args))
         }
-        Cmd::Test { args } => {
+        Cmd::Test { no_vm, args } => {
             build()?;
             // Release: the suite moves GiBs through the proxy. `--all-targets`: every unit and
             // integration test, without the empty doc-test runs.
-            test(
+            let host = test(
                 Command::new("cargo")
                     .args([
                         "test",
@@ -360,9 +442,31 @@ fn main() -> Result<()> {
                         "--no-fail-fast",
                         "--",
                     ])
-                    .args(args)
+                    .args(&args)
                     .current_dir(root()),
-            )
+            )?;
+            let vm = (!no_vm && vm::ensure_packages()?).then(|| vm::run_tests(&args));
+            let vm = vm.map(|r| {
+                r.unwrap_or_else(|e| {
+                    eprintln!("xtask: the VM run could not start: {e:#}");
+                    Outcome {
+                        totals: Totals::default(),
+                        success: false,
+                    }
+                })
+            });
+            let mut runs = vec![("host kernel", &host)];
+            if let Some(vm) = &vm {
+                runs.push(("Linux 6.1 VM", vm));
+            }
+            report(&runs)
+        }
+        Cmd::Vm { args } => {
+            build()?;
+            if !vm::ensure_packages()? {
+                bail!("cannot run the VM without its packages");
+            }
+            report(&[("Linux 6.1 VM", &vm::run_tests(&args)?)])
         }
         Cmd::Bench { args } => {
             build()?;
