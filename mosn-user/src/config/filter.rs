@@ -9,7 +9,7 @@ mod rbac;
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::{HeaderName, StatusCode};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
@@ -18,6 +18,7 @@ use super::diag::{Diag, index, join};
 use super::model::Cidr;
 use super::raw::{Extra, RawDuration, RawFilter};
 use super::validate::Clusters;
+use crate::protocol::Request;
 
 pub use rbac::{PathMatch, Permission, Principal, RbacAction, RbacConfig, RbacPolicy};
 
@@ -155,26 +156,20 @@ pub enum HeaderRule {
 }
 
 impl HeaderMatch {
-    pub fn matches(&self, headers: &HeaderMap) -> bool {
-        let values = headers.get_all(&self.name);
-        let present = values.iter().next().is_some();
-        let result = match &self.rule {
-            HeaderRule::Present(want) => present == *want,
-            _ if !present => false,
-            rule => {
-                let joined = values
-                    .iter()
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()))
-                    .collect::<Vec<_>>()
-                    .join(",");
-                match rule {
-                    HeaderRule::Exact(s) => joined == *s,
-                    HeaderRule::Prefix(s) => joined.starts_with(s.as_str()),
-                    HeaderRule::Suffix(s) => joined.ends_with(s.as_str()),
-                    HeaderRule::Regex(p) => p.is_match(&joined),
-                    HeaderRule::Present(want) => present == *want,
-                }
-            }
+    /// Over a request of any protocol ([`Request::joined_header`]).
+    pub fn matches(&self, req: &(impl Request + ?Sized)) -> bool {
+        let value = req.joined_header(&self.name);
+        let present = value.is_some();
+        let result = match (&self.rule, value) {
+            (HeaderRule::Present(want), _) => present == *want,
+            (_, None) => false,
+            (rule, Some(joined)) => match rule {
+                HeaderRule::Exact(s) => joined == *s,
+                HeaderRule::Prefix(s) => joined.starts_with(s.as_str()),
+                HeaderRule::Suffix(s) => joined.ends_with(s.as_str()),
+                HeaderRule::Regex(p) => p.is_match(&joined),
+                HeaderRule::Present(want) => present == *want,
+            },
         };
         result != self.invert
     }

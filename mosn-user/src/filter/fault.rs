@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use http::request::Parts;
+use crate::protocol::Request;
 
 use super::{
     FilterContext, FilterDeps, FilterStatus, LocalReply, StreamFilter, StreamFilterFactory,
@@ -79,8 +79,12 @@ impl Fault {
 }
 
 impl StreamFilter for Fault {
-    fn on_request_headers(&mut self, head: &mut Parts, _ctx: &mut FilterContext) -> FilterStatus {
-        if !self.cfg.headers.iter().all(|h| h.matches(&head.headers)) {
+    fn on_request_headers(
+        &mut self,
+        req: &mut dyn Request,
+        _ctx: &mut FilterContext,
+    ) -> FilterStatus {
+        if !self.cfg.headers.iter().all(|h| h.matches(req)) {
             self.abort = false;
             return FilterStatus::Continue;
         }

@@ -5,8 +5,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use crate::protocol::Request;
 use http::StatusCode;
-use http::request::Parts;
 
 use super::{
     FilterContext, FilterDeps, FilterStatus, LocalReply, StreamFilter, StreamFilterFactory,
@@ -52,14 +52,14 @@ struct IpAccess {
 impl IpAccess {
     /// The client address to judge: `None` when the configured header is present but its
     /// first entry is not an address (refused: garbage must not dodge a deny rule).
-    fn client(&self, head: &Parts, ctx: &FilterContext) -> Option<IpAddr> {
+    fn client(&self, req: &dyn Request, ctx: &FilterContext) -> Option<IpAddr> {
         let Some(name) = &self.cfg.header else {
             return Some(ctx.source.ip());
         };
-        let Some(value) = head.headers.get(name) else {
+        if !req.has_header(name) {
             return Some(ctx.source.ip());
-        };
-        let first = value.to_str().ok()?.split(',').next()?.trim();
+        }
+        let first = req.header(name)?.split(',').next()?.trim();
         let bare = first.strip_prefix('[').and_then(|f| f.strip_suffix(']'));
         bare.unwrap_or(first)
             .parse::<IpAddr>()
@@ -78,8 +78,12 @@ impl IpAccess {
 }
 
 impl StreamFilter for IpAccess {
-    fn on_request_headers(&mut self, head: &mut Parts, ctx: &mut FilterContext) -> FilterStatus {
-        let client = self.client(head, ctx);
+    fn on_request_headers(
+        &mut self,
+        req: &mut dyn Request,
+        ctx: &mut FilterContext,
+    ) -> FilterStatus {
+        let client = self.client(req, ctx);
         if client.map(|ip| self.action(ip)) == Some(IpAction::Allow) {
             return FilterStatus::Continue;
         }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use http::request::Parts;
+use crate::protocol::Request;
 
 use super::fault::roll;
 use super::{
@@ -51,7 +51,11 @@ struct Mirror {
 }
 
 impl StreamFilter for Mirror {
-    fn on_request_headers(&mut self, _head: &mut Parts, ctx: &mut FilterContext) -> FilterStatus {
+    fn on_request_headers(
+        &mut self,
+        _req: &mut dyn Request,
+        ctx: &mut FilterContext,
+    ) -> FilterStatus {
         for _ in 0..self.cfg.amplification {
             ctx.mirrors.push(MirrorRequest {
                 cluster: self.cfg.cluster.clone(),

@@ -29,6 +29,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::config::StreamFilterConfig;
+use crate::protocol::Request;
 use crate::upstream::ClusterManager;
 
 /// What a hook decides.
@@ -84,10 +85,11 @@ pub struct FilterContext {
 
 /// One request's instance of a filter. Hooks run in the order filters are configured.
 pub trait StreamFilter: Send {
-    /// The request head, before routing. May change it.
+    /// The request's head (an HTTP head, an RPC frame's header: one [`Request`] type for
+    /// every protocol), before routing. May change it.
     fn on_request_headers(
         &mut self,
-        _head: &mut http::request::Parts,
+        _req: &mut dyn Request,
         _ctx: &mut FilterContext,
     ) -> FilterStatus {
         FilterStatus::Continue

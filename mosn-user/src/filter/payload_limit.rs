@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::protocol::Request;
 use http::StatusCode;
-use http::request::Parts;
 
 use super::{
     FilterContext, FilterDeps, FilterStatus, LocalReply, StreamFilter, StreamFilterFactory,
@@ -64,11 +64,13 @@ impl PayloadLimit {
 }
 
 impl StreamFilter for PayloadLimit {
-    fn on_request_headers(&mut self, head: &mut Parts, _ctx: &mut FilterContext) -> FilterStatus {
-        let declared = head
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
+    fn on_request_headers(
+        &mut self,
+        req: &mut dyn Request,
+        _ctx: &mut FilterContext,
+    ) -> FilterStatus {
+        let declared = req
+            .header(&http::header::CONTENT_LENGTH)
             .and_then(|v| v.trim().parse::<u64>().ok());
         match declared {
             Some(len) if len > self.max => self.refuse(),

@@ -8,8 +8,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::protocol::Request;
 use http::StatusCode;
-use http::request::Parts;
 use tokio::time::Instant;
 
 use super::{
@@ -54,7 +54,11 @@ struct RateLimit {
 }
 
 impl StreamFilter for RateLimit {
-    fn on_request_headers(&mut self, _head: &mut Parts, _ctx: &mut FilterContext) -> FilterStatus {
+    fn on_request_headers(
+        &mut self,
+        _req: &mut dyn Request,
+        _ctx: &mut FilterContext,
+    ) -> FilterStatus {
         if self.bucket.try_take() {
             FilterStatus::Continue
         } else {

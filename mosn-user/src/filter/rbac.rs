@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::protocol::Request;
 use http::StatusCode;
-use http::request::Parts;
 
 use super::{
     FilterContext, FilterDeps, FilterStatus, LocalReply, StreamFilter, StreamFilterFactory,
@@ -50,13 +50,17 @@ struct Rbac {
 }
 
 impl StreamFilter for Rbac {
-    fn on_request_headers(&mut self, head: &mut Parts, ctx: &mut FilterContext) -> FilterStatus {
+    fn on_request_headers(
+        &mut self,
+        req: &mut dyn Request,
+        ctx: &mut FilterContext,
+    ) -> FilterStatus {
         let source = ctx.source.ip().to_canonical();
         let matched = self
             .cfg
             .policies
             .iter()
-            .find(|p| policy_matches(p, head, source));
+            .find(|p| policy_matches(p, req, source));
         let allowed = match self.cfg.action {
             RbacAction::Allow => matched.is_some(),
             RbacAction::Deny => matched.is_none(),
@@ -78,15 +82,15 @@ impl StreamFilter for Rbac {
     }
 }
 
-fn policy_matches(p: &RbacPolicy, head: &Parts, source: IpAddr) -> bool {
+fn policy_matches(p: &RbacPolicy, req: &dyn Request, source: IpAddr) -> bool {
     p.principals.iter().any(|who| match who {
         Principal::Any => true,
         Principal::SourceIp(cidr) => cidr.contains(source),
-        Principal::Header(h) => h.matches(&head.headers),
+        Principal::Header(h) => h.matches(req),
     }) && p.permissions.iter().any(|what| match what {
         Permission::Any => true,
-        Permission::UrlPath(m) => m.matches(head.uri.path()),
-        Permission::Header(h) => h.matches(&head.headers),
+        Permission::UrlPath(m) => m.matches(req.path()),
+        Permission::Header(h) => h.matches(req),
     })
 }
 

@@ -14,7 +14,10 @@
 pub mod bolt;
 pub mod dubbo;
 pub mod http1;
+pub mod request;
 pub mod xprotocol;
+
+pub use request::Request;
 
 use bytes::BytesMut;
 

@@ -278,7 +278,8 @@ impl Proxy {
                 listener: Arc::clone(&self.listener),
                 mirrors: Vec::new(),
             });
-            match rpc_filters::on_request(&mut filters, &frame, ctx).await {
+            let mut frame = frame;
+            match rpc_filters::on_request(&mut filters, &mut frame, ctx).await {
                 Ok(()) => self.rpc_forward(proto, frame, peer).await,
                 Err(reply) => Err(Failed::new(
                     frame,

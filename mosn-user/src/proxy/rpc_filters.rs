@@ -1,43 +1,28 @@
-//! Stream filters on RPC requests. The filters are written against HTTP heads, so an RPC
-//! request is shown to them as one: `POST /`, with the frame's header fields as headers
-//! (Bolt's `service` and `sofa_head_method_name`; Dubbo's `service`, `version`, `method`),
-//! and its whole frame as the body. That is only built when the listener has filters.
+//! Stream filters on RPC requests. Filters see the frame itself, through the one request
+//! type every codec's requests implement ([`Request`]): its header fields (Bolt's `service`
+//! and `sofa_head_method_name`; Dubbo's `service`, `version`, `method`) are its headers, its
+//! method is the RPC method, it has no path; a filter that changes a header makes the frame
+//! re-encoded on its way upstream. The whole frame is the body. Only run when the listener
+//! has filters.
 //!
 //! What a filter answers becomes the protocol's own error response ([`hijack_of`]). A
 //! mirror asked for by a filter is not sent: RPC mirroring is not supported (the config
 //! refuses the `mirror` filter on RPC listeners).
 
-use http::{HeaderName, HeaderValue, Method, StatusCode};
+use http::StatusCode;
 
 use crate::filter::{FilterContext, FilterStatus, LocalReply, StreamFilter};
 use crate::protocol::xprotocol::{Hijack, XFrame};
-
-/// The HTTP head filters see for `frame`.
-fn head_of(frame: &XFrame) -> http::request::Parts {
-    let (mut parts, ()) = http::Request::new(()).into_parts();
-    parts.method = Method::POST;
-    for (k, v) in &frame.headers {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(frame.text(k)),
-            HeaderValue::from_bytes(frame.text(v)),
-        ) else {
-            continue;
-        };
-        parts.headers.append(name, value);
-    }
-    parts
-}
 
 /// Runs the request hooks of `filters` on `frame`: `Err` with the filter's answer when one
 /// answers (after any pause it asked for).
 pub(super) async fn on_request(
     filters: &mut [Box<dyn StreamFilter>],
-    frame: &XFrame,
+    frame: &mut XFrame,
     ctx: &mut FilterContext,
 ) -> Result<(), LocalReply> {
-    let mut head = head_of(frame);
     for f in filters.iter_mut() {
-        match f.on_request_headers(&mut head, ctx) {
+        match f.on_request_headers(frame, ctx) {
             FilterStatus::Continue => {}
             FilterStatus::Pause(d) => {
                 tokio::time::sleep(d).await;
@@ -83,10 +68,16 @@ mod tests {
     use super::*;
     use crate::protocol::xprotocol::{Kind, Text};
 
+    /// What a filter sees of a frame: its fields as headers (a key HTTP could not carry
+    /// included), its method, no path; a change marks the frame for re-encoding.
     #[test]
-    fn head_carries_the_frame_headers() {
+    fn filters_see_the_frame_as_a_request() {
+        use http::{HeaderName, HeaderValue};
+
+        use crate::protocol::Request;
+
         let raw = BytesMut::from(&b"serviceecho.Svc:1.0"[..]);
-        let frame = XFrame {
+        let mut frame = XFrame {
             kind: Kind::Request,
             request_id: 1,
             status: 0,
@@ -98,14 +89,19 @@ mod tests {
                 (Text::Static("method"), Text::Static("sayHello")),
             ],
             service: Some(Text::span(7, 19)),
-            method: None,
+            method: Some(Text::Static("sayHello")),
             headers_changed: false,
         };
-        let head = head_of(&frame);
-        assert_eq!(head.method, Method::POST);
-        assert_eq!(head.headers["service"], "echo.Svc:1.0");
-        assert_eq!(head.headers["method"], "sayHello");
-        assert_eq!(head.headers.len(), 2, "a name HTTP cannot carry is skipped");
+        let req: &mut dyn Request = &mut frame;
+        let service = HeaderName::from_static("service");
+        assert_eq!(req.header(&service), Some("echo.Svc:1.0"));
+        assert_eq!(req.joined_header(&service).as_deref(), Some("echo.Svc:1.0"));
+        assert_eq!(req.method(), Some("sayHello"));
+        assert_eq!(req.path(), None);
+        let tag = HeaderName::from_static("x-tag");
+        req.set_header(&tag, &HeaderValue::from_static("blue"));
+        assert_eq!(req.header(&tag), Some("blue"));
+        assert!(frame.headers_changed, "a changed frame is re-encoded");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What a matched route does: forward (cluster choice, rewrites, hash), answer directly, or
 //! redirect.
 
+use crate::protocol::Request;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use regex::Regex;
 use xxhash_rust::xxh64::xxh64;
 
 use super::matcher::PathMatcher;
-use super::{MirrorPolicy, RetryPolicy, RouteRequest};
+use super::{MirrorPolicy, RetryPolicy};
 use crate::config::MetadataMatch;
 use crate::config::router::{
     ActionConfig, ClusterTarget, DEFAULT_ROUTE_TIMEOUT, ForwardConfig, HashPolicyConfig,
@@ -221,7 +222,7 @@ impl Forward {
         }
     }
 
-    pub fn hash<R: RouteRequest + ?Sized>(&self, req: &R, source: SocketAddr) -> Option<u64> {
+    pub fn hash<R: Request + ?Sized>(&self, req: &R, source: SocketAddr) -> Option<u64> {
         self.hash_policy.iter().find_map(|p| match p {
             HashPolicy::Header(name) => req.header_bytes(name).map(|v| xxh64(v, 0)),
             HashPolicy::Cookie(name) => req.cookie(name).map(|v| xxh64(v.as_bytes(), 0)),

@@ -1,12 +1,11 @@
 //! A route's `match`: the path (prefix, exact or whole-path regex, without the query), then
-//! every header and every query parameter condition, over any [`RouteRequest`].
+//! every header and every query parameter condition, over any [`Request`].
 
 use http::HeaderName;
 use regex::Regex;
 
-use super::RouteRequest;
-
 use crate::config::router::{KeyValueMatch, MatchConfig, PathMatch, ValueMatch, full_match_regex};
+use crate::protocol::Request;
 
 #[derive(Debug)]
 pub(super) struct RouteMatcher {
@@ -123,7 +122,7 @@ impl RouteMatcher {
         &self.path
     }
 
-    pub fn matches<R: RouteRequest + ?Sized>(&self, req: &R) -> bool {
+    pub fn matches<R: Request + ?Sized>(&self, req: &R) -> bool {
         self.path_matches(req.path())
             && self.headers.iter().all(|m| m.header_matches(req))
             && self.query.iter().all(|m| m.query_matches(req.query()))
@@ -154,7 +153,7 @@ impl RouteMatcher {
 }
 
 impl KvMatcher<HeaderSource> {
-    fn header_matches<R: RouteRequest + ?Sized>(&self, req: &R) -> bool {
+    fn header_matches<R: Request + ?Sized>(&self, req: &R) -> bool {
         let single = |v: Option<&str>| v.is_some_and(|v| self.value.matches(v));
         let hit = match &self.key {
             HeaderSource::Header(name) => match self.value {

@@ -4,7 +4,7 @@
 //! then answers everything the proxy asks of the route.
 //!
 //! API used by the proxy (keep it): [`Routers::new`], [`Routers::get`], [`RouteTable::route`]
-//! and the methods of [`RouteMatch`]. Routing reads requests through [`RouteRequest`], so
+//! and the methods of [`RouteMatch`]. Routing reads requests through [`Request`], so
 //! HTTP heads and X-Protocol (RPC) frames share the tables; what only makes sense for HTTP
 //! (actions other than forwarding, rewrites, redirects) takes `http::request::Parts`.
 //!
@@ -17,7 +17,6 @@ mod action;
 mod header;
 mod host;
 mod matcher;
-mod request;
 #[cfg(test)]
 mod rpc_tests;
 #[cfg(test)]
@@ -25,6 +24,7 @@ mod tests;
 #[cfg(test)]
 mod validation_tests;
 
+use crate::protocol::Request;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,7 +39,6 @@ use action::{Action, Forward, Target};
 use header::{HeaderMutations, Side};
 use host::DomainIndex;
 use matcher::RouteMatcher;
-pub use request::RouteRequest;
 
 /// Every router of the config, by `router_config_name`.
 #[derive(Debug, Default)]
@@ -127,11 +126,7 @@ impl RouteTable {
     /// has neither and gets the `*` virtual host); the first of its routes whose match
     /// applies wins. A weighted route picks its cluster here, so that [`RouteMatch::cluster`]
     /// and [`RouteMatch::metadata_match`] agree.
-    pub fn route<R: RouteRequest + ?Sized>(
-        &self,
-        req: &R,
-        source: SocketAddr,
-    ) -> Option<RouteMatch> {
+    pub fn route<R: Request + ?Sized>(&self, req: &R, source: SocketAddr) -> Option<RouteMatch> {
         let _ = source;
         let vi = self.domains.find(req.host().unwrap_or_default())?;
         let vhost = &self.virtual_hosts[vi];
@@ -243,7 +238,7 @@ impl RouteMatch {
     /// `weighted_clusters` by weight (picked once per [`RouteTable::route`]). `None`:
     /// `cluster_header` absent from the request (or empty, or not UTF-8), or the route does not
     /// forward.
-    pub fn cluster<R: RouteRequest + ?Sized>(&self, req: &R) -> Option<Cow<'_, str>> {
+    pub fn cluster<R: Request + ?Sized>(&self, req: &R) -> Option<Cow<'_, str>> {
         match &self.forward()?.target {
             Target::Name(n) => Some(Cow::Borrowed(n)),
             Target::Header(h) => req
@@ -327,7 +322,7 @@ impl RouteMatch {
 
     /// The request's hash under the route's `hash_policy` (header, cookie, source IP), for
     /// hashing load balancers: xxh64 of the first policy that yields a value.
-    pub fn hash<R: RouteRequest + ?Sized>(&self, req: &R, source: SocketAddr) -> Option<u64> {
+    pub fn hash<R: Request + ?Sized>(&self, req: &R, source: SocketAddr) -> Option<u64> {
         self.forward()?.hash(req, source)
     }
 }

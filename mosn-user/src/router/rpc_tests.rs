@@ -2,6 +2,7 @@
 //! timeout was configured. Frames are built by hand: header keys and values are spans of the
 //! raw bytes, as the codecs make them.
 
+use crate::protocol::Request;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,7 +76,7 @@ fn one_vhost(routes: Value) -> Value {
     })
 }
 
-fn cluster_for<R: RouteRequest + ?Sized>(t: &RouteTable, req: &R) -> Option<String> {
+fn cluster_for<R: Request + ?Sized>(t: &RouteTable, req: &R) -> Option<String> {
     t.route(req, SRC)?.cluster(req).map(|c| c.into_owned())
 }
 
@@ -329,13 +330,13 @@ fn timeout_configured_tells_absent_from_given() {
 
 #[test]
 fn route_table_serves_dyn_requests() {
-    // The proxy may hold a request as `&dyn RouteRequest`.
+    // The proxy may hold a request as `&dyn Request`.
     let t = table(one_vhost(json!([
         { "match": { "headers": [{ "name": "service", "value": "s" }] },
           "route": { "cluster_name": "a", "hash_policy": [{ "header": { "key": "service" } }] } },
     ])));
     let f = bolt("s");
-    let req: &dyn RouteRequest = &f;
+    let req: &dyn Request = &f;
     let m = t.route(req, SRC).unwrap();
     assert_eq!(m.cluster(req).as_deref(), Some("a"));
     assert_eq!(m.hash(req, SRC), Some(xxh64(b"s", 0)));

@@ -69,7 +69,12 @@ pub enum PathMatch {
 }
 
 impl PathMatch {
-    pub fn matches(&self, path: &str) -> bool {
+    /// A request without a path (RPC) matches only a prefix of `/` (or nothing), as a route
+    /// match does.
+    pub fn matches(&self, path: Option<&str>) -> bool {
+        let Some(path) = path else {
+            return matches!(self, PathMatch::Prefix(s) if s.is_empty() || s == "/");
+        };
         match self {
             PathMatch::Exact(s) => path == s,
             PathMatch::Prefix(s) => path.starts_with(s.as_str()),

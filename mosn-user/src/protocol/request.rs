@@ -1,5 +1,7 @@
-//! What the router reads of a request ([`RouteRequest`]), for HTTP heads and X-Protocol
-//! (RPC) frames alike.
+//! The one request type the layers above the codecs see ([`Request`]): the router matches
+//! and hashes on it, and stream filters read and change it, for HTTP heads and X-Protocol
+//! (RPC) frames alike (and HTTP/2 heads next), so no layer fakes one protocol's request from
+//! another's.
 //!
 //! Header names reach the router pre-parsed as `HeaderName`s (lower case, as validated), so
 //! an HTTP lookup is a `HeaderMap` lookup with no allocation. RPC header keys are
@@ -7,12 +9,15 @@
 //! compares keys ASCII case-insensitively and takes the first field that matches.
 
 use http::request::Parts;
-use http::{HeaderName, header as hdr};
+use std::borrow::Cow;
 
-use crate::protocol::xprotocol::XFrame;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, header as hdr};
 
-/// What the router reads of a request: HTTP heads and RPC frames alike.
-pub trait RouteRequest {
+use super::xprotocol::XFrame;
+
+/// A request of any protocol, as routing and stream filters see it.
+pub trait Request: Send {
     /// `Host` / `:authority`, for the virtual host; RPC: `None` (the `*` virtual host).
     fn host(&self) -> Option<&str>;
 
@@ -51,9 +56,19 @@ pub trait RouteRequest {
         let _ = name;
         None
     }
+
+    /// Every value of header `name` joined with `,` (Envoy's header matching), lossily as
+    /// text; `None` when absent. RPC: the first field of that name.
+    fn joined_header(&self, name: &HeaderName) -> Option<Cow<'_, str>>;
+
+    /// Sets header `name`, replacing every value of it (an RPC frame is then re-encoded).
+    fn set_header(&mut self, name: &HeaderName, value: &HeaderValue);
+
+    /// Removes every value of header `name`.
+    fn remove_header(&mut self, name: &HeaderName);
 }
 
-impl RouteRequest for Parts {
+impl Request for Parts {
     fn host(&self) -> Option<&str> {
         self.headers
             .get(hdr::HOST)
@@ -110,6 +125,31 @@ impl RouteRequest for Parts {
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.trim_matches('"'))
     }
+
+    fn joined_header(&self, name: &HeaderName) -> Option<Cow<'_, str>> {
+        let mut values = self.headers.get_all(name).iter();
+        let first = String::from_utf8_lossy(values.next()?.as_bytes());
+        let rest: Vec<_> = values
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .collect();
+        if rest.is_empty() {
+            return Some(first);
+        }
+        let mut all = first.into_owned();
+        for v in rest {
+            all.push(',');
+            all.push_str(&v);
+        }
+        Some(Cow::Owned(all))
+    }
+
+    fn set_header(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.headers.insert(name.clone(), value.clone());
+    }
+
+    fn remove_header(&mut self, name: &HeaderName) {
+        self.headers.remove(name);
+    }
 }
 
 /// The value of the first field of `frame` whose key is `name` (ASCII case-insensitive).
@@ -122,7 +162,7 @@ fn rpc_header<'a>(frame: &'a XFrame, name: &HeaderName) -> Option<&'a [u8]> {
         .map(|(_, v)| frame.text(v))
 }
 
-impl RouteRequest for XFrame {
+impl Request for XFrame {
     fn host(&self) -> Option<&str> {
         None
     }
@@ -152,7 +192,7 @@ impl RouteRequest for XFrame {
     }
 
     fn any_header(&self, name: &HeaderName, f: &mut dyn FnMut(&str) -> bool) -> bool {
-        RouteRequest::header(self, name).is_some_and(f)
+        Request::header(self, name).is_some_and(f)
     }
 
     fn header(&self, name: &HeaderName) -> Option<&str> {
@@ -161,5 +201,23 @@ impl RouteRequest for XFrame {
 
     fn header_bytes(&self, name: &HeaderName) -> Option<&[u8]> {
         rpc_header(self, name)
+    }
+
+    fn joined_header(&self, name: &HeaderName) -> Option<Cow<'_, str>> {
+        rpc_header(self, name).map(String::from_utf8_lossy)
+    }
+
+    fn set_header(&mut self, name: &HeaderName, value: &HeaderValue) {
+        XFrame::set_header(
+            self,
+            name.as_str(),
+            Bytes::copy_from_slice(value.as_bytes()),
+        );
+    }
+
+    fn remove_header(&mut self, name: &HeaderName) {
+        if rpc_header(self, name).is_some() {
+            XFrame::remove_header(self, name.as_str());
+        }
     }
 }
