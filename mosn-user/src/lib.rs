@@ -18,4 +18,5 @@ pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod stream;
+pub mod tcp_proxy;
 pub mod upstream;

@@ -9,11 +9,11 @@ use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::copy::{BiCopy, ByteCounters, CopyEnd, DirectionStats};
-use super::original_dst::Destination;
 use super::spliced::{self, Baseline, SplicedEnd};
 use crate::config::{FastPath, TcpProxyConfig, TcpRoute};
 use crate::ebpf::{SpliceError, SpliceRefused, Splicer};
 use crate::metrics::{ErrorKind, ListenerMetrics};
+use crate::network::{ConnectionFuture, ConnectionHandler, Destination};
 use crate::upstream::{Cluster, ClusterManager};
 
 /// The per-connection choice between the userspace copy and the kernel splice for
@@ -430,6 +430,21 @@ impl TcpProxy {
             ErrorKind::UpstreamReset
         };
         self.metrics.errors.inc(kind);
+    }
+}
+
+impl ConnectionHandler for TcpProxy {
+    fn listener(&self) -> &str {
+        &self.listener
+    }
+
+    fn handle(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        dst: Destination,
+    ) -> ConnectionFuture {
+        Box::pin(TcpProxy::handle(self, stream, peer, dst))
     }
 }
 
