@@ -3,6 +3,7 @@
 //! kernel (the `ebpf` splicer, supervised by `spliced`).
 
 mod copy;
+mod data_path;
 mod proxy;
 mod spliced;
 
@@ -10,7 +11,8 @@ mod spliced;
 mod original_dst_tests;
 
 pub use copy::{BiCopy, COPY_BUFFER_INITIAL, COPY_BUFFER_MAX, CopyEnd, DirectionStats};
-pub use proxy::{
-    AUTO_MAX_ACTIVE, AUTO_MAX_SPLICED, AUTO_MIN_READS_EACH_WAY, AutoRule, DataPath, TcpProxy,
+pub use data_path::{
+    AUTO_MAX_ACTIVE, AUTO_MAX_SPLICED, AUTO_MIN_READS_EACH_WAY, AutoRule, DataPath,
 };
+pub use proxy::TcpProxy;
 pub use spliced::SplicedEnd;
