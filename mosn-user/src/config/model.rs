@@ -14,6 +14,7 @@ pub use super::filter::StreamFilterConfig;
 pub use super::health::{CircuitBreakersConfig, HealthCheckConfig, OutlierConfig};
 pub use super::lb::{LbPolicy, Metadata, MetadataMatch, SubsetConfig};
 pub use super::router::RouterConfig;
+pub use crate::network::OriginalDst;
 
 /// Default connect timeout when a cluster gives none: MOSN's default (3 s).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -153,19 +154,6 @@ impl Serialize for Protocol {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.name())
     }
-}
-
-/// How a `use_original_dst` listener learns a connection's original destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OriginalDst {
-    /// `"redirect"` (or MOSN's older `true`): the connection was redirected to the listener
-    /// (iptables REDIRECT, or the capture's connect hook); the original destination is asked
-    /// of the capture programs, else of `getsockopt(SO_ORIGINAL_DST)`.
-    Redirect,
-    /// `"tproxy"`: the connection was intercepted without rewriting (TPROXY, socket lookup);
-    /// the accepted socket's local address is the original destination.
-    Tproxy,
 }
 
 /// Where a listener's pure L4 bytes are moved.

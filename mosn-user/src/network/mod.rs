@@ -12,5 +12,5 @@ pub(crate) mod test_util;
 pub use handler::{ConnectionFuture, ConnectionHandler};
 pub use listener::{BoundListener, ConnTracker};
 pub use original_dst::{
-    Destination, ListenerIndex, OriginalDstHandler, OriginalDstLookup, recover,
+    Destination, ListenerIndex, OriginalDst, OriginalDstHandler, OriginalDstLookup, recover,
 };
