@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 
-use crate::config::Protocol;
+use crate::protocol::Protocol;
 use crate::protocol::http1::{self, BodyKind, Frame, RequestDecoder, ResponseDecoder, encode};
 use crate::protocol::xprotocol::{Hijack, Kind, Text, XFrame, XProtocol};
 use crate::protocol::{DecodeError, Decoder, Match, bolt, dubbo};
