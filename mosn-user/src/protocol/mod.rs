@@ -87,9 +87,9 @@ pub fn x_protocol(name: &str) -> Option<&'static dyn XProtocol> {
 pub enum Protocol {
     /// `"Http1"`: HTTP/1.1 (and 1.0).
     Http1,
-    /// An X-Protocol (RPC) by its registry name: `"bolt"`, `"dubbo"`, or MOSN's `"X"` with
-    /// `extend_config.sub_protocol`.
-    X(&'static str),
+    /// An X-Protocol (RPC), resolved once from its registry name when the config is read:
+    /// `"bolt"`, `"dubbo"`, or MOSN's `"X"` with `extend_config.sub_protocol`.
+    X(&'static dyn XProtocol),
     /// `"Auto"`: each connection's protocol is detected from its first bytes; the upstream
     /// speaks the detected protocol.
     Auto,
@@ -104,7 +104,7 @@ impl Protocol {
         } else if s.eq_ignore_ascii_case("Auto") {
             Some(Protocol::Auto)
         } else {
-            x_protocol(&s.to_ascii_lowercase()).map(|p| Protocol::X(p.name()))
+            x_protocol(&s.to_ascii_lowercase()).map(Protocol::X)
         }
     }
 
@@ -118,7 +118,7 @@ impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Http1 => "Http1",
-            Protocol::X(n) => n,
+            Protocol::X(p) => p.name(),
             Protocol::Auto => "Auto",
         }
     }
@@ -145,7 +145,7 @@ pub fn detect(prefix: &[u8]) -> Result<Protocol, bool> {
     };
     for p in X_PROTOCOLS {
         if seen(p.matches(prefix)) {
-            return Ok(Protocol::X(p.name()));
+            return Ok(Protocol::X(*p));
         }
     }
     if seen(http1::matcher::matches(prefix)) {
