@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 
-use crate::config::Protocol;
+use crate::protocol::Protocol;
 use crate::protocol::http1::{self, BodyKind, Frame, RequestDecoder, ResponseDecoder, encode};
 use crate::protocol::xprotocol::{Hijack, Kind, Text, XFrame, XProtocol};
 use crate::protocol::{DecodeError, Decoder, Match, bolt, dubbo};
@@ -320,7 +320,7 @@ fn check_frame(s: &Spec, f: &XFrame) {
         Match::Yes,
         "a frame not detected as its protocol"
     );
-    assert_eq!(crate::protocol::detect(&f.raw), Ok(Protocol::X(p.name())));
+    assert_eq!(crate::protocol::detect(&f.raw), Ok(Protocol::X(p)));
     assert_eq!(
         encoded(p, f),
         f.raw,
@@ -874,13 +874,13 @@ pub fn detect(data: &[u8]) {
     for s in [&BOLT, &DUBBO] {
         let mut src = BytesMut::from(data);
         if let Ok(Some(_)) = s.proto.decode(&mut src, BIG_FRAME) {
-            assert_eq!(decided, Some(Ok(Protocol::X(s.proto.name()))));
+            assert_eq!(decided, Some(Ok(Protocol::X(s.proto))));
         }
     }
     // The connection is then served by the detected codec.
     match decided {
-        Some(Ok(Protocol::X("bolt"))) => x_served(&BOLT, data),
-        Some(Ok(Protocol::X("dubbo"))) => x_served(&DUBBO, data),
+        Some(Ok(Protocol::X(p))) if p.name() == "bolt" => x_served(&BOLT, data),
+        Some(Ok(Protocol::X(p))) if p.name() == "dubbo" => x_served(&DUBBO, data),
         Some(Ok(Protocol::Http1)) => {
             let run = h1_run(&mut requests(BIG_HEAD), data, &whole(data), BIG_HEAD);
             for m in run.msgs.iter().filter(|m| m.trailers.is_some()) {

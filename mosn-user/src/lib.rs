@@ -1,8 +1,10 @@
 //! mosn: the userspace daemon of mosn-rs.
 //!
-//! Modules follow MOSN's layer order; dependencies point one way:
-//! `config` -> `upstream` -> `network` (listeners, tcp_proxy) with `ebpf` (kernel fast path)
-//! beside them, and `admin`/`metrics` observing all of them. See `docs/ARCHITECTURE.md`.
+//! Modules follow MOSN's layer order; dependencies point one way: `network`, `protocol` and
+//! `metrics` at the bottom import nothing of ours; `config` builds on them; `upstream`,
+//! `router`, `ebpf` and `admin` on `config`; `stream`, `filter`, the L4 `tcp_proxy` and
+//! `capture_control` above; the L7 `proxy` on top, and `server` wires them all. See
+//! `docs/ARCHITECTURE.md`.
 
 pub mod admin;
 pub mod capture_control;
@@ -18,4 +20,5 @@ pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod stream;
+pub mod tcp_proxy;
 pub mod upstream;

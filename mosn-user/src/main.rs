@@ -30,11 +30,11 @@ enum Command {
         workers: Option<usize>,
         /// `fast_path: auto` hands connections to the kernel only while at most this many
         /// are open on auto listeners. See docs/ARCHITECTURE.md, "Choosing the data path".
-        #[arg(long, default_value_t = mosn::network::AUTO_MAX_ACTIVE)]
+        #[arg(long, default_value_t = mosn::tcp_proxy::AUTO_MAX_ACTIVE)]
         auto_max_active: usize,
         /// `fast_path: auto` listeners splice at most this many connections at once
         /// (0: never splice).
-        #[arg(long, default_value_t = mosn::network::AUTO_MAX_SPLICED)]
+        #[arg(long, default_value_t = mosn::tcp_proxy::AUTO_MAX_SPLICED)]
         auto_max_spliced: usize,
         /// Write the daemon's pid here (for `mosn stop`); removed on a clean exit.
         #[arg(long)]

@@ -16,13 +16,13 @@ use crate::ebpf::{SpliceError, Splicer};
 use crate::filter::{FilterChain, FilterDeps, Registry};
 use crate::metrics::{Metrics, Sample, SampleKind, SampleSource};
 use crate::network::{
-    AutoRule, BoundListener, ConnTracker, ConnectionHandler, DataPath, ListenerIndex,
-    OriginalDstLookup, TcpProxy,
+    BoundListener, ConnTracker, ConnectionHandler, ListenerIndex, OriginalDstLookup,
 };
 use crate::proxy::Proxy;
 use crate::router::Routers;
 use crate::stream::Pools;
 use crate::stream::mux::MuxPools;
+use crate::tcp_proxy::{AutoRule, DataPath, TcpProxy};
 use crate::upstream::ClusterManager;
 
 /// Why the daemon could not start. Nothing is left listening when this is returned.
@@ -161,8 +161,8 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            auto_max_active: crate::network::AUTO_MAX_ACTIVE,
-            auto_max_spliced: crate::network::AUTO_MAX_SPLICED,
+            auto_max_active: crate::tcp_proxy::AUTO_MAX_ACTIVE,
+            auto_max_spliced: crate::tcp_proxy::AUTO_MAX_SPLICED,
             original_dst: None,
         }
     }

@@ -14,6 +14,8 @@ pub use super::filter::StreamFilterConfig;
 pub use super::health::{CircuitBreakersConfig, HealthCheckConfig, OutlierConfig};
 pub use super::lb::{LbPolicy, Metadata, MetadataMatch, SubsetConfig};
 pub use super::router::RouterConfig;
+pub use crate::network::OriginalDst;
+pub use crate::protocol::Protocol;
 
 /// Default connect timeout when a cluster gives none: MOSN's default (3 s).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -106,67 +108,6 @@ pub struct ProxyConfig {
 
 /// Default `max_frame_size` of RPC protocols (16 MiB).
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 << 20;
-
-/// An L7 protocol as MOSN's config names it (and as the config dump writes it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// `"Http1"`: HTTP/1.1 (and 1.0).
-    Http1,
-    /// An X-Protocol (RPC) by its registry name: `"bolt"`, `"dubbo"`, or MOSN's `"X"` with
-    /// `extend_config.sub_protocol`.
-    X(&'static str),
-    /// `"Auto"`: each connection's protocol is detected from its first bytes; the upstream
-    /// speaks the detected protocol.
-    Auto,
-}
-
-impl Protocol {
-    /// `s` as a protocol name (case-insensitive): `"Http1"`, `"Auto"`, or a registered
-    /// X-Protocol. MOSN's `"X"` is resolved by the caller (it needs `sub_protocol`).
-    pub fn parse(s: &str) -> Option<Protocol> {
-        if s.eq_ignore_ascii_case("Http1") {
-            Some(Protocol::Http1)
-        } else if s.eq_ignore_ascii_case("Auto") {
-            Some(Protocol::Auto)
-        } else {
-            crate::protocol::x_protocol(&s.to_ascii_lowercase()).map(|p| Protocol::X(p.name()))
-        }
-    }
-
-    /// Every accepted name, for error messages.
-    pub fn names() -> Vec<&'static str> {
-        let mut n = vec!["Http1", "Auto", "X"];
-        n.extend(crate::protocol::x_protocols().iter().map(|p| p.name()));
-        n
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Http1 => "Http1",
-            Protocol::X(n) => n,
-            Protocol::Auto => "Auto",
-        }
-    }
-}
-
-impl Serialize for Protocol {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-/// How a `use_original_dst` listener learns a connection's original destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OriginalDst {
-    /// `"redirect"` (or MOSN's older `true`): the connection was redirected to the listener
-    /// (iptables REDIRECT, or the capture's connect hook); the original destination is asked
-    /// of the capture programs, else of `getsockopt(SO_ORIGINAL_DST)`.
-    Redirect,
-    /// `"tproxy"`: the connection was intercepted without rewriting (TPROXY, socket lookup);
-    /// the accepted socket's local address is the original destination.
-    Tproxy,
-}
 
 /// Where a listener's pure L4 bytes are moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]

@@ -488,8 +488,14 @@ fn proxy_filter_rpc_protocols() {
         serde_json::json!({ "downstream_protocol": "bolt", "router_config_name": "r" }),
     );
     let p = proxy(&v);
-    assert_eq!(p.downstream_protocol, Protocol::X("bolt"));
-    assert_eq!(p.upstream_protocol, Protocol::X("bolt"));
+    assert_eq!(
+        p.downstream_protocol,
+        Protocol::X(&crate::protocol::bolt::BOLT)
+    );
+    assert_eq!(
+        p.upstream_protocol,
+        Protocol::X(&crate::protocol::bolt::BOLT)
+    );
     assert_eq!(p.max_frame_size, DEFAULT_MAX_FRAME_SIZE);
     // The config dump writes protocols as configs name them.
     let dumped = serde_json::to_value(&p).expect("serializes");
@@ -505,7 +511,10 @@ fn proxy_filter_rpc_protocols() {
     let p = proxy(&v);
     assert_eq!(
         (p.downstream_protocol, p.upstream_protocol),
-        (Protocol::X("dubbo"), Protocol::X("dubbo"))
+        (
+            Protocol::X(&crate::protocol::dubbo::DUBBO),
+            Protocol::X(&crate::protocol::dubbo::DUBBO)
+        )
     );
     assert_eq!(p.max_frame_size, 64 * 1024);
     set(

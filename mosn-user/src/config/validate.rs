@@ -283,9 +283,12 @@ fn listener(
                     .iter()
                     .position(|f| matches!(f, StreamFilterConfig::Mirror(_)));
                 match (p.downstream_protocol, mirror) {
-                    (Protocol::X(name), Some(i)) => d.error(
+                    (Protocol::X(x), Some(i)) => d.error(
                         &index(path, "stream_filters", i),
-                        format!("mirror is an HTTP filter; a {name:?} listener cannot mirror"),
+                        format!(
+                            "mirror is an HTTP filter; a {:?} listener cannot mirror",
+                            x.name()
+                        ),
                     ),
                     (Protocol::Auto, Some(i)) => d.warn(format!(
                         "{}: mirror runs for the listener's HTTP connections only, not for RPC",
@@ -551,7 +554,7 @@ fn proxy(
                             format!("unknown sub_protocol {s:?} (supported: {names})"),
                         );
                     }
-                    p.map(|p| Protocol::X(p.name()))
+                    p.map(Protocol::X)
                 }
             };
         }

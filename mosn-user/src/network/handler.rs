@@ -1,6 +1,6 @@
-//! What a listener hands each accepted connection to: its network filter (`tcp_proxy`, or
-//! the L7 `proxy` of the `proxy` module), behind one trait so `network` knows nothing of
-//! the layers above it.
+//! What a listener hands each accepted connection to: its network filter (the L4
+//! `tcp_proxy` module or the L7 `proxy` module), behind one trait so `network` knows nothing
+//! of the layers above it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,19 +28,4 @@ pub trait ConnectionHandler: Send + Sync + 'static {
         peer: SocketAddr,
         dst: Destination,
     ) -> ConnectionFuture;
-}
-
-impl ConnectionHandler for super::tcp_proxy::TcpProxy {
-    fn listener(&self) -> &str {
-        &self.listener
-    }
-
-    fn handle(
-        self: Arc<Self>,
-        stream: TcpStream,
-        peer: SocketAddr,
-        dst: Destination,
-    ) -> ConnectionFuture {
-        Box::pin(super::tcp_proxy::TcpProxy::handle(self, stream, peer, dst))
-    }
 }

@@ -11,9 +11,8 @@ use tracing::{info, warn};
 
 use super::handler::ConnectionHandler;
 use super::original_dst::{
-    Destination, ListenerIndex, OriginalDstHandler, OriginalDstLookup, set_transparent,
+    Destination, ListenerIndex, OriginalDst, OriginalDstHandler, OriginalDstLookup, set_transparent,
 };
-use crate::config::OriginalDst;
 
 /// Tracks live connection tasks so shutdown can wait for them to finish.
 pub type ConnTracker = tokio_util::task::TaskTracker;

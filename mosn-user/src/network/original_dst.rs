@@ -17,12 +17,25 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use serde::Serialize;
 use tokio::net::TcpStream;
 use tracing::debug;
 
 use super::handler::ConnectionHandler;
 use super::sockopt;
-use crate::config::OriginalDst;
+
+/// How a `use_original_dst` listener learns a connection's original destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OriginalDst {
+    /// `"redirect"` (or MOSN's older `true`): the connection was redirected to the listener
+    /// (iptables REDIRECT, or the capture's connect hook); the original destination is asked
+    /// of the capture programs, else of `getsockopt(SO_ORIGINAL_DST)`.
+    Redirect,
+    /// `"tproxy"`: the connection was intercepted without rewriting (TPROXY, socket lookup);
+    /// the accepted socket's local address is the original destination.
+    Tproxy,
+}
 
 /// Where captured connections were going, as recorded by the capture programs.
 pub trait OriginalDstLookup: Send + Sync + 'static {

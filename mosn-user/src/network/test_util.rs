@@ -1,4 +1,7 @@
-//! Helpers shared by this module's unit tests.
+//! Helpers shared by the unit tests of this module and of the modules above it.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
 
 use tokio::net::{TcpListener, TcpStream};
 
@@ -51,4 +54,25 @@ pub async fn origin(tag: &'static str) -> std::net::SocketAddr {
         }
     });
     addr
+}
+
+/// A capture record that answers every client with one settable destination and remembers
+/// whom it was asked about.
+#[derive(Default)]
+pub struct FakeLookup {
+    pub dst: Mutex<Option<SocketAddr>>,
+    pub asked: Mutex<Vec<SocketAddr>>,
+}
+
+impl FakeLookup {
+    pub fn set(&self, dst: Option<SocketAddr>) {
+        *self.dst.lock().unwrap() = dst;
+    }
+}
+
+impl super::OriginalDstLookup for FakeLookup {
+    fn original_dst(&self, client: SocketAddr) -> Option<SocketAddr> {
+        self.asked.lock().unwrap().push(client);
+        *self.dst.lock().unwrap()
+    }
 }

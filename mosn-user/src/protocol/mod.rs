@@ -21,7 +21,6 @@ pub use request::Request;
 
 use bytes::BytesMut;
 
-use crate::config::Protocol;
 use xprotocol::XProtocol;
 
 /// Result of protocol detection on a connection's first bytes.
@@ -85,6 +84,55 @@ pub fn x_protocol(name: &str) -> Option<&'static dyn XProtocol> {
     X_PROTOCOLS.iter().copied().find(|p| p.name() == name)
 }
 
+/// An L7 protocol, as MOSN's config names it (and as the config dump writes it): what a
+/// listener's `proxy` speaks, or what [`detect`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// `"Http1"`: HTTP/1.1 (and 1.0).
+    Http1,
+    /// An X-Protocol (RPC), resolved once from its registry name when the config is read:
+    /// `"bolt"`, `"dubbo"`, or MOSN's `"X"` with `extend_config.sub_protocol`.
+    X(&'static dyn XProtocol),
+    /// `"Auto"`: each connection's protocol is detected from its first bytes; the upstream
+    /// speaks the detected protocol.
+    Auto,
+}
+
+impl Protocol {
+    /// `s` as a protocol name (case-insensitive): `"Http1"`, `"Auto"`, or a registered
+    /// X-Protocol. MOSN's `"X"` is resolved by the caller (it needs `sub_protocol`).
+    pub fn parse(s: &str) -> Option<Protocol> {
+        if s.eq_ignore_ascii_case("Http1") {
+            Some(Protocol::Http1)
+        } else if s.eq_ignore_ascii_case("Auto") {
+            Some(Protocol::Auto)
+        } else {
+            x_protocol(&s.to_ascii_lowercase()).map(Protocol::X)
+        }
+    }
+
+    /// Every accepted name, for error messages.
+    pub fn names() -> Vec<&'static str> {
+        let mut n = vec!["Http1", "Auto", "X"];
+        n.extend(x_protocols().iter().map(|p| p.name()));
+        n
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "Http1",
+            Protocol::X(p) => p.name(),
+            Protocol::Auto => "Auto",
+        }
+    }
+}
+
+impl serde::Serialize for Protocol {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 /// The protocol a connection speaks, told from its first bytes (`"Auto"` listeners): HTTP/1
 /// or an X-Protocol. `Err(true)`: some protocol needs more bytes to tell; `Err(false)`: no
 /// protocol can start with these bytes.
@@ -100,7 +148,7 @@ pub fn detect(prefix: &[u8]) -> Result<Protocol, bool> {
     };
     for p in X_PROTOCOLS {
         if seen(p.matches(prefix)) {
-            return Ok(Protocol::X(p.name()));
+            return Ok(Protocol::X(*p));
         }
     }
     if seen(http1::matcher::matches(prefix)) {

@@ -292,6 +292,28 @@ pub trait XProtocol: Send + Sync + 'static {
     fn status_class(&self, status: u16) -> StatusClass;
 }
 
+// A protocol is known by its name (`X_PROTOCOLS` lists each once), so a resolved
+// `&'static dyn XProtocol` can be compared, hashed and printed like the name it replaces.
+impl fmt::Debug for dyn XProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.name(), f)
+    }
+}
+
+impl PartialEq for dyn XProtocol {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for dyn XProtocol {}
+
+impl std::hash::Hash for dyn XProtocol {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
 /// The frame-length step every X-Protocol decoder shares: `total` (the frame's length from
 /// its header, computed without overflow) over `max_frame` is
 /// [`DecodeError::FrameTooLarge`] at once, without waiting for the bytes; while fewer than

@@ -88,10 +88,7 @@ impl ConnectionHandler for Proxy {
                 let rbuf = BytesMut::with_capacity(body::READ_CHUNK);
                 match self.config.downstream_protocol {
                     Protocol::Http1 => self.serve(stream, peer, rbuf).await,
-                    Protocol::X(name) => match crate::protocol::x_protocol(name) {
-                        Some(p) => self.serve_rpc(stream, peer, p, rbuf).await,
-                        None => debug!(protocol = name, "unknown protocol"),
-                    },
+                    Protocol::X(p) => self.serve_rpc(stream, peer, p, rbuf).await,
                     Protocol::Auto => self.serve_detected(stream, peer, rbuf).await,
                 }
                 m.connections_active.dec();
@@ -130,11 +127,7 @@ impl Proxy {
         };
         debug!(protocol = protocol.name(), "detected");
         match protocol {
-            Protocol::X(name) => {
-                if let Some(p) = crate::protocol::x_protocol(name) {
-                    self.serve_rpc(stream, peer, p, rbuf).await;
-                }
-            }
+            Protocol::X(p) => self.serve_rpc(stream, peer, p, rbuf).await,
             _ => self.serve(stream, peer, rbuf).await,
         }
     }

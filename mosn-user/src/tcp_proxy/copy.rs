@@ -13,6 +13,8 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use crate::network::sockopt;
+
 /// First buffer of a direction, allocated only once its socket is readable: an idle
 /// connection holds no copy buffer at all, a request/response one 16 KiB per direction.
 pub const COPY_BUFFER_INITIAL: usize = 16 * 1024;
@@ -149,7 +151,7 @@ impl Pump {
             }
             if self.eof {
                 if !self.shut {
-                    super::sockopt::shutdown_write(w).map_err(|e| (Side::Writer, e))?;
+                    sockopt::shutdown_write(w).map_err(|e| (Side::Writer, e))?;
                     self.shut = true;
                 }
                 return Poll::Ready(Ok(()));
@@ -256,7 +258,7 @@ impl BiCopy {
                 (self.up_to_down.shut, up_error.as_mut(), up, false),
             ] {
                 if done && watch.poll(cx).is_ready() {
-                    let error = super::sockopt::take_error(sock)
+                    let error = sockopt::take_error(sock)
                         .ok()
                         .flatten()
                         .unwrap_or_else(|| io::ErrorKind::ConnectionReset.into());
@@ -295,13 +297,13 @@ impl BiCopy {
 /// nothing moved for `patience` (the connection's idle timeout; `None`: as long as it moves),
 /// then sets `to` to reset when it is closed (`SO_LINGER` 0). The caller closes it.
 pub async fn pass_reset(to: &TcpStream, patience: Option<Duration>) {
-    let mut left = super::sockopt::unacked_bytes(to).unwrap_or(0);
+    let mut left = sockopt::unacked_bytes(to).unwrap_or(0);
     let mut last_progress = Instant::now();
     let mut backoff = Duration::from_micros(100);
     while left > 0 && patience.is_none_or(|p| last_progress.elapsed() < p) {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(20));
-        let now = match super::sockopt::unacked_bytes(to) {
+        let now = match sockopt::unacked_bytes(to) {
             Ok(n) => n,
             Err(_) => break,
         };
@@ -309,11 +311,11 @@ pub async fn pass_reset(to: &TcpStream, patience: Option<Duration>) {
             last_progress = Instant::now();
         }
         left = now;
-        if super::sockopt::tcp_info(to).is_ok_and(|i| i.state == super::sockopt::TCP_CLOSE) {
+        if sockopt::tcp_info(to).is_ok_and(|i| i.state == sockopt::TCP_CLOSE) {
             break;
         }
     }
-    let _ = super::sockopt::reset_on_close(to);
+    let _ = sockopt::reset_on_close(to);
 }
 
 #[cfg(test)]

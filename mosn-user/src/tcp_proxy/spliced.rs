@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep};
 
 use super::copy::{self, ByteCounters};
-use super::sockopt;
+use crate::network::sockopt;
 
 /// How a spliced connection ended.
 #[derive(Debug, PartialEq, Eq)]
