@@ -1709,3 +1709,66 @@ async fn bolt_stream_filters_answer_in_bolt() {
         "only admitted requests reach the server"
     );
 }
+
+/// Mirroring works on RPC too: the `mirror` filter and a route's `request_mirror_policies`
+/// each send a copy of the frame (as sent upstream, with the route's header mutations) to
+/// their cluster; the client gets the real upstream's answer only, and the mirror cluster
+/// counts `upstream_rq_mirrored`.
+#[tokio::test]
+async fn bolt_requests_are_mirrored() {
+    let s = BoltServer::start("s1").await;
+    let by_filter = BoltServer::start("m1").await;
+    let by_route = BoltServer::start("m2").await;
+    let entry = json!({ "header": { "key": "x-route", "value": "r1" }, "append": false });
+    let m = RpcSetup::new(
+        "bolt",
+        json!([{
+            "match": { "headers": [{ "name": "service", "value": ECHO }] },
+            "route": {
+                "cluster_name": "c1",
+                "request_mirror_policies": { "cluster": "m2", "percent": 100 }
+            },
+            "request_headers_to_add": [entry]
+        }]),
+        json!([
+            rpc_cluster("c1", &[s.addr]),
+            rpc_cluster("m1", &[by_filter.addr]),
+            rpc_cluster("m2", &[by_route.addr])
+        ]),
+    )
+    .stream_filters(json!([{ "type": "mirror", "config": { "cluster": "m1" } }]))
+    .start()
+    .await;
+    let c = BoltClient::connect(m.listen).await;
+    for i in 0..3 {
+        let body = format!("copy me {i}");
+        let r = c
+            .request(ECHO, "echo", body.as_bytes(), 3000)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, r.text(), r.header("server")),
+            (0, body.clone(), Some("s1")),
+            "answered by s1 only: the mirrors' answers are dropped"
+        );
+    }
+    for (name, server) in [("m1", &by_filter), ("m2", &by_route)] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while server.requests().len() < 3 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let seen = server.requests();
+        assert_eq!(seen.len(), 3, "{name} got a copy of every request");
+        for (i, req) in seen.iter().enumerate() {
+            assert_eq!(req.header("service"), Some(ECHO));
+            assert_eq!(req.header("x-route"), Some("r1"), "as sent upstream");
+            assert_eq!(req.text(), format!("copy me {i}"));
+        }
+        let mirrored = m.metrics().await.value(
+            "mosn_cluster_upstream_rq_mirrored_total",
+            &[("cluster", name)],
+        );
+        assert_eq!(mirrored, 3, "{name}: upstream_rq_mirrored");
+    }
+    assert_eq!(s.requests().len(), 3);
+}

@@ -277,26 +277,8 @@ fn listener(
                 &sf,
                 "stream filters need an L7 listener (a \"proxy\" network filter), not tcp_proxy",
             ),
-            // RPC requests go through the filters too, except mirroring (HTTP only).
-            Some(NetworkFilter::Proxy(p)) => {
-                let mirror = stream_filters
-                    .iter()
-                    .position(|f| matches!(f, StreamFilterConfig::Mirror(_)));
-                match (p.downstream_protocol, mirror) {
-                    (Protocol::X(x), Some(i)) => d.error(
-                        &index(path, "stream_filters", i),
-                        format!(
-                            "mirror is an HTTP filter; a {:?} listener cannot mirror",
-                            x.name()
-                        ),
-                    ),
-                    (Protocol::Auto, Some(i)) => d.warn(format!(
-                        "{}: mirror runs for the listener's HTTP connections only, not for RPC",
-                        index(path, "stream_filters", i)
-                    )),
-                    _ => {}
-                }
-            }
+            // RPC requests go through the filters too (mirror included).
+            Some(NetworkFilter::Proxy(_)) => {}
             None => {}
         }
     }

@@ -243,13 +243,7 @@ impl<'a> Exchange<'a> {
         let mut out = BytesMut::with_capacity(256);
         encode_request_head(&self.head, self.req_kind, &mut out);
         self.upstream_head = out.freeze();
-        for p in route.mirror_policies() {
-            if p.fraction >= 1.0 || rand::random::<f64>() < p.fraction {
-                self.fctx.mirrors.push(crate::filter::MirrorRequest {
-                    cluster: p.cluster.clone(),
-                });
-            }
-        }
+        mirror::draw(&route, &mut self.fctx.mirrors);
         let hash = route.hash(&self.head, self.down.peer);
         match Attempt::new(route, cluster, hash) {
             Ok(a) => {

@@ -25,8 +25,8 @@ use tracing::debug;
 
 use super::Proxy;
 use super::attempt::{Attempt, Error, Failure};
-use super::rpc_filters;
-use crate::filter::FilterContext;
+use super::{mirror, rpc_filters};
+use crate::filter::{FilterContext, MirrorRequest};
 use crate::metrics::{ErrorKind, Metrics, RpcMetrics};
 use crate::protocol::xprotocol::{Hijack, Kind, StatusClass, XFrame, XProtocol};
 use crate::stream::PoolError;
@@ -270,7 +270,7 @@ impl Proxy {
         let mut filters = Vec::new();
         let mut fctx = None;
         let result = if self.filters.is_empty() {
-            self.rpc_forward(proto, frame, peer).await
+            self.rpc_forward(proto, frame, peer, Vec::new()).await
         } else {
             filters = self.filters.create();
             let ctx = fctx.insert(FilterContext {
@@ -280,7 +280,10 @@ impl Proxy {
             });
             let mut frame = frame;
             match rpc_filters::on_request(&mut filters, &mut frame, ctx).await {
-                Ok(()) => self.rpc_forward(proto, frame, peer).await,
+                Ok(()) => {
+                    let mirrors = std::mem::take(&mut ctx.mirrors);
+                    self.rpc_forward(proto, frame, peer, mirrors).await
+                }
                 Err(reply) => Err(Failed::new(
                     frame,
                     rpc_filters::hijack_of(&reply),
@@ -331,12 +334,14 @@ impl Proxy {
     /// Routes and forwards `frame`: the response (`None` for a oneway request), or why
     /// the proxy answers itself. The way upstream is the shared [`Attempt`]; what is RPC's
     /// own: the multiplexed pool, the frame's timeout, and which failures leave the request
-    /// safe to send again (not sent at all; never a reset after sending).
+    /// safe to send again (not sent at all; never a reset after sending). `mirrors`: what
+    /// the filters asked for; the route's mirror policies add theirs.
     async fn rpc_forward(
         &self,
         proto: &'static dyn XProtocol,
         frame: XFrame,
         peer: SocketAddr,
+        mut mirrors: Vec<MirrorRequest>,
     ) -> Result<Option<XFrame>, Failed> {
         let Some(route) = self.routes.route(&frame, peer) else {
             return Err(Failed::of(frame, Error::NoRoute));
@@ -369,6 +374,10 @@ impl Proxy {
         settings.max_frame = self.config.max_frame_size;
         let mut frame = frame;
         attempt.route.apply_frame_request(&mut frame);
+        mirror::draw(&attempt.route, &mut mirrors);
+        if !mirrors.is_empty() {
+            mirror::send_frame(self, proto, &frame, mirrors);
+        }
         loop {
             let host = match attempt.choose_host() {
                 Ok(h) => h,

@@ -5,9 +5,8 @@
 //! re-encoded on its way upstream. The whole frame is the body. Only run when the listener
 //! has filters.
 //!
-//! What a filter answers becomes the protocol's own error response ([`hijack_of`]). A
-//! mirror asked for by a filter is not sent: RPC mirroring is not supported (the config
-//! refuses the `mirror` filter on RPC listeners).
+//! What a filter answers becomes the protocol's own error response ([`hijack_of`]). Mirrors
+//! a filter asks for are sent as copies of the frame (`super::mirror::send_frame`).
 
 use http::StatusCode;
 
