@@ -32,6 +32,18 @@ async fn wait_error(s: &TcpStream, what: &str) {
         .expect("readiness");
 }
 
+/// Waits until the listener has counted exactly one error of `kind`.
+async fn one_error(m: &Mosn, kind: &str) {
+    m.metric_until(
+        "mosn_listener_errors_total",
+        &[("listener", LISTENER), ("kind", kind)],
+        STEP,
+        &format!("1 {kind}"),
+        |v| v == 1,
+    )
+    .await;
+}
+
 /// The spliced data path leaves nothing in the kernel maps; every connection took it.
 async fn check_kernel(m: &Mosn, fp: FastPath, conns: u64) {
     if fp == FastPath::Kernel {
@@ -81,14 +93,7 @@ pub async fn upstream_reset_midstream(fp: FastPath) -> Mosn {
         end.result
     );
     drop(s);
-    m.metric_until(
-        "mosn_listener_errors_total",
-        &[("listener", LISTENER), ("kind", "upstream_reset")],
-        STEP,
-        "1 upstream reset",
-        |v| v == 1,
-    )
-    .await;
+    one_error(&m, "upstream_reset").await;
     m.wait_idle().await;
     assert_eq!(
         m.errors("downstream_reset").await,
@@ -143,14 +148,7 @@ pub async fn downstream_reset_midstream(fp: FastPath) -> Mosn {
         "the client's reset reaches the upstream as a reset, got {:?}",
         end.result
     );
-    m.metric_until(
-        "mosn_listener_errors_total",
-        &[("listener", LISTENER), ("kind", "downstream_reset")],
-        STEP,
-        "1 downstream reset",
-        |v| v == 1,
-    )
-    .await;
+    one_error(&m, "downstream_reset").await;
     m.wait_idle().await;
     assert_eq!(m.errors("upstream_reset").await, 0);
     check_kernel(&m, fp, 1).await;
@@ -195,14 +193,7 @@ pub async fn reset_after_half_close(fp: FastPath) -> Mosn {
     within(STEP, "upstream reset", done_rx)
         .await
         .expect("the upstream saw the reset");
-    m.metric_until(
-        "mosn_listener_errors_total",
-        &[("listener", LISTENER), ("kind", "downstream_reset")],
-        STEP,
-        "1 downstream reset",
-        |v| v == 1,
-    )
-    .await;
+    one_error(&m, "downstream_reset").await;
     m.wait_idle().await;
     check_kernel(&m, fp, 1).await;
     m

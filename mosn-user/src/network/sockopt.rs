@@ -106,20 +106,15 @@ fn getsockopt<T: Copy>(fd: &impl AsFd, level: libc::c_int, name: libc::c_int) ->
     Ok(unsafe { value.assume_init() })
 }
 
-fn setsockopt_int(
-    fd: &impl AsFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    v: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: passes a pointer to a live c_int and its size.
+fn setsockopt<T>(fd: &impl AsFd, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live `T` and its size.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_fd().as_raw_fd(),
             level,
             name,
-            (&v as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
+            (v as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
         )
     };
     if rc != 0 {
@@ -127,6 +122,15 @@ fn setsockopt_int(
     } else {
         Ok(())
     }
+}
+
+fn setsockopt_int(
+    fd: &impl AsFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    setsockopt(fd, level, name, &v)
 }
 
 /// The socket cookie (`SO_COOKIE`).
@@ -198,21 +202,7 @@ pub fn reset_on_close(fd: &impl AsFd) -> io::Result<()> {
         l_onoff: 1,
         l_linger: 0,
     };
-    // SAFETY: passes a pointer to a live linger struct and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_fd().as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&v as *const libc::linger).cast(),
-            size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, &v)
 }
 
 /// Pending socket error (`SO_ERROR`), cleared by reading it.
