@@ -270,6 +270,11 @@ impl Env {
 
     /// The daemon in namespace `ns`, in the `proxy` cgroup.
     fn start_in(&self, ns: &str, config: &Path) -> Daemon {
+        self.start_with(ns, config, &[])
+    }
+
+    /// [`Env::start_in`] with extra environment variables for the daemon.
+    fn start_with(&self, ns: &str, config: &Path, vars: &[(&str, &str)]) -> Daemon {
         let log = self.dir.path().join("mosn.log");
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -293,6 +298,7 @@ impl Env {
             )
             .env("RUST_LOG", "info,mosn=debug")
             .env("NO_COLOR", "1")
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -387,6 +393,17 @@ fn captured_for(m: &Metrics, workload: &str, stat: &str) -> u64 {
     .unwrap_or(0.0) as u64
 }
 
+/// How many capture programs the daemon pinned: all but those of the optional features the
+/// startup probe found off (`mosn_kernel_feature` 0; sk_msg on Linux 6.1, whose BTF lacks
+/// `sk_psock.msg_tot_len`).
+fn expected_programs(m: &Metrics) -> usize {
+    let off = ["inbound_capture", "original_dst_getsockopt", "sk_msg"]
+        .iter()
+        .filter(|f| m.get("mosn_kernel_feature", &[("feature", f)]) == Some(0.0))
+        .count();
+    mosn::ebpf::capture::PROGRAM_NAMES.len() - off
+}
+
 fn listener_connections(m: &Metrics, listener: &str) -> u64 {
     m.value("mosn_listener_connections_total", &[("listener", listener)])
 }
@@ -467,7 +484,7 @@ fn sidecar_capture_outbound_inbound_fail_open_and_adoption() {
     // kill -9 while a client loops connecting: every connect that starts after the kill
     // succeeds, directly.
     let pinned = pinned_ids(&env.pin);
-    assert_eq!(pinned.len(), mosn::ebpf::capture::PROGRAM_NAMES.len());
+    assert_eq!(pinned.len(), expected_programs(&d.metrics()));
     let looper = env
         .cmd(
             &env.w,
@@ -754,4 +771,105 @@ fn sk_lookup_never_hands_over_a_listener_of_another_netns() {
     );
     assert_eq!(listener_connections(&m, "inbound"), 0);
     drop(d1);
+}
+
+/// A kernel without sk_lookup (forced with the probe table's test hook): one warning names
+/// it, `mosn_kernel_feature{feature="inbound_capture"}` is 0, no sk_lookup program is loaded
+/// or attached, inbound connections reach the workload directly, and everything else
+/// (outbound capture, the getsockopt answer, the splice) stays on.
+#[test]
+fn a_kernel_without_sk_lookup_loses_only_inbound_capture() {
+    if !require_kernel("a_kernel_without_sk_lookup_loses_only_inbound_capture") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::new("fp");
+    let server = format!("10.77.{}.2", env.net);
+    let workload_ip = format!("10.77.{}.1", env.net);
+    let (s, w) = (env.s.clone(), env.w.clone());
+    env.echo_server(&s, None, &server, &[7000]);
+    env.echo_server(&w, Some("app"), "0.0.0.0", &[8080]);
+    let config = env.config(serde_json::json!({}));
+    let d = env.start_with(
+        &w,
+        &config,
+        &[(
+            mosn::ebpf::probe::DISABLE_ENV,
+            mosn::ebpf::Feature::InboundCapture.name(),
+        )],
+    );
+    let log = d.log();
+
+    // One warning, naming what is missing and what stays on.
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("kernel lacks"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("sk_lookup (BPF_PROG_TYPE_SK_LOOKUP)")
+            && warnings[0].contains("inbound capture off")
+            && warnings[0].contains("outbound capture and the splice stay on"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        log.contains("inbound_capture=off") && log.contains("outbound_capture=on"),
+        "{log}"
+    );
+    assert!(
+        log.contains("kernel fast path loaded"),
+        "the splice stays on: {log}"
+    );
+
+    // The metric.
+    let m = d.metrics();
+    let feature = |f: &str| m.get("mosn_kernel_feature", &[("feature", f)]);
+    assert_eq!(feature("inbound_capture"), Some(0.0), "{}", m.text);
+    for f in ["splice", "outbound_capture", "original_dst_getsockopt"] {
+        assert_eq!(feature(f), Some(1.0), "{f}: {}", m.text);
+    }
+
+    // Really off: no sk_lookup program pinned, no sk_lookup link.
+    assert_eq!(
+        pinned_ids(&env.pin).len(),
+        expected_programs(&m),
+        "every capture program but sk_lookup (and sk_msg where the kernel lacks it)"
+    );
+    assert!(!env.pin.join("progs").join("mosn_sk_lookup").exists());
+    let links: Vec<String> = std::fs::read_dir(env.pin.join("links"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !links.iter().any(|l| l.starts_with("lookup@")),
+        "no sk_lookup link: {links:?}"
+    );
+
+    // Inbound: the remote client reaches the workload directly (it sees the client's own
+    // address, not the proxy's passthrough source); nothing counted.
+    let out = run(Command::new("nsenter").args([
+        &format!("--net=/run/netns/{}", env.s),
+        "bash",
+        "-c",
+        CLIENT,
+        &workload_ip,
+        "8080",
+    ]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("from {server} hello"),
+        "inbound went direct"
+    );
+    // Outbound: still captured and proxied.
+    assert_eq!(
+        env.connect("app", &server, 7000).unwrap(),
+        format!("from {workload_ip} hello")
+    );
+    let m = d.metrics();
+    assert_eq!(captured(&m, "inbound_captured"), 0, "{}", m.text);
+    assert_eq!(listener_connections(&m, "inbound"), 0);
+    assert_eq!(captured(&m, "outbound_captured"), 1, "{}", m.text);
+    assert_eq!(listener_connections(&m, "outbound"), 1);
 }

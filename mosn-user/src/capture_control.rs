@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::config::{
     CaptureConfig, CaptureMode, Config, WorkloadConfig, parse_workload_with_warnings,
 };
-use crate::ebpf::{Capture, CaptureError};
+use crate::ebpf::{Capture, CaptureError, KernelFeatures};
 use crate::metrics::{Sample, SampleKind, SampleSource};
 
 /// How often node mode rescans `workloads_dir`.
@@ -42,8 +42,11 @@ pub struct CaptureControl {
 impl CaptureControl {
     /// Installs or adopts the programs (before the listeners are bound, so a failure leaves
     /// nothing behind).
-    pub fn install(cfg: &CaptureConfig) -> Result<Arc<Capture>, CaptureStartError> {
-        Ok(Arc::new(Capture::install(cfg)?))
+    pub fn install(
+        cfg: &CaptureConfig,
+        features: &KernelFeatures,
+    ) -> Result<Arc<Capture>, CaptureStartError> {
+        Ok(Arc::new(Capture::install(cfg, features)?))
     }
 
     /// Points the programs at the bound listeners and attaches the workloads. `listeners`
@@ -121,6 +124,7 @@ impl CaptureControl {
         info!(
             mode = ?cfg.mode,
             adopted = capture.adopted(),
+            inbound = capture.inbound_available(),
             sk_msg = capture.sk_msg_available(),
             workloads = ?capture.workloads(),
             "transparent capture active"

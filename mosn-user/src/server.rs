@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, FastPath, NetworkFilter};
-use crate::ebpf::{SpliceError, Splicer};
+use crate::ebpf::{Feature, KernelFeatures, SpliceError, Splicer};
 use crate::filter::{FilterChain, FilterDeps, Registry};
 use crate::metrics::{Metrics, Sample, SampleKind, SampleSource};
 use crate::network::{
@@ -56,14 +56,27 @@ pub enum StartError {
 /// Loads the kernel fast path if any listener may use it.
 ///
 /// `kernel` listeners make a failure fatal; `auto` listeners fall back to userspace with a
-/// single warning.
-fn load_fast_path(config: &Config) -> Result<Option<Arc<Splicer>>, StartError> {
+/// single warning (the probe's, when the kernel lacks what the splice needs).
+fn load_fast_path(
+    config: &Config,
+    features: &KernelFeatures,
+) -> Result<Option<Arc<Splicer>>, StartError> {
     let wanted: Vec<_> = config
         .listeners
         .iter()
         .filter(|l| l.fast_path != FastPath::Userspace)
         .collect();
     if wanted.is_empty() {
+        return Ok(None);
+    }
+    if let Some(missing) = features.missing(Feature::Splice) {
+        if let Some(l) = wanted.iter().find(|l| l.fast_path == FastPath::Kernel) {
+            return Err(StartError::KernelRequired {
+                listener: l.name.clone(),
+                source: Box::new(SpliceError::KernelLacks(missing.to_string())),
+            });
+        }
+        // `auto`: the probe has said it once.
         return Ok(None);
     }
     match Splicer::load() {
@@ -81,6 +94,48 @@ fn load_fast_path(config: &Config) -> Result<Option<Arc<Splicer>>, StartError> {
             warn!(error = %source, "kernel fast path unavailable; fast_path \"auto\" listeners copy in userspace");
             Ok(None)
         }
+    }
+}
+
+/// The kernel features the config asks for; none means no probing (a userspace-only
+/// daemon touches no BPF at all).
+fn wanted_features(config: &Config) -> Vec<Feature> {
+    let mut wanted = Vec::new();
+    if config
+        .listeners
+        .iter()
+        .any(|l| l.fast_path != FastPath::Userspace)
+    {
+        wanted.push(Feature::Splice);
+    }
+    if let Some(c) = &config.capture {
+        wanted.extend([Feature::OutboundCapture, Feature::OriginalDstGetsockopt]);
+        if c.inbound_listener.is_some() {
+            wanted.push(Feature::InboundCapture);
+        }
+        if c.sk_msg.enabled || c.workloads.iter().any(|w| w.sk_msg) {
+            wanted.push(Feature::SkMsg);
+        }
+    }
+    wanted
+}
+
+/// `mosn_kernel_feature{feature}`: 1 when the kernel supports it (or could not be asked),
+/// 0 when probing found it missing.
+struct FeatureSamples(KernelFeatures);
+
+impl SampleSource for FeatureSamples {
+    fn samples(&self) -> Vec<Sample> {
+        self.0
+            .states()
+            .map(|(f, _)| Sample {
+                name: "kernel_feature",
+                help: "Kernel features the running kernel supports (1) or lacks (0), probed at startup",
+                kind: SampleKind::Gauge,
+                labels: vec![("feature", f.name().to_string())],
+                value: u64::from(self.0.usable(f)),
+            })
+            .collect()
     }
 }
 
@@ -188,7 +243,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let metrics = Metrics::new();
-    let splicer = load_fast_path(&config)?;
+    let wanted = wanted_features(&config);
+    let features = if wanted.is_empty() {
+        KernelFeatures::assume_all()
+    } else {
+        let f = KernelFeatures::probe(&wanted);
+        metrics.add_collector(Box::new(FeatureSamples(f.clone())));
+        f
+    };
+    let splicer = load_fast_path(&config, &features)?;
     if let Some(s) = &splicer {
         metrics.add_collector(Box::new(KernelSamples(Arc::clone(s))));
     }
@@ -203,7 +266,7 @@ pub async fn run(
     let stop_accepting = CancellationToken::new();
     // Capture is installed before anything listens: a failure leaves nothing bound.
     let capture = match &config.capture {
-        Some(c) => Some(CaptureControl::install(c)?),
+        Some(c) => Some(CaptureControl::install(c, &features)?),
         None => None,
     };
     let mut options = options;

@@ -38,6 +38,7 @@ use tracing::{info, warn};
 
 use super::btf::{Btf, SkMsgOffsets};
 use super::netns;
+use super::probe::{Feature, KernelFeatures};
 use crate::config::{CaptureConfig, Cidr, InboundPorts, WorkloadConfig};
 
 /// Names of the capture programs (as `bpftool prog` shows them, cut at 15 bytes).
@@ -89,10 +90,8 @@ pub enum CaptureError {
     TooManyWorkloads { max: u32 },
     #[error("the capture object is missing {0}")]
     Missing(&'static str),
-    #[error(
-        "this kernel does not let cgroup/connect programs call bpf_get_netns_cookie (Linux >= 5.7 needed): {0}"
-    )]
-    NoNetnsCookie(#[source] std::io::Error),
+    #[error("this kernel lacks {0}, which transparent capture needs")]
+    KernelLacks(String),
 }
 
 pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaptureError + '_ {
@@ -113,9 +112,39 @@ struct Programs {
     connect6: CgroupSockAddr,
     sockops: SockOps,
     sockops_msg: SockOps,
-    getsockopt: CgroupSockopt,
-    /// Attached to the SOCKHASH (a program attachment owned by the pinned map).
-    _sk_msg: SkMsg,
+    /// `None` when the kernel lacks cgroup/getsockopt (`Feature::OriginalDstGetsockopt`).
+    getsockopt: Option<CgroupSockopt>,
+    /// Attached to the SOCKHASH (a program attachment owned by the pinned map). `None` when
+    /// sk_msg is off.
+    _sk_msg: Option<SkMsg>,
+}
+
+/// Which optional capture programs this kernel runs (from the probe table).
+#[derive(Debug, Clone, Copy)]
+struct Enabled {
+    sk_lookup: bool,
+    getsockopt: bool,
+    sk_msg: bool,
+}
+
+impl Enabled {
+    fn new(f: &KernelFeatures) -> Enabled {
+        Enabled {
+            sk_lookup: f.usable(Feature::InboundCapture),
+            getsockopt: f.usable(Feature::OriginalDstGetsockopt),
+            sk_msg: f.usable(Feature::SkMsg),
+        }
+    }
+
+    /// Whether program `name` is loaded and pinned.
+    fn has(&self, name: &str) -> bool {
+        match name {
+            SK_LOOKUP_PROG => self.sk_lookup,
+            GETSOCKOPT_PROG => self.getsockopt,
+            SK_MSG_PROG => self.sk_msg,
+            _ => true,
+        }
+    }
 }
 
 struct Maps {
@@ -142,6 +171,10 @@ struct State {
     workloads: BTreeMap<String, Attached>,
     /// Ports of the proxy's own listeners: never steered by a wildcard inbound rule.
     own_ports: BTreeSet<u16>,
+    /// Whether sk_msg can run: workloads asking for it get the sock_ops variant that joins
+    /// the sk_msg SOCKHASH only then (otherwise their sockets would take the slower tcp_bpf
+    /// send path for nothing).
+    sk_msg: bool,
 }
 
 /// The loaded (or adopted) capture programs. One per daemon.
@@ -151,6 +184,7 @@ pub struct Capture {
     stats: PerCpuArray<MapData, u64>,
     adopted: bool,
     sk_msg_available: bool,
+    enabled: Enabled,
     /// Keeps a freshly loaded object's fds until everything is pinned.
     _ebpf: Option<Ebpf>,
 }
@@ -165,14 +199,25 @@ pub struct WorkloadStats {
 impl Capture {
     /// Loads the capture object, or adopts the one pinned under `cfg.pin_path` when it is
     /// the same build. Nothing is attached to workloads yet (see [`Capture::apply_workloads`]).
-    pub fn install(cfg: &CaptureConfig) -> Result<Capture, CaptureError> {
+    ///
+    /// `features` (the startup probe) decides which programs load: without outbound capture
+    /// nothing does; without sk_lookup, cgroup/getsockopt or sk_msg only that program is left
+    /// out (the probe has already said so in its one warning).
+    pub fn install(
+        cfg: &CaptureConfig,
+        features: &KernelFeatures,
+    ) -> Result<Capture, CaptureError> {
         if CAPTURE_OBJECT.is_empty() {
             return Err(CaptureError::NotBuilt);
         }
+        if let Some(missing) = features.missing(Feature::OutboundCapture) {
+            return Err(CaptureError::KernelLacks(missing.to_string()));
+        }
+        let enabled = Enabled::new(features);
         let pin = cfg.pin_path.clone();
         let id = object_id();
         let adopted = match pinned_object_id(&pin) {
-            Some(pinned) if pinned == id && all_programs_pinned(&pin) => true,
+            Some(pinned) if pinned == id && all_programs_pinned(&pin, &enabled) => true,
             Some(_) | None => {
                 if pin.exists() {
                     info!(pin = %pin.display(), "replacing capture programs pinned by another build");
@@ -182,29 +227,29 @@ impl Capture {
             }
         };
         super::bump_memlock_rlimit();
-        if !adopted && let Err(e) = netns::probe_netns_cookie_helper() {
-            // Said once here: the verifier's own rejection of the programs is a long log.
-            warn!(error = %e, "kernel lacks bpf_get_netns_cookie for cgroup/connect (Linux >= 5.7): transparent capture unavailable");
-            return Err(CaptureError::NoNetnsCookie(e));
-        }
         let (progs, ebpf) = if adopted {
-            (Programs::from_pins(&pin)?, None)
+            (Programs::from_pins(&pin, &enabled)?, None)
         } else {
-            let (p, e) = Programs::load(&pin)?;
+            let (p, e) = Programs::load(&pin, &enabled)?;
             (p, Some(e))
         };
         let maps = Maps::open(&pin)?;
         let stats: PerCpuArray<MapData, u64> = open_map(&pin, STATS_MAP)?;
-        let offsets = match Btf::from_sys_fs().map(|b| SkMsgOffsets::find(&b)) {
-            Ok(Ok(o)) => Some(o),
-            Ok(Err(e)) => {
-                warn!(error = %e, "sk_msg acceleration off: kernel BTF lacks a field it reads");
-                None
+        // The probe checked these fields (`Feature::SkMsg`) and warned when one is missing.
+        let offsets = if enabled.sk_msg {
+            match Btf::from_sys_fs().map(|b| SkMsgOffsets::find(&b)) {
+                Ok(Ok(o)) => Some(o),
+                Ok(Err(e)) => {
+                    warn!(error = %e, "sk_msg acceleration off: kernel BTF lacks a field it reads");
+                    None
+                }
+                Err(e) => {
+                    warn!(error = %e, "sk_msg acceleration off: no kernel BTF");
+                    None
+                }
             }
-            Err(e) => {
-                warn!(error = %e, "sk_msg acceleration off: no kernel BTF");
-                None
-            }
+        } else {
+            None
         };
         let mut globals = CaptureGlobals {
             object_id: id,
@@ -231,6 +276,7 @@ impl Capture {
             globals,
             workloads: BTreeMap::new(),
             own_ports: BTreeSet::new(),
+            sk_msg: offsets.is_some(),
         };
         // Until the listener is set, connects are not redirected (outbound_port 0).
         state.write_globals()?;
@@ -244,6 +290,7 @@ impl Capture {
             stats,
             adopted,
             sk_msg_available: offsets.is_some(),
+            enabled,
             _ebpf: ebpf,
         })
     }
@@ -320,10 +367,19 @@ impl Capture {
         let fd = unsafe { BorrowedFd::borrow_raw(listener.as_raw_fd()) };
         s.globals.inbound_netns = netns::listener_netns(fd);
         s.own_ports.insert(addr.port());
+        if !self.enabled.sk_lookup {
+            // The probe warned once: inbound connections reach the workload directly.
+            return Ok(());
+        }
         s.maps.listeners.set(LISTENER_INBOUND, listener, 0)?;
         s.write_globals()?;
         s.write_inbound()?;
         netns::attach_sk_lookup(&self.pin)
+    }
+
+    /// Whether inbound capture (sk_lookup) runs on this kernel.
+    pub fn inbound_available(&self) -> bool {
+        self.enabled.sk_lookup
     }
 
     /// Records the proxy's other listener ports (never steered by a `*` inbound rule).
@@ -376,13 +432,16 @@ impl Capture {
     /// written for iptables REDIRECT accepts captured connections).
     pub fn attach_original_dst_cgroup(&self, cgroup: &Path) -> Result<(), CaptureError> {
         let s = self.lock();
+        let Some(getsockopt) = &s.progs.getsockopt else {
+            return Ok(());
+        };
         let (fd, id) = open_cgroup("original_dst_cgroups", cgroup)?;
         let dir = self.pin.join("links").join(format!("odst@{id}"));
         if dir.join("getsockopt").exists() {
             return Ok(());
         }
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        link_getsockopt(&s.progs.getsockopt, &fd, &dir.join("getsockopt"))
+        link_getsockopt(getsockopt, &fd, &dir.join("getsockopt"))
     }
 
     /// Where the connection whose client socket is `client` was going (and forgets it: each
@@ -611,7 +670,7 @@ impl State {
             pin_link(fd_link(l)?, &link_path("connect6"))?;
         }
         if !link_path("sockops").exists() {
-            let ops = if w.sk_msg {
+            let ops = if w.sk_msg && self.sk_msg {
                 &mut p.sockops_msg
             } else {
                 &mut p.sockops
@@ -622,8 +681,10 @@ impl State {
             let l = ops.take_link(id).map_err(prog(SOCKOPS_PROG))?;
             pin_link(fd_link(l)?, &link_path("sockops"))?;
         }
-        if !link_path("getsockopt").exists() {
-            link_getsockopt(&p.getsockopt, &cg_fd, &link_path("getsockopt"))?;
+        if let Some(g) = &p.getsockopt
+            && !link_path("getsockopt").exists()
+        {
+            link_getsockopt(g, &cg_fd, &link_path("getsockopt"))?;
         }
         info!(workload = %w.name, cgroup = %w.cgroup.display(), cgroup_id = cg_id, slot, sk_msg = w.sk_msg, "capturing workload");
         self.workloads.insert(
@@ -750,8 +811,13 @@ fn pinned_object_id(pin: &Path) -> Option<u64> {
     a.get(&0, 0).ok().map(|g| g.object_id)
 }
 
-fn all_programs_pinned(pin: &Path) -> bool {
-    PROGRAMS.iter().all(|p| pin.join("progs").join(p).exists())
+/// Whether every program this kernel runs is pinned (a previous daemon on a kernel that
+/// lacked one, or with a feature forced off, left it out: then everything is reloaded).
+fn all_programs_pinned(pin: &Path, enabled: &Enabled) -> bool {
+    PROGRAMS
+        .iter()
+        .filter(|p| enabled.has(p))
+        .all(|p| pin.join("progs").join(p).exists())
 }
 
 fn open_map<T>(pin: &Path, name: &'static str) -> Result<T, CaptureError>
@@ -849,7 +915,7 @@ pub(super) fn pin_link(link: FdLink, path: &Path) -> Result<PinnedLink, CaptureE
 
 impl Programs {
     /// Loads the object (maps created pinned under `pin/maps`), loads and pins every program.
-    fn load(pin: &Path) -> Result<(Programs, Ebpf), CaptureError> {
+    fn load(pin: &Path, enabled: &Enabled) -> Result<(Programs, Ebpf), CaptureError> {
         let maps_dir = pin.join("maps");
         std::fs::create_dir_all(&maps_dir).map_err(io_err(&maps_dir))?;
         let progs_dir = pin.join("progs");
@@ -887,16 +953,22 @@ impl Programs {
         typed::<SockOps>(&mut ebpf, SOCKOPS_MSG_PROG)?
             .load()
             .map_err(prog(SOCKOPS_MSG_PROG))?;
-        typed::<CgroupSockopt>(&mut ebpf, GETSOCKOPT_PROG)?
-            .load()
-            .map_err(prog(GETSOCKOPT_PROG))?;
-        typed::<SkLookup>(&mut ebpf, SK_LOOKUP_PROG)?
-            .load()
-            .map_err(prog(SK_LOOKUP_PROG))?;
-        typed::<SkMsg>(&mut ebpf, SK_MSG_PROG)?
-            .load()
-            .map_err(prog(SK_MSG_PROG))?;
-        for name in PROGRAMS {
+        if enabled.getsockopt {
+            typed::<CgroupSockopt>(&mut ebpf, GETSOCKOPT_PROG)?
+                .load()
+                .map_err(prog(GETSOCKOPT_PROG))?;
+        }
+        if enabled.sk_lookup {
+            typed::<SkLookup>(&mut ebpf, SK_LOOKUP_PROG)?
+                .load()
+                .map_err(prog(SK_LOOKUP_PROG))?;
+        }
+        if enabled.sk_msg {
+            typed::<SkMsg>(&mut ebpf, SK_MSG_PROG)?
+                .load()
+                .map_err(prog(SK_MSG_PROG))?;
+        }
+        for name in PROGRAMS.into_iter().filter(|p| enabled.has(p)) {
             let p = ebpf.program_mut(name).ok_or(CaptureError::Missing(name))?;
             p.pin(progs_dir.join(name))
                 .map_err(|source| CaptureError::Pin {
@@ -907,7 +979,7 @@ impl Programs {
         // sk_msg is attached to the SOCKHASH itself: the attachment belongs to the (pinned)
         // map and goes with it. aya would detach it when its link handle drops, so attach
         // with the raw call.
-        {
+        if enabled.sk_msg {
             let local: SockHash<MapData, SockKey> = open_map(pin, LOCAL_MAP)?;
             let p: &mut SkMsg = ebpf
                 .program_mut(SK_MSG_PROG)
@@ -922,11 +994,11 @@ impl Programs {
             attr[1] = u64::from(BPF_SK_MSG_VERDICT);
             bpf(BPF_PROG_ATTACH, &mut attr).map_err(io_err(&pin.join("maps").join(LOCAL_MAP)))?;
         }
-        let progs = Programs::from_pins(pin)?;
+        let progs = Programs::from_pins(pin, enabled)?;
         Ok((progs, ebpf))
     }
 
-    fn from_pins(pin: &Path) -> Result<Programs, CaptureError> {
+    fn from_pins(pin: &Path, enabled: &Enabled) -> Result<Programs, CaptureError> {
         let p = |n: &'static str| pin.join("progs").join(n);
         Ok(Programs {
             connect4: CgroupSockAddr::from_pin(
@@ -941,9 +1013,17 @@ impl Programs {
             .map_err(prog(CONNECT6_PROG))?,
             sockops: SockOps::from_pin(p(SOCKOPS_PROG)).map_err(prog(SOCKOPS_PROG))?,
             sockops_msg: SockOps::from_pin(p(SOCKOPS_MSG_PROG)).map_err(prog(SOCKOPS_MSG_PROG))?,
-            getsockopt: CgroupSockopt::from_pin(p(GETSOCKOPT_PROG), CgroupSockoptAttachType::Get)
-                .map_err(prog(GETSOCKOPT_PROG))?,
-            _sk_msg: SkMsg::from_pin(p(SK_MSG_PROG)).map_err(prog(SK_MSG_PROG))?,
+            getsockopt: enabled
+                .getsockopt
+                .then(|| {
+                    CgroupSockopt::from_pin(p(GETSOCKOPT_PROG), CgroupSockoptAttachType::Get)
+                        .map_err(prog(GETSOCKOPT_PROG))
+                })
+                .transpose()?,
+            _sk_msg: enabled
+                .sk_msg
+                .then(|| SkMsg::from_pin(p(SK_MSG_PROG)).map_err(prog(SK_MSG_PROG)))
+                .transpose()?,
         })
     }
 }
@@ -1303,7 +1383,7 @@ mod tests {
         // A sibling cgroup: programs of the workload's cgroup would run in a child too.
         let odst = s.cgroup.with_extension("tool");
         std::fs::create_dir_all(&odst).unwrap();
-        let c = Capture::install(&cfg).unwrap();
+        let c = Capture::install(&cfg, &KernelFeatures::probe(&[])).unwrap();
         assert!(c.apply_workloads(&cfg.workloads).is_empty());
         c.attach_original_dst_cgroup(&odst).unwrap();
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1427,7 +1507,7 @@ mod tests {
         }
         let s = Scratch::new("skmsg");
         let cfg = s.config();
-        let c = Capture::install(&cfg).unwrap();
+        let c = Capture::install(&cfg, &KernelFeatures::probe(&[])).unwrap();
         assert!(c.apply_workloads(&cfg.workloads).is_empty());
         assert!(
             c.sk_msg_available(),
@@ -1516,7 +1596,7 @@ mod tests {
         }
         let s = Scratch::new("adopt");
         let cfg = s.config();
-        let c = Capture::install(&cfg).expect("install");
+        let c = Capture::install(&cfg, &KernelFeatures::probe(&[])).expect("install");
         assert!(!c.adopted());
         let errors = c.apply_workloads(&cfg.workloads);
         assert!(errors.is_empty(), "{errors:?}");
@@ -1533,7 +1613,7 @@ mod tests {
         drop(c);
         // The daemon is gone; its programs stay, pinned.
         assert_eq!(loaded(&ids), PROGRAMS.len());
-        let c = Capture::install(&cfg).expect("adopt");
+        let c = Capture::install(&cfg, &KernelFeatures::probe(&[])).expect("adopt");
         assert!(c.adopted());
         let errors = c.apply_workloads(&cfg.workloads);
         assert!(errors.is_empty(), "{errors:?}");

@@ -5,14 +5,17 @@
 //! splice object, attaches the stream verdict program to its SOCKHASH and hands out
 //! [`SpliceGuard`]s that keep a connection's two sockets paired until dropped.
 //! [`Capture::install`] loads or adopts the pinned capture object; `netns` keeps its
-//! redirects inside the network namespace of the proxy's listeners.
+//! redirects inside the network namespace of the proxy's listeners. `probe` decides at
+//! startup which of these features the running kernel supports.
 
 mod btf;
 pub mod capture;
 mod netns;
+pub mod probe;
 mod splicer;
 
 pub use capture::{Capture, CaptureError, WorkloadStats};
+pub use probe::{Feature, KernelFeatures};
 #[cfg(test)]
 pub(crate) use splicer::splicer_or_skip;
 pub use splicer::{KernelCounters, SpliceError, SpliceGuard, SpliceRefused, Splicer};

@@ -9,8 +9,8 @@
 //! `getsockopt(SO_NETNS_COOKIE)` (Linux >= 5.14) into `CaptureGlobals`.
 //!
 //! - **Outbound** (`cgroup/connect4/6`): the program compares `bpf_get_netns_cookie(ctx)`
-//!   (the connecting socket's namespace; Linux >= 5.7 for this program type, probed by
-//!   [`probe_netns_cookie_helper`] before loading) with `outbound_netns`. Another namespace:
+//!   (the connecting socket's namespace; Linux >= 5.7 for this program type, probed at
+//!   startup by the feature table in `probe.rs`) with `outbound_netns`. Another namespace:
 //!   the connect goes direct and counts as `Stat::OtherNetns`.
 //! - **Inbound** (`sk_lookup`): sk_lookup programs have no `bpf_get_netns_cookie`, and
 //!   `bpf_sk_assign` happily selects a listener of another namespace. So each attachment
@@ -38,7 +38,7 @@
 //! warning): capture then works as before for a workload sharing the proxy's namespace.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Once;
@@ -49,7 +49,7 @@ use aya::programs::links::FdLink;
 use mosn_ebpf_common::capture::{SK_LOOKUP_NETNS_GLOBAL, SK_LOOKUP_PROG};
 use tracing::{info, warn};
 
-use super::capture::{CAPTURE_OBJECT, CaptureError, bpf, io_err, pin_link, prog};
+use super::capture::{CAPTURE_OBJECT, CaptureError, io_err, pin_link, prog};
 
 /// `SO_NETNS_COOKIE` (`include/uapi/asm-generic/socket.h`), Linux >= 5.14.
 const SO_NETNS_COOKIE: libc::c_int = 71;
@@ -96,38 +96,6 @@ pub fn listener_netns(listener: BorrowedFd<'_>) -> u64 {
             0
         }
     }
-}
-
-/// `BPF_PROG_TYPE_CGROUP_SOCK_ADDR`, `BPF_CGROUP_INET4_CONNECT`, `BPF_FUNC_get_netns_cookie`
-/// from the kernel UAPI.
-const BPF_PROG_TYPE_CGROUP_SOCK_ADDR: u64 = 18;
-const BPF_CGROUP_INET4_CONNECT: u64 = 10;
-const BPF_FUNC_GET_NETNS_COOKIE: u64 = 122;
-const BPF_PROG_LOAD: libc::c_long = 5;
-
-/// Whether `cgroup/connect4` programs may call `bpf_get_netns_cookie` (Linux >= 5.7): loads
-/// a three-instruction program that does (`call get_netns_cookie; r0 = 1; exit`). Without
-/// it the verifier rejects the capture programs with a long log; this says why in one line.
-pub fn probe_netns_cookie_helper() -> io::Result<()> {
-    // struct bpf_insn: code u8, dst_reg:4 src_reg:4, off i16, imm i32.
-    let insns: [u64; 3] = [
-        0x85 | (BPF_FUNC_GET_NETNS_COOKIE << 32), // call
-        0xb7 | (1 << 32),                         // mov64 r0, 1
-        0x95,                                     // exit
-    ];
-    let license = c"GPL";
-    let mut attr = [0u64; 16];
-    // prog_load: prog_type u32, insn_cnt u32, insns u64, license u64, ...,
-    // expected_attach_type u32 at byte 68.
-    attr[0] = BPF_PROG_TYPE_CGROUP_SOCK_ADDR | ((insns.len() as u64) << 32);
-    attr[1] = insns.as_ptr() as u64;
-    attr[2] = license.as_ptr() as u64;
-    attr[8] = BPF_CGROUP_INET4_CONNECT << 32;
-    let fd = bpf(BPF_PROG_LOAD, &mut attr)?;
-    // SAFETY: the kernel returned a new program fd that nothing else owns; dropping it
-    // unloads the probe.
-    drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-    Ok(())
 }
 
 /// Attaches an instance of `mosn_sk_lookup` that knows the daemon's network namespace to
@@ -196,7 +164,7 @@ mod tests {
         }
         let pin = Path::new("/sys/fs/bpf").join(format!("mosn-ut-layout-{}", std::process::id()));
         let cfg = test_config_for(&pin);
-        drop(Capture::install(&cfg).expect("install"));
+        drop(Capture::install(&cfg, &crate::ebpf::KernelFeatures::probe(&[])).expect("install"));
         let conf = pin.join("maps").join(GLOBALS_MAP);
         std::fs::remove_file(&conf).unwrap();
         let mut value: Vec<String> = object_id()
@@ -237,17 +205,10 @@ mod tests {
         ];
         update.extend(value.iter().map(String::as_str));
         bpftool(&update);
-        let c = Capture::install(&cfg).expect("install over the old layout");
+        let c = Capture::install(&cfg, &crate::ebpf::KernelFeatures::probe(&[]))
+            .expect("install over the old layout");
         assert!(!c.adopted(), "an old-layout pin must not be adopted");
         drop(c);
         uninstall(&pin).unwrap();
-    }
-
-    #[test]
-    fn probe_sees_the_helper_on_this_kernel() {
-        if !crate::ebpf::capture::capture_or_skip() {
-            return;
-        }
-        probe_netns_cookie_helper().unwrap();
     }
 }

@@ -27,6 +27,8 @@ pub enum SpliceError {
         #[source]
         source: aya::EbpfError,
     },
+    #[error("this kernel lacks {0}")]
+    KernelLacks(String),
     #[error("loading the BPF object: {0}")]
     Load(#[from] aya::EbpfError),
     #[error("BPF object is missing {0}")]
