@@ -38,6 +38,17 @@ pub fn show_size(n: u64) -> String {
     format!("{n}B")
 }
 
+/// A [`RawSize`](super::raw::RawSize) as a byte count, or the reason it is not one.
+pub fn parse_raw_size(raw: &super::raw::RawSize) -> Result<u64, String> {
+    match raw {
+        super::raw::RawSize::Text(s) => {
+            parse_size(s).map_err(|r| format!("invalid size {s:?}: {r}"))
+        }
+        super::raw::RawSize::Bytes(n) => Ok(*n),
+        super::raw::RawSize::Invalid(reason) => Err(format!("invalid size: {reason}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,16 +75,5 @@ mod tests {
         assert_eq!(show_size(1 << 20), "1MiB");
         assert_eq!(show_size(64 << 10), "64KiB");
         assert_eq!(show_size(65537), "65537B");
-    }
-}
-
-/// A [`RawSize`](super::raw::RawSize) as a byte count, or the reason it is not one.
-pub fn parse_raw_size(raw: &super::raw::RawSize) -> Result<u64, String> {
-    match raw {
-        super::raw::RawSize::Text(s) => {
-            parse_size(s).map_err(|r| format!("invalid size {s:?}: {r}"))
-        }
-        super::raw::RawSize::Bytes(n) => Ok(*n),
-        super::raw::RawSize::Invalid(reason) => Err(format!("invalid size: {reason}")),
     }
 }

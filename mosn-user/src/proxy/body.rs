@@ -68,7 +68,7 @@ impl RequestBody {
 
     /// Still has something to do.
     pub fn active(&self) -> bool {
-        !self.broken && !(self.done && self.out.is_empty())
+        !(self.broken || self.done && self.out.is_empty())
     }
 
     /// Decodes what `rbuf` holds into `out`, through the filters' data hooks. Returns

@@ -702,16 +702,17 @@ impl<'a> Exchange<'a> {
             f.on_done(status, &self.fctx);
         }
         self.proxy.metrics.downstream_rq_active.dec();
-        if !self.fctx.mirrors.is_empty() && self.body.done {
-            if let Some(body) = self.body.replay.take() {
-                mirror::send(
-                    self.proxy,
-                    &self.head,
-                    self.req_kind,
-                    body.freeze(),
-                    std::mem::take(&mut self.fctx.mirrors),
-                );
-            }
+        if !self.fctx.mirrors.is_empty()
+            && self.body.done
+            && let Some(body) = self.body.replay.take()
+        {
+            mirror::send(
+                self.proxy,
+                &self.head,
+                self.req_kind,
+                body.freeze(),
+                std::mem::take(&mut self.fctx.mirrors),
+            );
         }
         self.keep_alive && self.status.is_some()
     }

@@ -27,11 +27,11 @@ fn req_frames(input: &[u8], max: usize) -> Result<Vec<String>, DecodeError> {
 fn merge_data(frames: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for f in frames {
-        if let (Some(last), Some(rest)) = (out.last_mut(), f.strip_prefix("data ")) {
-            if last.starts_with("data ") {
-                last.push_str(rest);
-                continue;
-            }
+        if let (Some(last), Some(rest)) = (out.last_mut(), f.strip_prefix("data "))
+            && last.starts_with("data ")
+        {
+            last.push_str(rest);
+            continue;
         }
         out.push(f);
     }
