@@ -578,7 +578,7 @@ $bb mount -t proc proc /proc
 $bb mount -t sysfs sys /sys
 $bb mount -t cgroup2 cgroup2 /sys/fs/cgroup
 $bb mount -t bpf bpf /sys/fs/bpf
-$bb mount -t tmpfs tmp /tmp
+$bb mkdir -p /tmp && $bb chmod 1777 /tmp
 $bb mount -t tmpfs run /run
 echo /usr/sbin/modprobe > /proc/sys/kernel/modprobe
 for m in {modules}; do $bb modprobe $m || echo "MOSN-VM: modprobe $m failed"; done
@@ -595,7 +595,9 @@ $bb poweroff -f
 }
 
 /// The per-run archive: test binaries, the daemon, the examples (read by the capture tests
-/// from their source path), `/init`.
+/// from their source path), `/init`. `/init` leaves `/tmp` as the initramfs's own: a tmpfs
+/// mounted over it hid a checkout under `/tmp` (CI's clone), whose `tests/` and `examples/`
+/// the archive carries at their source paths.
 fn run_archive(tests: &[(String, PathBuf)], daemon: &Path, args: &[String]) -> Result<PathBuf> {
     let stage = Stage::new(vm_dir().join("stage-run"))?;
     let copy_bin = |from: &Path, guest: &str| -> Result<()> {
