@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod bolt;
+pub mod capture_env;
 pub mod daemon;
 pub mod data;
 pub mod dubbo;
