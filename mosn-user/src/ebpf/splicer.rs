@@ -195,12 +195,21 @@ impl Splicer {
                 maps.socks
                     .insert(up_cookie, upstream.as_fd().as_raw_fd(), 0)
             });
+        // An insert that failed because a socket closed meanwhile (it passed the check above
+        // and saw a FIN since) is the expected end of a short connection, not a fault.
+        let why = |e: aya::maps::MapError| {
+            if established(downstream) && established(upstream) {
+                SpliceError::from(e)
+            } else {
+                SpliceError::Closing
+            }
+        };
         if let Err(e) = first {
             // Nothing is in the SOCKHASH, so no psock holds any byte: safe to undo.
             maps.remove_pair(down_cookie, up_cookie);
             drop(maps);
             release();
-            return Err(refused(e.into()));
+            return Err(refused(why(e)));
         }
         between_inserts();
         let second = maps
@@ -211,7 +220,7 @@ impl Splicer {
         match second {
             Ok(()) => Ok(guard),
             Err(e) => Err(SpliceRefused {
-                error: Box::new(e.into()),
+                error: Box::new(why(e)),
                 kept: Some(guard),
             }),
         }
@@ -431,8 +440,9 @@ mod tests {
                 panic!("round {i}: a CLOSE_WAIT socket entered the SOCKHASH");
             };
             assert!(
-                matches!(*refused.error, SpliceError::Map(_)) && refused.kept.is_some(),
-                "round {i}: the downstream insert failed with the upstream kept in the SOCKHASH"
+                matches!(*refused.error, SpliceError::Closing) && refused.kept.is_some(),
+                "round {i}: the downstream insert failed (the client closed: not a fault) with \
+                 the upstream kept in the SOCKHASH"
             );
             let mut got = Vec::new();
             let read = (&up).read_to_end(&mut got);
