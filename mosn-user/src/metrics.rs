@@ -174,6 +174,45 @@ struct RpcErrorLabels {
     status: u16,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct GrpcLabels {
+    listener: Escaped<String>,
+    service: Escaped<String>,
+    method: Escaped<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct GrpcStatusLabels {
+    listener: Escaped<String>,
+    service: Escaped<String>,
+    method: Escaped<String>,
+    grpc_status: u32,
+}
+
+/// Metric handles of one (listener, service, method) of gRPC traffic.
+#[derive(Debug, Clone)]
+pub struct GrpcMetrics {
+    /// `mosn_grpc_request_duration_seconds`: from the request head to the response's end.
+    pub duration: Histogram,
+    requests: Family<GrpcStatusLabels, Counter>,
+    labels: GrpcLabels,
+}
+
+impl GrpcMetrics {
+    /// Counts a finished call with its `grpc-status` in `mosn_grpc_requests_total`.
+    pub fn done(&self, grpc_status: u32) {
+        let l = &self.labels;
+        self.requests
+            .get_or_create(&GrpcStatusLabels {
+                listener: l.listener.clone(),
+                service: l.service.clone(),
+                method: l.method.clone(),
+                grpc_status,
+            })
+            .inc();
+    }
+}
+
 /// Buckets of `mosn_rpc_request_duration_seconds`: 50 µs doubling up to ~52 s.
 fn rpc_duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 21))
@@ -648,6 +687,8 @@ struct Families {
     rpc_requests: Family<RpcLabels, Counter>,
     rpc_errors: Family<RpcErrorLabels, Counter>,
     rpc_duration: HistogramFamily<RpcLabels>,
+    grpc_requests: Family<GrpcStatusLabels, Counter>,
+    grpc_duration: HistogramFamily<GrpcLabels>,
 }
 
 impl Families {
@@ -717,6 +758,12 @@ impl Families {
             listener_rq_4xx: reg(r, "listener_downstream_rq_4xx", "Responses 4xx sent downstream"),
             listener_rq_5xx: reg(r, "listener_downstream_rq_5xx", "Responses 5xx sent downstream"),
             rpc_requests: reg(r, "rpc_requests", "RPC requests received, by service and method"),
+            grpc_requests: reg(r, "grpc_requests", "gRPC calls finished, by service, method and grpc-status"),
+            grpc_duration: {
+                let h: HistogramFamily<GrpcLabels> = Family::new_with_constructor(rpc_duration_histogram);
+                r.register_with_unit("grpc_request_duration", "gRPC call latency, by service and method", prometheus_client::registry::Unit::Seconds, h.clone());
+                h
+            },
             rpc_errors: reg(r, "rpc_errors", "RPC responses with an error status, by service, method and the protocol's status code"),
             rpc_duration: {
                 let h: HistogramFamily<RpcLabels> = Family::new_with_constructor(rpc_duration_histogram);
@@ -827,6 +874,21 @@ impl Metrics {
             requests: f.rpc_requests.get_or_create(&labels).clone(),
             duration: f.rpc_duration.get_or_create(&labels).clone(),
             errors: f.rpc_errors.clone(),
+            labels,
+        }
+    }
+
+    /// Handles for gRPC calls of one service and method on a listener (callers cache them).
+    pub fn grpc(&self, listener: &str, service: &str, method: &str) -> GrpcMetrics {
+        let f = &self.families;
+        let labels = GrpcLabels {
+            listener: Escaped(listener.to_owned()),
+            service: Escaped(service.to_owned()),
+            method: Escaped(method.to_owned()),
+        };
+        GrpcMetrics {
+            duration: f.grpc_duration.get_or_create(&labels).clone(),
+            requests: f.grpc_requests.clone(),
             labels,
         }
     }

@@ -261,6 +261,7 @@ pub async fn run(
     let routers = Routers::new(&config.routers);
     let filter_registry = Registry::builtin();
     let pools = Pools::new();
+    let h2pools = crate::stream::H2Pools::new();
     // Multiplexed (RPC) upstream connections live until the daemon stops.
     let mux = MuxPools::with_shutdown(&stop_health);
     let stop_accepting = CancellationToken::new();
@@ -305,7 +306,12 @@ pub async fn run(
                 pools: Arc::clone(&pools),
                 mux: Arc::clone(&mux),
                 metrics: metrics.listener(&l.name),
+                h2pools: Arc::clone(&h2pools),
                 rpc_stats: crate::proxy::RpcStats::new(
+                    l.name.as_str().into(),
+                    Arc::clone(&metrics),
+                ),
+                grpc_stats: crate::proxy::GrpcStats::new(
                     l.name.as_str().into(),
                     Arc::clone(&metrics),
                 ),

@@ -16,6 +16,7 @@ mod duration;
 mod error;
 pub mod filter;
 pub mod health;
+pub mod http2;
 pub mod lb;
 pub mod model;
 pub mod raw;

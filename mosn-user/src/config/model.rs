@@ -104,6 +104,8 @@ pub struct ProxyConfig {
     /// (default [`DEFAULT_MAX_FRAME_SIZE`]); a larger one closes its connection with a
     /// codec-exception response.
     pub max_frame_size: usize,
+    /// `http2_protocol_options`: HTTP/2 limits, downstream and upstream.
+    pub http2: super::http2::Http2Options,
 }
 
 /// Default `max_frame_size` of RPC protocols (16 MiB).

@@ -156,6 +156,8 @@ pub struct RawProxy {
     /// MOSN's `extend_config`; `sub_protocol` names the protocol of `"X"`.
     pub extend_config: Option<RawExtendConfig>,
     pub max_frame_size: Option<RawSize>,
+    /// Envoy's HTTP/2 options ([`super::http2`]).
+    pub http2_protocol_options: Option<super::http2::RawHttp2Options>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -182,6 +184,7 @@ impl RawProxy {
         "idle_timeout",
         "extend_config",
         "max_frame_size",
+        "http2_protocol_options",
     ];
 }
 

@@ -32,8 +32,8 @@ const REDIRECT_CODES: [u16; 5] = [301, 302, 303, 307, 308];
 const LB_NAMESPACE: &str = "mosn.lb";
 /// Pseudo-headers a `match.headers[]` entry may name (Envoy's spelling).
 pub const PSEUDO_HEADERS: [&str; 4] = [":method", ":authority", ":path", ":scheme"];
-const RETRY_CONDITIONS: &str =
-    "5xx, gateway-error, connect-failure, refused-stream, reset, retriable-status-codes";
+const RETRY_CONDITIONS: &str = "5xx, gateway-error, connect-failure, refused-stream, reset, retriable-status-codes, \
+     cancelled, deadline-exceeded, resource-exhausted, unavailable";
 
 // ---------------------------------------------------------------------------------------------
 // Model
@@ -222,6 +222,9 @@ pub struct RetryConfig {
     pub on_gateway_error: bool,
     /// `status_codes` / `retriable_status_codes`.
     pub on_status: Vec<u16>,
+    /// Envoy's gRPC conditions (`cancelled`, `deadline-exceeded`, `resource-exhausted`,
+    /// `unavailable`): the `grpc-status` codes retried.
+    pub on_grpc: Vec<u32>,
 }
 
 /// `request_mirror_policies`.

@@ -557,8 +557,11 @@ fn proxy(
             format!("missing downstream_protocol (supported: {})", supported()),
         );
     }
+    // HTTP/1 and HTTP/2 convert into each other (an "Auto" listener's HTTP requests too);
+    // an RPC protocol only goes upstream as itself.
     if let (Some(down), Some(up)) = (downstream, upstream)
         && down != up
+        && !(up.is_http() && (down.is_http() || down == Protocol::Auto))
     {
         d.error(
             &join(&path, "upstream_protocol"),
@@ -613,6 +616,11 @@ fn proxy(
             other => other,
         },
     };
+    let http2 = super::http2::validate(
+        raw.http2_protocol_options.as_ref(),
+        &join(&path, "http2_protocol_options"),
+        d,
+    );
     if d.errors.len() != errors_before {
         return None;
     }
@@ -624,6 +632,7 @@ fn proxy(
         max_request_header_bytes,
         idle_timeout,
         max_frame_size,
+        http2,
     })
 }
 

@@ -13,7 +13,9 @@
 
 pub mod bolt;
 pub mod dubbo;
+pub mod grpc;
 pub mod http1;
+pub mod http2;
 pub mod request;
 pub mod xprotocol;
 
@@ -90,6 +92,8 @@ pub fn x_protocol(name: &str) -> Option<&'static dyn XProtocol> {
 pub enum Protocol {
     /// `"Http1"`: HTTP/1.1 (and 1.0).
     Http1,
+    /// `"Http2"`: HTTP/2 over cleartext with prior knowledge (h2c), gRPC included.
+    Http2,
     /// An X-Protocol (RPC), resolved once from its registry name when the config is read:
     /// `"bolt"`, `"dubbo"`, or MOSN's `"X"` with `extend_config.sub_protocol`.
     X(&'static dyn XProtocol),
@@ -104,6 +108,8 @@ impl Protocol {
     pub fn parse(s: &str) -> Option<Protocol> {
         if s.eq_ignore_ascii_case("Http1") {
             Some(Protocol::Http1)
+        } else if s.eq_ignore_ascii_case("Http2") {
+            Some(Protocol::Http2)
         } else if s.eq_ignore_ascii_case("Auto") {
             Some(Protocol::Auto)
         } else {
@@ -113,14 +119,20 @@ impl Protocol {
 
     /// Every accepted name, for error messages.
     pub fn names() -> Vec<&'static str> {
-        let mut n = vec!["Http1", "Auto", "X"];
+        let mut n = vec!["Http1", "Http2", "Auto", "X"];
         n.extend(x_protocols().iter().map(|p| p.name()));
         n
+    }
+
+    /// HTTP/1 or HTTP/2: the two convert into each other.
+    pub fn is_http(self) -> bool {
+        matches!(self, Protocol::Http1 | Protocol::Http2)
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Http1 => "Http1",
+            Protocol::Http2 => "Http2",
             Protocol::X(p) => p.name(),
             Protocol::Auto => "Auto",
         }
@@ -133,8 +145,8 @@ impl serde::Serialize for Protocol {
     }
 }
 
-/// The protocol a connection speaks, told from its first bytes (`"Auto"` listeners): HTTP/1
-/// or an X-Protocol. `Err(true)`: some protocol needs more bytes to tell; `Err(false)`: no
+/// The protocol a connection speaks, told from its first bytes (`"Auto"` listeners): HTTP/1,
+/// HTTP/2 (the prior-knowledge preface) or an X-Protocol. `Err(true)`: some protocol needs more bytes to tell; `Err(false)`: no
 /// protocol can start with these bytes.
 pub fn detect(prefix: &[u8]) -> Result<Protocol, bool> {
     let mut again = false;
@@ -150,6 +162,10 @@ pub fn detect(prefix: &[u8]) -> Result<Protocol, bool> {
         if seen(p.matches(prefix)) {
             return Ok(Protocol::X(*p));
         }
+    }
+    // Before HTTP/1: "PRI" is not one of its methods, but the preface must win regardless.
+    if seen(http2::matches(prefix)) {
+        return Ok(Protocol::Http2);
     }
     if seen(http1::matcher::matches(prefix)) {
         return Ok(Protocol::Http1);

@@ -71,6 +71,8 @@ pub enum Failure<R = std::convert::Infallible> {
     Timeout,
     /// A response whose status (`.0`) the retry policy retries.
     Status(u16, R),
+    /// A gRPC response whose `grpc-status` (`.0`, in its headers) the policy retries.
+    Grpc(u32, R),
 }
 
 impl<R> Failure<R> {
@@ -80,7 +82,7 @@ impl<R> Failure<R> {
             Failure::Connect(why) => Err(Error::Connect(why)),
             Failure::Reset(why) => Err(Error::Reset(why)),
             Failure::Timeout => Err(Error::Timeout),
-            Failure::Status(_, r) => Ok(r),
+            Failure::Status(_, r) | Failure::Grpc(_, r) => Ok(r),
         }
     }
 }
@@ -238,6 +240,7 @@ impl Attempt {
             }
             Failure::Timeout => policy.on_5xx || policy.on_gateway_error,
             Failure::Status(code, _) => policy.retries_status(*code),
+            Failure::Grpc(code, _) => policy.retries_grpc(*code),
         };
         if !covered
             || !replayable

@@ -9,9 +9,11 @@
 
 mod attempt;
 mod body;
+mod h2;
 mod headers;
 mod mirror;
 pub mod phase;
+mod routing;
 mod rpc;
 mod rpc_filters;
 
@@ -31,10 +33,11 @@ use crate::network::{ConnectionFuture, ConnectionHandler, Destination};
 use crate::protocol::Decoder;
 use crate::protocol::http1::{Frame, RequestDecoder};
 use crate::router::RouteTable;
-use crate::stream::Pools;
 use crate::stream::mux::MuxPools;
+use crate::stream::{H2Pools, Pools};
 use crate::upstream::ClusterManager;
 
+pub(crate) use h2::GrpcStats;
 pub use phase::Phase;
 pub(crate) use rpc::RpcStats;
 
@@ -49,8 +52,12 @@ pub struct Proxy {
     /// Multiplexed upstream connections (RPC).
     pub mux: Arc<MuxPools>,
     pub metrics: ListenerMetrics,
+    /// Multiplexed HTTP/2 upstream connections.
+    pub h2pools: Arc<H2Pools>,
     /// RPC metrics by service and method.
     pub(crate) rpc_stats: rpc::RpcStats,
+    /// gRPC metrics by service and method.
+    pub(crate) grpc_stats: h2::GrpcStats,
     /// Cancelled on shutdown: idle keep-alive connections close instead of holding the drain.
     pub shutdown: CancellationToken,
 }
@@ -88,6 +95,7 @@ impl ConnectionHandler for Proxy {
                 let rbuf = BytesMut::with_capacity(body::READ_CHUNK);
                 match self.config.downstream_protocol {
                     Protocol::Http1 => self.serve(stream, peer, rbuf).await,
+                    Protocol::Http2 => self.serve_h2(stream, peer, rbuf).await,
                     Protocol::X(p) => self.serve_rpc(stream, peer, p, rbuf).await,
                     Protocol::Auto => self.serve_detected(stream, peer, rbuf).await,
                 }
@@ -128,6 +136,7 @@ impl Proxy {
         debug!(protocol = protocol.name(), "detected");
         match protocol {
             Protocol::X(p) => self.serve_rpc(stream, peer, p, rbuf).await,
+            Protocol::Http2 => self.serve_h2(stream, peer, rbuf).await,
             _ => self.serve(stream, peer, rbuf).await,
         }
     }

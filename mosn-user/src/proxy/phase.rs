@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HOST, LOCATION};
+use http::header::HOST;
 use http::{HeaderValue, Method, StatusCode, Version};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
@@ -24,12 +24,12 @@ use super::body::{
 };
 use super::headers;
 use super::mirror;
+use super::routing::{self, Routed};
 use super::{Downstream, Proxy};
 use crate::filter::{FilterContext, FilterStatus, LocalReply, StreamFilter};
 use crate::metrics::ErrorKind;
 use crate::protocol::http1::{BodyKind, Frame, RequestHead, ResponseHead, encode};
 use crate::protocol::{DecodeError, Decoder};
-use crate::router::RouteAction;
 use crate::stream::UpstreamConn;
 
 /// Where a request is.
@@ -63,44 +63,10 @@ pub type Failure = attempt::Failure<Box<ResponseHead>>;
 
 /// The proxy's own answer to `e`.
 fn fail(e: Error) -> Phase {
-    let (status, detail, text) = match &e {
-        Error::NoRoute => (
-            StatusCode::NOT_FOUND,
-            "no_route",
-            "no route matched the request".to_owned(),
-        ),
-        Error::NoCluster => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "cluster_not_found",
-            "the route's cluster does not exist".to_owned(),
-        ),
-        Error::Overflow => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "circuit_open",
-            "upstream overflow: circuit breaker open".to_owned(),
-        ),
-        Error::NoHealthyHost => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_healthy_upstream",
-            "no healthy upstream".to_owned(),
-        ),
-        Error::Connect(why) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "upstream_connect_failure",
-            format!("upstream connect error: {why}"),
-        ),
-        Error::Reset(why) => (
-            StatusCode::BAD_GATEWAY,
-            "upstream_reset",
-            format!("upstream reset before response: {why}"),
-        ),
-        Error::Timeout => (
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_timeout",
-            "upstream request timeout".to_owned(),
-        ),
-    };
-    Phase::LocalReply(LocalReply::text(status, detail, &text), e.kind())
+    match routing::fail(e) {
+        Routed::Reply(r, kind) => Phase::LocalReply(r, kind),
+        Routed::Forward(..) => unreachable!("an error is answered"),
+    }
 }
 
 /// One request's state across its phases.
@@ -188,69 +154,30 @@ impl<'a> Exchange<'a> {
     }
 
     async fn request_filters(&mut self) -> Phase {
-        for f in &mut self.filters {
-            match f.on_request_headers(&mut self.head, &mut self.fctx) {
-                FilterStatus::Continue => {}
-                FilterStatus::Pause(d) => {
-                    tokio::time::sleep(d).await;
-                    if let FilterStatus::Respond(r) = f.on_resume(&mut self.fctx) {
-                        return Phase::LocalReply(r, ErrorKind::Other);
-                    }
-                }
-                FilterStatus::Respond(r) => return Phase::LocalReply(r, ErrorKind::Other),
-            }
+        match routing::request_filters(&mut self.filters, &mut self.head, &mut self.fctx).await {
+            Ok(()) => Phase::Route,
+            Err(r) => Phase::LocalReply(r, ErrorKind::Other),
         }
-        Phase::Route
     }
 
     fn route(&mut self) -> Phase {
-        let Some(route) = self.proxy.routes.route(&self.head, self.down.peer) else {
-            return fail(Error::NoRoute);
-        };
-        match route.action(&self.head) {
-            RouteAction::Forward => {}
-            RouteAction::DirectResponse { status, body } => {
-                return Phase::LocalReply(
-                    LocalReply {
-                        status,
-                        body,
-                        headers: Vec::new(),
-                        detail: "direct_response",
-                    },
-                    ErrorKind::Other,
-                );
-            }
-            RouteAction::Redirect { status, location } => {
-                return Phase::LocalReply(
-                    LocalReply {
-                        status,
-                        body: Bytes::new(),
-                        headers: vec![(LOCATION, location)],
-                        detail: "redirect",
-                    },
-                    ErrorKind::Other,
-                );
-            }
-        }
-        let cluster = match Attempt::cluster(&self.proxy.clusters, route.cluster(&self.head)) {
-            Ok(c) => c,
-            Err(e) => return fail(e),
-        };
-        self.route_timeout = route.timeout();
-        route.apply_request(&mut self.head);
-        headers::strip_hop_by_hop(&mut self.head.headers, self.upgrade);
-        headers::forwarded_for(&mut self.head.headers, &self.down.peer_value);
-        let mut out = BytesMut::with_capacity(256);
-        encode_request_head(&self.head, self.req_kind, &mut out);
-        self.upstream_head = out.freeze();
-        mirror::draw(&route, &mut self.fctx.mirrors);
-        let hash = route.hash(&self.head, self.down.peer);
-        match Attempt::new(route, cluster, hash) {
-            Ok(a) => {
-                self.attempt = Some(a);
+        let routed = routing::route(
+            self.proxy,
+            &mut self.head,
+            &mut self.fctx,
+            &self.down.peer_value,
+            self.upgrade,
+        );
+        match routed {
+            Routed::Forward(attempt, timeout) => {
+                let mut out = BytesMut::with_capacity(256);
+                encode_request_head(&self.head, self.req_kind, &mut out);
+                self.upstream_head = out.freeze();
+                self.route_timeout = timeout;
+                self.attempt = Some(attempt);
                 Phase::ChooseHost
             }
-            Err(e) => fail(e),
+            Routed::Reply(r, kind) => Phase::LocalReply(r, kind),
         }
     }
 

@@ -20,18 +20,7 @@ pub(super) async fn on_request(
     frame: &mut XFrame,
     ctx: &mut FilterContext,
 ) -> Result<(), LocalReply> {
-    for f in filters.iter_mut() {
-        match f.on_request_headers(frame, ctx) {
-            FilterStatus::Continue => {}
-            FilterStatus::Pause(d) => {
-                tokio::time::sleep(d).await;
-                if let FilterStatus::Respond(r) = f.on_resume(ctx) {
-                    return Err(r);
-                }
-            }
-            FilterStatus::Respond(r) => return Err(r),
-        }
-    }
+    super::routing::request_filters(filters, frame, ctx).await?;
     // The whole frame is the body, in one piece.
     for f in filters.iter_mut() {
         if let FilterStatus::Respond(r) = f.on_request_data(&frame.raw, true, ctx) {

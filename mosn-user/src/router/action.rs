@@ -242,6 +242,7 @@ fn retry_policy(cfg: &RetryConfig) -> RetryPolicy {
         on_5xx: cfg.on_5xx,
         on_gateway_error: cfg.on_gateway_error,
         on_status: cfg.on_status.clone(),
+        on_grpc: cfg.on_grpc.clone(),
     }
 }
 

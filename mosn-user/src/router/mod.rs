@@ -173,6 +173,8 @@ pub struct RetryPolicy {
     pub on_gateway_error: bool,
     /// Retry on these status codes (`status_codes` / `retriable_status_codes`).
     pub on_status: Vec<u16>,
+    /// Retry on these `grpc-status` codes (Envoy's gRPC `retry_on` conditions).
+    pub on_grpc: Vec<u32>,
 }
 
 impl RetryPolicy {
@@ -181,6 +183,11 @@ impl RetryPolicy {
         (self.on_5xx && (500..600).contains(&status))
             || (self.on_gateway_error && matches!(status, 502..=504))
             || self.on_status.contains(&status)
+    }
+
+    /// Whether a gRPC response with `grpc-status` `code` (in its headers) is retried.
+    pub fn retries_grpc(&self, code: u32) -> bool {
+        self.on_grpc.contains(&code)
     }
 }
 

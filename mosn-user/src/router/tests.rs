@@ -597,6 +597,7 @@ fn retry_policies() {
             on_5xx: true,
             on_gateway_error: true,
             on_status: vec![],
+            on_grpc: vec![],
         }
     );
     assert!(b.retries_status(500) && b.retries_status(503) && !b.retries_status(404));
@@ -610,6 +611,7 @@ fn retry_policies() {
             on_5xx: false,
             on_gateway_error: true,
             on_status: vec![409],
+            on_grpc: vec![],
         }
     );
     assert!(e.retries_status(409) && e.retries_status(502) && !e.retries_status(500));

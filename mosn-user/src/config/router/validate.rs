@@ -507,6 +507,7 @@ fn retry(raw: &RawRetry, path: &str, d: &mut Diag) -> Option<RetryConfig> {
         on_5xx: false,
         on_gateway_error: false,
         on_status: Vec::new(),
+        on_grpc: Vec::new(),
     };
     let codes = raw.status_codes.clone().unwrap_or_default();
     for (i, code) in codes.iter().enumerate() {
@@ -534,6 +535,15 @@ fn retry(raw: &RawRetry, path: &str, d: &mut Diag) -> Option<RetryConfig> {
                         d.error(&op, "retriable-status-codes needs \"status_codes\"");
                     }
                     "retriable-status-codes" => r.on_status = codes.clone(),
+                    "cancelled" | "deadline-exceeded" | "resource-exhausted" | "unavailable" => {
+                        use crate::protocol::grpc::status;
+                        r.on_grpc.push(match cond {
+                            "cancelled" => status::CANCELLED,
+                            "deadline-exceeded" => status::DEADLINE_EXCEEDED,
+                            "resource-exhausted" => status::RESOURCE_EXHAUSTED,
+                            _ => status::UNAVAILABLE,
+                        });
+                    }
                     other => d.error(
                         &op,
                         format!(
@@ -550,8 +560,11 @@ fn retry(raw: &RawRetry, path: &str, d: &mut Diag) -> Option<RetryConfig> {
             }
         }
     }
-    let retries_something =
-        r.on_connect_failure || r.on_5xx || r.on_gateway_error || !r.on_status.is_empty();
+    let retries_something = r.on_connect_failure
+        || r.on_5xx
+        || r.on_gateway_error
+        || !r.on_status.is_empty()
+        || !r.on_grpc.is_empty();
     (retries_something && r.num_retries > 0).then_some(r)
 }
 
