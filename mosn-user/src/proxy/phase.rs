@@ -32,6 +32,8 @@ use crate::protocol::http1::{BodyKind, Frame, RequestHead, ResponseHead, encode}
 use crate::protocol::{DecodeError, Decoder};
 use crate::stream::UpstreamConn;
 
+mod h2_upstream;
+
 /// Where a request is.
 #[derive(Debug)]
 pub enum Phase {
@@ -90,6 +92,8 @@ pub(crate) struct Exchange<'a> {
     /// The request head as sent upstream (encoded once, sent again on retries).
     upstream_head: Bytes,
     upstream: Option<UpstreamConn>,
+    /// The try's HTTP/2 stream, when the upstream speaks HTTP/2.
+    h2: Option<h2_upstream::H2Up>,
     response: Option<ResponseBody>,
     /// The status sent downstream (once a head is written).
     status: Option<StatusCode>,
@@ -103,7 +107,9 @@ impl<'a> Exchange<'a> {
         down: &'a mut Downstream,
         head: RequestHead,
     ) -> Exchange<'a> {
-        let chunked = head.body == BodyKind::Chunked;
+        // An HTTP/2 upstream gets the body without HTTP/1 framing, and no upgrade.
+        let h2_up = proxy.config.upstream_protocol == crate::protocol::Protocol::Http2;
+        let chunked = head.body == BodyKind::Chunked && !h2_up;
         let fctx = FilterContext {
             source: down.peer,
             listener: Arc::clone(&proxy.listener),
@@ -116,7 +122,7 @@ impl<'a> Exchange<'a> {
             body: RequestBody::new(chunked),
             req_kind: head.body,
             keep_alive: head.keep_alive,
-            upgrade: head.upgrade,
+            upgrade: head.upgrade && !h2_up,
             head: head.parts,
             down,
             attempt: None,
@@ -124,6 +130,7 @@ impl<'a> Exchange<'a> {
             route_timeout: None,
             upstream_head: Bytes::new(),
             upstream: None,
+            h2: None,
             response: None,
             status: None,
             upstream_keep: false,
@@ -189,6 +196,9 @@ impl<'a> Exchange<'a> {
     }
 
     async fn upstream_request(&mut self) -> Phase {
+        if self.h2_upstream() {
+            return self.upstream_request_h2().await;
+        }
         let attempt = self.attempt.as_mut().expect("routed");
         let cluster = Arc::clone(&attempt.cluster);
         let host = Arc::clone(attempt.host());
@@ -479,6 +489,9 @@ impl<'a> Exchange<'a> {
     }
 
     async fn stream_response(&mut self) -> Phase {
+        if self.h2.is_some() {
+            return self.stream_response_h2().await;
+        }
         let mut conn = self
             .upstream
             .take()
@@ -568,6 +581,7 @@ impl<'a> Exchange<'a> {
     async fn local_reply(&mut self, reply: LocalReply, kind: ErrorKind) -> Phase {
         self.end_try();
         self.upstream = None;
+        self.h2 = None;
         if kind != ErrorKind::Other {
             self.proxy.metrics.errors.inc(kind);
         }

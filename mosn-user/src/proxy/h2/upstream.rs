@@ -209,7 +209,7 @@ pub(super) async fn pump(
 
 /// Sends `data` on an HTTP/2 stream as the peer's window allows (never buffering more than
 /// the window in h2).
-pub(super) async fn send_data(
+pub(in crate::proxy) async fn send_data(
     s: &mut SendStream<Bytes>,
     mut data: Bytes,
     end: bool,
@@ -233,7 +233,7 @@ pub(super) async fn send_data(
 }
 
 /// Trailer fields as HTTP/1 chunked-body trailer lines.
-fn trailer_lines(t: &HeaderMap) -> Vec<u8> {
+pub(in crate::proxy) fn trailer_lines(t: &HeaderMap) -> Vec<u8> {
     let mut out = Vec::new();
     for (n, v) in t {
         out.extend_from_slice(n.as_str().as_bytes());
@@ -322,7 +322,7 @@ fn far() -> Instant {
 }
 
 /// Settings of this listener's upstream HTTP/2 connections.
-fn h2_settings(proxy: &Proxy) -> H2Settings {
+pub(in crate::proxy) fn h2_settings(proxy: &Proxy) -> H2Settings {
     let o = &proxy.config.http2;
     H2Settings {
         initial_stream_window_size: o.initial_stream_window_size,
@@ -342,12 +342,7 @@ pub(super) async fn try_h2(cx: TryCtx<'_>, attempt: &mut Attempt) -> Result<Repl
         .await
         .map_err(Stop::Pool)?;
     attempt.begin_try();
-    let mut req = Request::new(());
-    *req.method_mut() = cx.head.method.clone();
-    *req.uri_mut() = h2_uri(cx.head);
-    *req.version_mut() = Version::HTTP_2;
-    *req.headers_mut() = cx.head.headers.clone();
-    req.headers_mut().remove(http::header::HOST);
+    let req = request_head(cx.head);
     let refused = |e: h2::Error, slot: &H2Stream| {
         if e.is_go_away() || e.reason() == Some(h2::Reason::REFUSED_STREAM) || e.is_io() {
             slot.retire();
@@ -416,6 +411,17 @@ pub(super) async fn try_h2(cx: TryCtx<'_>, attempt: &mut Attempt) -> Result<Repl
         },
         sent,
     })
+}
+
+/// `head` as an HTTP/2 request head (`:authority` instead of `Host`).
+pub(in crate::proxy) fn request_head(head: &http::request::Parts) -> Request<()> {
+    let mut req = Request::new(());
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = h2_uri(head);
+    *req.version_mut() = Version::HTTP_2;
+    *req.headers_mut() = head.headers.clone();
+    req.headers_mut().remove(http::header::HOST);
+    req
 }
 
 /// The request target for HTTP/2: `:scheme` http and `:authority` from the URI or `Host`.
