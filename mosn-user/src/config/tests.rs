@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::*;
 
 mod capture;
+mod http2;
 mod original_dst;
 mod workload_file;
 
