@@ -464,7 +464,7 @@ fn proxy_filter_needs_a_known_router() {
     assert_one_error(
         &v,
         "servers[0].listeners[0].filter_chains[0].filters[0].config.downstream_protocol: \
-         unsupported protocol \"Http9\" (supported: \"Http1\", \"Auto\", \"X\", \"bolt\", \"dubbo\")",
+         unsupported protocol \"Http9\" (supported: \"Http1\", \"Http2\", \"Auto\", \"X\", \"bolt\", \"dubbo\")",
     );
 }
 

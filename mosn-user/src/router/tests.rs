@@ -582,6 +582,8 @@ fn retry_policies() {
             "retriable_status_codes": [409] } } },
         { "match": { "prefix": "/reset" }, "route": { "cluster_name": "a", "retry_policy": {
             "retry_on": "reset" } } },
+        { "match": { "prefix": "/grpc" }, "route": { "cluster_name": "a", "retry_policy": {
+            "retry_on": "unavailable,cancelled, deadline-exceeded,resource-exhausted" } } },
         { "match": { "prefix": "/off" }, "route": { "cluster_name": "a", "retry_policy": {
             "retry_on": false, "num_retries": 3 } } },
         { "match": { "prefix": "/" }, "route": { "cluster_name": "a" } },
@@ -615,6 +617,10 @@ fn retry_policies() {
         }
     );
     assert!(e.retries_status(409) && e.retries_status(502) && !e.retries_status(500));
+    let g = policy("/grpc").unwrap();
+    assert_eq!(g.on_grpc, vec![14, 1, 4, 8]);
+    assert!(g.retries_grpc(14) && g.retries_grpc(8) && !g.retries_grpc(2));
+    assert!(!g.retries_status(503), "gRPC conditions do not retry HTTP statuses");
     let r = policy("/reset").unwrap();
     assert!(r.on_connect_failure && !r.on_5xx && !r.on_gateway_error);
     assert_eq!(policy("/off"), None);

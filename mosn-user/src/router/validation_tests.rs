@@ -279,7 +279,8 @@ fn retry_errors_and_warning() {
                 &format!(
                     "{p}.retry_on: unknown retry condition \"teapot\" (supported: 5xx, \
                      gateway-error, connect-failure, refused-stream, reset, \
-                     retriable-status-codes)"
+                     retriable-status-codes, cancelled, deadline-exceeded, resource-exhausted, \
+                     unavailable)"
                 )
             ),
             at(
