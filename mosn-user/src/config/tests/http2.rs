@@ -135,3 +135,16 @@ fn http2_protocol_options() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn grpc_example_parses() {
+    let loaded = load(&manifest_path("../examples/grpc.json")).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let NetworkFilter::Proxy(p) = &loaded.config.listeners[0].filter else {
+        panic!("a proxy listener");
+    };
+    assert_eq!(
+        (p.downstream_protocol, p.upstream_protocol),
+        (Protocol::Auto, Protocol::Http2)
+    );
+}
