@@ -434,6 +434,41 @@ def detect_seeds():
     }
 
 
+def h2_frame(kind, flags, stream, payload=b""):
+    return bytes([len(payload) >> 16 & 0xFF, len(payload) >> 8 & 0xFF, len(payload) & 0xFF, kind, flags]) + u32(stream) + payload
+
+
+def h2_get(stream, path=b"/x", end=True):
+    # :method GET, :scheme http (static), :path literal (name index 4), :authority literal.
+    block = b"\x82\x86\x04" + bytes([len(path)]) + path + b"\x01\x01a"
+    return h2_frame(1, 0x4 | (0x1 if end else 0), stream, block)
+
+
+def h2_frames_seeds():
+    """Frame sequences after the preface (the target adds it): the proxy's HTTP/2 server."""
+    settings = h2_frame(4, 0, 0)
+    return {
+        "settings-only": settings,
+        "get": settings + h2_get(1),
+        "get-redirect": settings + h2_get(1, b"/redirect"),
+        "two-streams": settings + h2_get(1) + h2_get(3, b"/y"),
+        "post-with-data": settings + h2_get(1, b"/up", end=False) + h2_frame(0, 0x1, 1, b"hello"),
+        "post-over-limit": settings + h2_get(1, b"/up", end=False) + h2_frame(0, 0, 1, b"x" * 2500)
+        + h2_frame(0, 0x1, 1, b"y" * 1200),
+        "trailers": settings + h2_get(1, b"/t", end=False) + h2_frame(0, 0, 1, b"abc")
+        + h2_frame(1, 0x5, 1, b"\x40\x01x\x01y"),
+        "reset-after-headers": settings + h2_get(1, end=False) + h2_frame(3, 0, 1, u32(8)),
+        "rapid-reset": settings + b"".join(h2_get(i, end=False) + h2_frame(3, 0, i, u32(8)) for i in range(1, 80, 2)),
+        "ping": settings + h2_frame(6, 0, 0, b"12345678"),
+        "window-update-overflow": settings + h2_frame(8, 0, 0, u32(0x7FFFFFFF)) + h2_frame(8, 0, 0, u32(0x7FFFFFFF)),
+        "continuation-flood": settings + h2_frame(1, 0, 1, b"\x82") + b"".join(h2_frame(9, 0, 1, b"\x40\x01a\x01b") for _ in range(100)),
+        "hpack-garbage": settings + h2_frame(1, 0x5, 1, b"\xff\xff\xff\xff\x0f"),
+        "frame-too-large": settings + bytes([0x01, 0x00, 0x00, 0, 0, 0, 0, 0, 1]),
+        "even-stream": settings + h2_get(2),
+        "goaway": settings + h2_frame(7, 0, 0, u32(0) + u32(0)),
+    }
+
+
 def main():
     targets = {
         "bolt_decode": bolt_seeds(),
@@ -441,6 +476,7 @@ def main():
         "http1_request": http_request_seeds(),
         "http1_response": http_response_seeds(),
         "detect": detect_seeds(),
+        "h2_frames": h2_frames_seeds(),
     }
     total = 0
     for target, seeds in targets.items():

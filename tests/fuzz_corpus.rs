@@ -89,3 +89,8 @@ fn http1_response() {
 fn detect() {
     replay("detect", fuzzing::detect);
 }
+
+#[test]
+fn h2_frames() {
+    replay("h2_frames", fuzzing::h2_frames);
+}

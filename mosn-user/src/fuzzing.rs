@@ -11,6 +11,10 @@
 //! waits for more bytes, impossible lengths are errors, and every frame the codecs build
 //! (re-encoded frames, id patches, heartbeats, error replies) decodes back to what it says.
 
+mod h2;
+
+pub use h2::h2_frames;
+
 use std::mem::Discriminant;
 
 use bytes::{Bytes, BytesMut};
@@ -887,6 +891,10 @@ pub fn detect(data: &[u8]) {
                 reencode(m, &requests);
             }
         }
+        Some(Ok(Protocol::Http2)) => assert!(
+            data.starts_with(crate::protocol::http2::PREFACE),
+            "HTTP/2 detected without its preface"
+        ),
         Some(Ok(other)) => panic!("detected {other:?}"),
         Some(Err(_)) | None => {}
     }

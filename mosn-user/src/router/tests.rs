@@ -620,7 +620,10 @@ fn retry_policies() {
     let g = policy("/grpc").unwrap();
     assert_eq!(g.on_grpc, vec![14, 1, 4, 8]);
     assert!(g.retries_grpc(14) && g.retries_grpc(8) && !g.retries_grpc(2));
-    assert!(!g.retries_status(503), "gRPC conditions do not retry HTTP statuses");
+    assert!(
+        !g.retries_status(503),
+        "gRPC conditions do not retry HTTP statuses"
+    );
     let r = policy("/reset").unwrap();
     assert!(r.on_connect_failure && !r.on_5xx && !r.on_gateway_error);
     assert_eq!(policy("/off"), None);

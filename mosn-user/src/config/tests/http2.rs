@@ -37,13 +37,20 @@ fn http_protocols_convert_both_ways() {
         let p = proxy_of(&with_proxy(json!({
             "downstream_protocol": down, "upstream_protocol": up, "router_config_name": "r"
         })));
-        assert_eq!(p.downstream_protocol.name().to_lowercase(), down.to_lowercase());
+        assert_eq!(
+            p.downstream_protocol.name().to_lowercase(),
+            down.to_lowercase()
+        );
         assert_eq!(p.upstream_protocol.name().to_lowercase(), up.to_lowercase());
     }
     let p = proxy_of(&with_proxy(
         json!({ "downstream_protocol": "Http2", "router_config_name": "r" }),
     ));
-    assert_eq!(p.upstream_protocol, Protocol::Http2, "absent: the downstream's");
+    assert_eq!(
+        p.upstream_protocol,
+        Protocol::Http2,
+        "absent: the downstream's"
+    );
     assert_eq!(p.http2, Http2Options::default());
     // RPC does not convert to or from HTTP.
     assert_one_error(

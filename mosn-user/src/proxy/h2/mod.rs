@@ -71,6 +71,14 @@ impl Proxy {
     /// Serves one HTTP/2 connection; `rbuf` holds bytes already read from it.
     pub(super) async fn serve_h2(&self, stream: TcpStream, peer: SocketAddr, rbuf: BytesMut) {
         let _ = stream.set_nodelay(true);
+        self.serve_h2_io(stream, peer, rbuf).await;
+    }
+
+    /// [`Proxy::serve_h2`] over any byte stream (the fuzz target's in-memory pipe).
+    pub(crate) async fn serve_h2_io<T>(&self, stream: T, peer: SocketAddr, rbuf: BytesMut)
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let o = self.config.http2;
         let header_limit = u32::try_from(self.config.max_request_header_bytes).unwrap_or(u32::MAX);
         let mut builder = h2::server::Builder::new();

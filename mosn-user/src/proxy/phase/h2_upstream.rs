@@ -310,7 +310,11 @@ async fn response_step(
     wbuf: &mut BytesMut,
 ) -> Result<(), Broke> {
     if !wbuf.is_empty() {
-        return wr.write_buf(wbuf).await.map(drop).map_err(Broke::Downstream);
+        return wr
+            .write_buf(wbuf)
+            .await
+            .map(drop)
+            .map_err(Broke::Downstream);
     }
     if resp.done {
         return std::future::pending().await;
