@@ -125,10 +125,11 @@ async fn serve_conn(s: TcpStream, body: Bytes, c: Rc<Counters>) {
     match tokio::time::timeout(Duration::from_secs(10), is_h2(&s)).await {
         Ok(Ok(true)) => {
             inc(&c.h2_conns);
-            if let Err(e) = serve_h2(s, body, c.clone()).await {
-                if !e.is_io() && !e.is_go_away() {
-                    inc(&c.bad);
-                }
+            if let Err(e) = serve_h2(s, body, c.clone()).await
+                && !e.is_io()
+                && !e.is_go_away()
+            {
+                inc(&c.bad);
             }
         }
         Ok(Ok(false)) => {
@@ -239,10 +240,7 @@ async fn serve_h1(mut s: TcpStream, body: Bytes, c: Rc<Counters>) {
     loop {
         // answer every complete request in the buffer with one write
         let mut close = false;
-        loop {
-            let Some(end) = find(&buf, b"\r\n\r\n") else {
-                break;
-            };
+        while let Some(end) = find(&buf, b"\r\n\r\n") {
             let h = parse_head(&buf[..end]);
             let Some((path, clen, conn_close)) = h else {
                 inc(&c.bad);
