@@ -12,6 +12,7 @@ shared/design/MEASURING.md).
     python3 bench/run.py --suite capture [--quick] ...   # the transparent-capture benchmark
     python3 bench/run.py --suite http [--quick] ...      # HTTP/1.1 through mosn/HAProxy/nginx (bench/http_suite.py)
     python3 bench/run.py --suite bolt [--quick] ...      # SOFARPC Bolt through mosn L4/L7 (bench/bolt_suite.py)
+    python3 bench/run.py --suite h2 [--quick] ...        # h2c and gRPC through mosn/HAProxy/nginx (bench/h2_suite.py)
 
 The script re-executes itself inside the namespace (`ip netns exec NS python3 run.py --_inner`;
 `nsenter --net=...` for --suite capture, which needs the host's cgroup v2 and bpffs mounts) for
@@ -78,8 +79,19 @@ WORKLOADS.update({
     "bolt1": {"kind": "bolt", "conns": 1, "unit": "req/s", "label": "Bolt 1 KiB, 1 conn"},
     "bolt64": {"kind": "bolt", "conns": 64, "unit": "req/s", "label": "Bolt 1 KiB, 64 conns"},
 })
+# --suite h2 (bench/h2_suite.py): h2load (h2c GET, gRPC unary) against an h2c origin, directly and
+# through mosn (Http2 downstream; Http2 or, for mosn-h1up, Http1 upstream), HAProxy and nginx, plus
+# the http suite's keep-alive measurement re-run in the same invocation.
+H2_TARGETS = ["direct", "mosn", "mosn-h1up", "haproxy", "nginx"]
+H2_WORKLOADS = ["h2c", "grpc-unary", "http1-keepalive"]
+WORKLOADS.update({
+    "h2c": {"kind": "h2load", "conns": 8, "unit": "req/s", "label": "h2c GET 100 B, 8 conns x 8 streams"},
+    "grpc-unary": {"kind": "h2load", "conns": 8, "unit": "req/s", "label": "gRPC unary 1 KiB, 8 conns x 8 streams"},
+    "http1-keepalive": dict(WORKLOADS["keepalive"], label="HTTP/1.1 keep-alive, 50 conns (wrk)"),
+})
 SUITES = {"l4": (ALL_TARGETS, ALL_WORKLOADS), "capture": (CAPTURE_TARGETS, CAPTURE_WORKLOADS),
-          "http": (HTTP_TARGETS, HTTP_WORKLOADS), "bolt": (BOLT_TARGETS, BOLT_WORKLOADS)}
+          "http": (HTTP_TARGETS, HTTP_WORKLOADS), "bolt": (BOLT_TARGETS, BOLT_WORKLOADS),
+          "h2": (H2_TARGETS, H2_WORKLOADS)}
 CAPTURE_HOST = "127.0.0.2"  # the servers' address; the app always connects here
 CAPTURE_UID = 65534  # the load generator runs as this uid/gid (iptables matches it)
 CAPTURE_CHAIN = "MOSN_BENCH"
@@ -148,7 +160,9 @@ def parse_args(argv=None):
                         "vs eBPF + sk_msg) vs the app connecting to the server directly; http: wrk keep-alive "
                         "and connection-per-request through mosn/HAProxy/nginx (L7) vs direct to an nginx origin; "
                         "bolt: SOFARPC Bolt request/response through mosn L4 (tcp_proxy), mosn L7 (Bolt proxy) "
-                        "and HAProxy (TCP) vs direct to a Bolt echo origin (bench/bolt_suite.py)")
+                        "and HAProxy (TCP) vs direct to a Bolt echo origin (bench/bolt_suite.py); h2: h2load h2c "
+                        "and gRPC unary through mosn/HAProxy/nginx vs direct to an h2c origin, plus the http "
+                        "suite's keep-alive (bench/h2_suite.py)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--duration", type=float, default=None,
                    help="seconds per measurement (default 5; --suite capture: 4)")
@@ -158,10 +172,10 @@ def parse_args(argv=None):
                    help="split: client+origin on CPU0, proxy on CPU1; shared: everything on CPU0")
     p.add_argument("--targets", default=None,
                    help=f"comma list of {ALL_TARGETS} (--suite capture: of {CAPTURE_TARGETS}; --suite http: "
-                        f"of {HTTP_TARGETS}; --suite bolt: of {BOLT_TARGETS}); default all")
+                        f"of {HTTP_TARGETS}; --suite bolt: of {BOLT_TARGETS}; --suite h2: of {H2_TARGETS}); default all")
     p.add_argument("--workloads", default=None,
                    help=f"comma list of {ALL_WORKLOADS}; default all (--suite capture: {CAPTURE_WORKLOADS}; "
-                        f"--suite http: {HTTP_WORKLOADS}; --suite bolt: {BOLT_WORKLOADS})")
+                        f"--suite http: {HTTP_WORKLOADS}; --suite bolt: {BOLT_WORKLOADS}; --suite h2: {H2_WORKLOADS})")
     p.add_argument("--connrate-concurrency", type=int, default=16)
     p.add_argument("--bolt-in-flight", type=int, default=1,
                    help="--suite bolt: requests in flight per connection (default 1)")
@@ -200,7 +214,7 @@ def parse_args(argv=None):
         if t not in suite_targets:
             p.error(f"unknown target {t!r} for --suite {a.suite}; known: {suite_targets}")
     for w in a.workloads:
-        known = {"http": HTTP_WORKLOADS, "bolt": BOLT_WORKLOADS}.get(a.suite, ALL_WORKLOADS)
+        known = {"http": HTTP_WORKLOADS, "bolt": BOLT_WORKLOADS, "h2": H2_WORKLOADS}.get(a.suite, ALL_WORKLOADS)
         if w not in known:
             p.error(f"unknown workload {w!r} for --suite {a.suite}; known: {known}")
     if "direct" not in a.targets:
@@ -217,7 +231,7 @@ def parse_args(argv=None):
     if not (1 <= a.capture_port <= 65535):
         p.error("--capture-port must be 1..65535")
     if a.out is None:
-        a.out = str(HERE / "results" / (a.suite if a.suite in ("capture", "http", "bolt") else ""))
+        a.out = str(HERE / "results" / (a.suite if a.suite in ("capture", "http", "bolt", "h2") else ""))
     a.out = str(Path(a.out).resolve())
     a.mosn = str(Path(a.mosn).resolve()) if a.mosn else ""
     return a
@@ -281,6 +295,10 @@ def ensure_packages(targets: list[str], suite: str = "l4") -> None:
         import bolt_suite
 
         return bolt_suite.ensure_packages(targets)
+    if suite == "h2":
+        import h2_suite
+
+        return h2_suite.ensure_packages(targets)
     need = []
     for binary, pkg in [("iperf3", "iperf3"), ("taskset", "util-linux"), ("ip", "iproute2")]:
         if not have(binary):
@@ -1468,7 +1486,7 @@ stream {{
         a = self.a
         self.preflight()
         active = [t for t in a.targets if t not in self.skipped]
-        n = a.rounds * len(a.workloads) * len(active)
+        n = a.rounds * sum(1 for wl in a.workloads for t in active if self.applies(wl, t))
         self.time_budget = n * (a.duration + 4)
         limit = a.time_limit or (self.time_budget * 3 + 900)
         log(f"{n} measurements ({a.rounds} rounds x {len(a.workloads)} workloads x {len(active)} targets), "
@@ -1497,7 +1515,7 @@ stream {{
         for rnd in range(1, a.rounds + 1):
             for wl in a.workloads:
                 for target in a.targets:
-                    if target in self.skipped:
+                    if target in self.skipped or not self.applies(wl, target):
                         continue
                     if time.monotonic() - t_begin > limit:
                         warn("time limit reached; stopping")
@@ -1525,6 +1543,10 @@ stream {{
 
     def extra_meta(self) -> dict:
         return {}
+
+    def applies(self, wl: str, target: str) -> bool:
+        """Whether `target` is measured in workload `wl` (--suite h2: not every pair is)."""
+        return True
 
     def write_row(self, row: dict) -> None:
         with open(self.rows_path, "a", newline="") as f:
@@ -1578,6 +1600,10 @@ def inner_main(args) -> int:
         import bolt_suite
 
         r = bolt_suite.BoltRunner(args)
+    elif args.suite == "h2":
+        import h2_suite
+
+        r = h2_suite.H2Runner(args)
     else:
         r = Runner(args)
     try:
@@ -1636,7 +1662,8 @@ def analyze(out: Path, plot: bool) -> None:
     capture = suite == "capture"
     httpsuite = suite == "http"
     boltsuite = suite == "bolt"
-    checked = capture or httpsuite or boltsuite  # suites whose runs are checked against counters
+    h2suite = suite == "h2"
+    checked = capture or httpsuite or boltsuite or h2suite  # suites whose runs are checked against counters
     targets = [t for t in SUITES[suite][0] if any(r["target"] == t for r in good)]
     if checked:  # variants that never gave a valid measurement still get their line
         targets = [t for t in SUITES[suite][0] if any(r["target"] == t and r["status"] != "skipped" for r in rows)]
@@ -1675,6 +1702,10 @@ def analyze(out: Path, plot: bool) -> None:
                 import http_suite
 
                 s.update(http_suite.summary_extra(rows, rs, wl, t))
+            if h2suite:
+                import h2_suite
+
+                s.update(h2_suite.summary_extra(rows, rs, wl, t))
             if boltsuite:
                 import bolt_suite
 
@@ -1699,6 +1730,10 @@ def analyze(out: Path, plot: bool) -> None:
         import bolt_suite
 
         bolt_suite.no_summary(rows, meta)
+    if h2suite and not summary:
+        import h2_suite
+
+        h2_suite.no_summary(rows, meta)
     if not summary:
         warn("no completed measurements to summarise")
         for r in failed:
@@ -1716,6 +1751,9 @@ def analyze(out: Path, plot: bool) -> None:
         title = (f"SOFARPC Bolt v1 (mosn-bench bolt-load) to a Bolt echo origin on {meta.get('origin_host', '?')}, "
                  f"{meta.get('size', '?')} B content each way, {meta.get('in_flight', '?')} request(s) in flight "
                  f"per connection; " + title)
+    if h2suite:
+        title = (f"HTTP/2 (h2load) to an h2c origin on {meta.get('h2_origin_host', '?')} and HTTP/1.1 (wrk) to an "
+                 f"nginx origin on {meta.get('origin_host', '?')}; " + title)
     lines.append(f"### {title}\n")
     lines.append("Median ratio to direct over rounds (min..max):\n")
     hdr = "| target | " + " | ".join(WORKLOADS[w]["label"] for w in workloads) + " |"
@@ -1745,9 +1783,10 @@ def analyze(out: Path, plot: bool) -> None:
     if capture and invalid:
         lines += ["[n invalid] = n run(s) whose counters did not show the variant's path carrying the traffic "
                   "(no ratio from them; reasons under \"Not ok\").", ""]
-    if (httpsuite or boltsuite) and invalid:
+    if (httpsuite or boltsuite or h2suite) and invalid:
         lines += ["FAILED / [n invalid] = n run(s) without a valid measurement: the target did not start, did not "
                   + ("answer GET / with the origin's response, wrk saw" if httpsuite else
+                     "answer one request with the origin's response, the load generator saw" if h2suite else
                      "answer one Bolt request with the origin's response, the load generator saw")
                   + " over 1 % errors, or the proxy's or origin's "
                   "request counter did not show the requests (no ratio from them; reasons under \"Not ok\").", ""]
@@ -1761,6 +1800,10 @@ def analyze(out: Path, plot: bool) -> None:
         import bolt_suite
 
         lines += bolt_suite.bolt_tables(summary, workloads, targets, by)
+    if h2suite:
+        import h2_suite
+
+        lines += h2_suite.h2_tables(summary, workloads, targets, by)
     lines.append("| workload | target | ratio (min..max) | median | unit | p50 µs | p99 µs | proxy CPU % "
                  "| per proxy core | CPU0/CPU1 busy % | per CPU1 | noise % | errors |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -1796,13 +1839,17 @@ def analyze(out: Path, plot: bool) -> None:
         import bolt_suite
 
         lines += [""] + bolt_suite.goal_lines(by, targets, workloads)
+    if h2suite:
+        import h2_suite
+
+        lines += [""] + h2_suite.goal_lines(by, targets)
     table = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(table)
     print()
     print(table)
     if plot and summary:
         try:
-            if httpsuite or boltsuite:  # a longer title: wrap it
+            if httpsuite or boltsuite or h2suite:  # a longer title: wrap it
                 import textwrap
 
                 import http_suite

@@ -8,12 +8,16 @@
 //! * `bolt-server --listen ADDR` and `bolt-load --target ADDR --connections N --duration S
 //!   [--in-flight K] [--size B] [--json]`: SOFARPC Bolt v1 echo origin and load generator
 //!   (`bolt.rs`, used by `bench/bolt_suite.py`).
+//! * `h2-origin --listen ADDR --body-size N` and `h2-check --target ADDR [--grpc]`: h2c (and
+//!   HTTP/1.1 on the same port) origin with gRPC echo, and a one-request checker
+//!   (`h2origin.rs`, used by `bench/h2_suite.py`; the load generator there is h2load).
 //!
 //! Everything runs on one thread (a current-thread tokio runtime, one task per connection), so
 //! pinning the process with `taskset` pins all of its work. Every load loop is bounded in time
 //! (duration + grace) and a watchdog thread ends the process if anything hangs beyond that.
 
 mod bolt;
+mod h2origin;
 mod hist;
 
 use std::cell::RefCell;
@@ -32,7 +36,7 @@ use tokio::time::Instant;
 #[derive(Parser)]
 #[command(
     name = "mosn-bench",
-    about = "Proxy benchmark load generators and origins (L4 echo, Bolt)"
+    about = "Proxy benchmark load generators and origins (L4 echo, Bolt, h2c/gRPC)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -127,6 +131,31 @@ enum Cmd {
         /// Print the result as JSON (else one human-readable line).
         #[arg(long)]
         json: bool,
+    },
+    /// h2c origin (HTTP/1.1 too, same port): 200 + BODY_SIZE bytes for every request, the echo
+    /// of the message + `grpc-status: 0` trailers for gRPC, counters at GET /origin-status.
+    H2Origin {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 100)]
+        body_size: usize,
+        /// Exit after this many seconds (0 = run until killed).
+        #[arg(long, default_value_t = 0)]
+        max_seconds: u64,
+    },
+    /// One h2c request (prior knowledge) to an h2-origin, directly or through a proxy; prints
+    /// JSON and exits 1 unless status, origin header, body and (gRPC) trailers are right.
+    H2Check {
+        #[arg(long)]
+        target: SocketAddr,
+        /// A unary gRPC call (POST, SIZE-byte message) instead of GET.
+        #[arg(long)]
+        grpc: bool,
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// The body size the origin was started with (checked for GET).
+        #[arg(long, default_value_t = 100)]
+        body_size: usize,
     },
 }
 
@@ -230,6 +259,38 @@ fn main() -> Result<()> {
                 println!("{}", serde_json::to_string(&out)?);
             } else {
                 println!("{}", bolt::describe(&out));
+            }
+            Ok(())
+        }
+        Cmd::H2Origin {
+            listen,
+            body_size,
+            max_seconds,
+        } => {
+            if body_size > (1 << 20) {
+                bail!("--body-size must be at most 1 MiB");
+            }
+            if max_seconds > 0 {
+                watchdog(max_seconds as f64, 0);
+            }
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, h2origin::server(listen, body_size))
+        }
+        Cmd::H2Check {
+            target,
+            grpc,
+            size,
+            body_size,
+        } => {
+            if size > (1 << 20) || body_size > (1 << 20) {
+                bail!("--size and --body-size must be at most 1 MiB");
+            }
+            watchdog(15.0, 3);
+            let local = tokio::task::LocalSet::new();
+            let out = local.block_on(&rt, h2origin::check(target, grpc, size, body_size));
+            println!("{}", serde_json::to_string(&out)?);
+            if out["ok"] != json!(true) {
+                std::process::exit(1);
             }
             Ok(())
         }
