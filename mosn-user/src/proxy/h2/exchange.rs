@@ -19,7 +19,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::upstream::{self, Forwarded, Reply, ReqBody, Stop, TryCtx};
+use super::upstream::{self, Forwarded, Reply, ReqBody, Stop, Timeouts, TryCtx};
 use crate::filter::{FilterContext, FilterStatus, LocalReply, StreamFilter};
 use crate::metrics::{ErrorKind, GrpcMetrics, Metrics};
 use crate::protocol::{Protocol, grpc};
@@ -160,12 +160,8 @@ impl Exchange<'_> {
                 .headers
                 .insert(TE, HeaderValue::from_static("trailers"));
         }
-        let timeout = match (route_timeout, grpc::timeout(&self.head.headers)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        attempt.deadline = timeout.map(|t| Instant::now() + t);
-        let reply = match self.tries(&mut attempt).await {
+        let grpc_deadline = grpc::timeout(&self.head.headers).map(|t| self.started + t);
+        let reply = match self.tries(&mut attempt, route_timeout, grpc_deadline).await {
             Ok(r) => r,
             Err(None) => return,
             Err(Some((r, kind))) => return self.local_reply(r, kind).await,
@@ -178,6 +174,8 @@ impl Exchange<'_> {
     async fn tries(
         &mut self,
         attempt: &mut Attempt,
+        route: Option<std::time::Duration>,
+        grpc_deadline: Option<Instant>,
     ) -> Result<Box<Reply>, Option<(LocalReply, ErrorKind)>> {
         let http2_up = match self.proxy.config.upstream_protocol {
             Protocol::Http1 => false,
@@ -192,14 +190,10 @@ impl Exchange<'_> {
             let Down::Head(respond) = &mut self.down else {
                 return Err(None);
             };
-            // A per-try timeout within the route's deadline.
-            let per_try = attempt
-                .retry_policy()
-                .and_then(|p| p.per_try_timeout)
-                .map(|t| Instant::now() + t);
-            let deadline = match (attempt.deadline, per_try) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
+            let timeouts = Timeouts {
+                route,
+                per_try: attempt.retry_policy().and_then(|p| p.per_try_timeout),
+                grpc_deadline,
             };
             let cx = TryCtx {
                 proxy: self.proxy,
@@ -208,7 +202,7 @@ impl Exchange<'_> {
                 filters: &mut self.filters,
                 fctx: &mut self.fctx,
                 respond,
-                deadline,
+                timeouts,
             };
             let result = if http2_up {
                 upstream::try_h2(cx, attempt).await

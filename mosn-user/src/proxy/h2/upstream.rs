@@ -314,11 +314,57 @@ pub(super) struct TryCtx<'a> {
     pub filters: &'a mut [Box<dyn StreamFilter>],
     pub fctx: &'a mut FilterContext,
     pub respond: &'a mut SendResponse<Bytes>,
-    pub deadline: Option<Instant>,
+    pub timeouts: Timeouts,
 }
 
 fn far() -> Instant {
     Instant::now() + std::time::Duration::from_secs(86400 * 365)
+}
+
+/// When a try gives up waiting for the response head.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    /// The route's `timeout`: from the end of the request (Envoy's rule, so a long upload
+    /// or client stream is not cut short).
+    pub route: Option<std::time::Duration>,
+    /// The retry policy's per-try timeout, from the end of the request on each try.
+    pub per_try: Option<std::time::Duration>,
+    /// The client's own deadline (`grpc-timeout`), from when the request arrived.
+    pub grpc_deadline: Option<Instant>,
+}
+
+impl Timeouts {
+    /// While the request is still being sent: only the client's deadline.
+    fn sending(&self) -> Instant {
+        self.grpc_deadline.unwrap_or_else(far)
+    }
+
+    /// Once the request is complete: the route's deadline (armed on the attempt the first
+    /// time, so retries share it), this try's, and the client's, whichever comes first.
+    fn complete(&self, attempt: &mut Attempt) -> Instant {
+        let now = Instant::now();
+        if attempt.deadline.is_none() {
+            attempt.deadline = self.route.map(|t| now + t);
+        }
+        [
+            attempt.deadline,
+            self.per_try.map(|t| now + t),
+            self.grpc_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(far)
+    }
+
+    /// How long a request may wait for a pooled connection.
+    fn pool_wait(&self) -> Option<Instant> {
+        let route = self.route.map(|t| Instant::now() + t);
+        match (route, self.grpc_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// Settings of this listener's upstream HTTP/2 connections.
@@ -364,7 +410,12 @@ pub(super) async fn try_h2(cx: TryCtx<'_>, attempt: &mut Attempt) -> Result<Repl
         pos: 0,
         done: empty,
     };
-    let timer = tokio::time::sleep_until(cx.deadline.unwrap_or_else(far));
+    let t = cx.timeouts;
+    let timer = tokio::time::sleep_until(if sent.done {
+        t.complete(attempt)
+    } else {
+        t.sending()
+    });
     tokio::pin!(timer);
     let respond = cx.respond;
     let (body, filters, fctx) = (cx.body, cx.filters, cx.fctx);
@@ -372,10 +423,15 @@ pub(super) async fn try_h2(cx: TryCtx<'_>, attempt: &mut Attempt) -> Result<Repl
         let mut sink = Sink::H2(&mut send);
         tokio::select! {
             r = pump(body, &mut sent, &mut sink, filters, fctx), if !sent.done => match r {
-                Ok(()) => {}
+                Ok(()) => {
+                    if sent.done {
+                        timer.as_mut().reset(t.complete(attempt));
+                    }
+                }
                 Err(PumpError::Upstream(why)) => {
                     debug!(%why, "upstream stopped taking the request body");
                     sent.done = true;
+                    timer.as_mut().reset(t.complete(attempt));
                 }
                 Err(PumpError::Downstream) => {
                     send.send_reset(h2::Reason::CANCEL);
@@ -454,7 +510,12 @@ pub(super) async fn try_h1(cx: TryCtx<'_>, attempt: &mut Attempt) -> Result<Repl
     let mut conn = cx
         .proxy
         .pools
-        .acquire(&attempt.cluster, attempt.host(), cx.deadline, max_header)
+        .acquire(
+            &attempt.cluster,
+            attempt.host(),
+            cx.timeouts.pool_wait(),
+            max_header,
+        )
         .await
         .map_err(Stop::Pool)?;
     attempt.begin_try();
@@ -490,7 +551,12 @@ pub(super) async fn try_h1(cx: TryCtx<'_>, attempt: &mut Attempt) -> Result<Repl
         pos: 0,
         done: empty,
     };
-    let timer = tokio::time::sleep_until(cx.deadline.unwrap_or_else(far));
+    let t = cx.timeouts;
+    let timer = tokio::time::sleep_until(if sent.done {
+        t.complete(attempt)
+    } else {
+        t.sending()
+    });
     tokio::pin!(timer);
     let respond = cx.respond;
     let (body, filters, fctx) = (cx.body, cx.filters, cx.fctx);
@@ -510,10 +576,15 @@ pub(super) async fn try_h1(cx: TryCtx<'_>, attempt: &mut Attempt) -> Result<Repl
         loop {
             tokio::select! {
                 r = pump(body, &mut sent, &mut sink, filters, fctx), if !sent.done => match r {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        if sent.done {
+                            timer.as_mut().reset(t.complete(attempt));
+                        }
+                    }
                     Err(PumpError::Upstream(why)) => {
                         debug!(%why, "upstream stopped reading the request body");
                         sent.done = true;
+                        timer.as_mut().reset(t.complete(attempt));
                     }
                     Err(PumpError::Downstream) => return Err(Stop::Cancelled),
                     Err(PumpError::Filter(r)) => return Err(Stop::Filter(r)),
