@@ -233,16 +233,7 @@ impl<'a> Exchange<'a> {
         if let Some(r) = &body.replay {
             out.extend_from_slice(r);
         }
-        body.out = out;
-        body.broken = false;
-        if !body.done
-            && let Err(e) = body.feed(
-                &mut self.down.rbuf,
-                &mut self.down.decoder,
-                &mut self.filters,
-                &mut self.fctx,
-            )
-        {
+        if let Err(e) = self.start_body(out) {
             self.upstream = Some(conn);
             return self.pump_failed(e);
         }
@@ -364,6 +355,23 @@ impl<'a> Exchange<'a> {
             }
             Err(HeadError::Pump(e)) => self.pump_failed(e),
         }
+    }
+
+    /// A try's first bytes: `out` (the head, then what earlier tries sent), then whatever
+    /// body is already buffered.
+    fn start_body(&mut self, out: BytesMut) -> Result<(), PumpError> {
+        let body = &mut self.body;
+        body.out = out;
+        body.broken = false;
+        if !body.done {
+            body.feed(
+                &mut self.down.rbuf,
+                &mut self.down.decoder,
+                &mut self.filters,
+                &mut self.fctx,
+            )?;
+        }
+        Ok(())
     }
 
     /// The request body could not be moved: answer (400, a filter's reply) or give up.

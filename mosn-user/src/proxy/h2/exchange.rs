@@ -32,11 +32,14 @@ use crate::proxy::routing::{self, Routed};
 /// methods are counted under service and method `other`.
 const MAX_GRPC_SERIES: usize = 1024;
 
+/// Metric handles by (service, method).
+type Series = HashMap<(Box<str>, Box<str>), Arc<GrpcMetrics>>;
+
 /// gRPC metric handles of one listener, by service and method.
 pub(crate) struct GrpcStats {
     listener: Arc<str>,
     metrics: Arc<Metrics>,
-    series: Mutex<HashMap<(Box<str>, Box<str>), Arc<GrpcMetrics>>>,
+    series: Mutex<Series>,
 }
 
 impl GrpcStats {

@@ -357,6 +357,16 @@ impl Timeouts {
         .unwrap_or_else(far)
     }
 
+    /// The first deadline of a try: [`Timeouts::complete`] if the request is already sent
+    /// (`done`), else [`Timeouts::sending`].
+    fn first(&self, done: bool, attempt: &mut Attempt) -> Instant {
+        if done {
+            self.complete(attempt)
+        } else {
+            self.sending()
+        }
+    }
+
     /// How long a request may wait for a pooled connection.
     fn pool_wait(&self) -> Option<Instant> {
         let route = self.route.map(|t| Instant::now() + t);
@@ -411,11 +421,7 @@ pub(super) async fn try_h2(cx: TryCtx<'_>, attempt: &mut Attempt) -> Result<Repl
         done: empty,
     };
     let t = cx.timeouts;
-    let timer = tokio::time::sleep_until(if sent.done {
-        t.complete(attempt)
-    } else {
-        t.sending()
-    });
+    let timer = tokio::time::sleep_until(t.first(sent.done, attempt));
     tokio::pin!(timer);
     let respond = cx.respond;
     let (body, filters, fctx) = (cx.body, cx.filters, cx.fctx);
@@ -552,11 +558,7 @@ pub(super) async fn try_h1(cx: TryCtx<'_>, attempt: &mut Attempt) -> Result<Repl
         done: empty,
     };
     let t = cx.timeouts;
-    let timer = tokio::time::sleep_until(if sent.done {
-        t.complete(attempt)
-    } else {
-        t.sending()
-    });
+    let timer = tokio::time::sleep_until(t.first(sent.done, attempt));
     tokio::pin!(timer);
     let respond = cx.respond;
     let (body, filters, fctx) = (cx.body, cx.filters, cx.fctx);

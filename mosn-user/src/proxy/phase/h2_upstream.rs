@@ -116,16 +116,8 @@ impl Exchange<'_> {
             end_sent: empty,
         };
         // What earlier tries sent, then whatever is already buffered.
-        body.out = body.replay.clone().unwrap_or_default();
-        body.broken = false;
-        if !body.done
-            && let Err(e) = body.feed(
-                &mut self.down.rbuf,
-                &mut self.down.decoder,
-                &mut self.filters,
-                &mut self.fctx,
-            )
-        {
+        let kept = body.replay.clone().unwrap_or_default();
+        if let Err(e) = self.start_body(kept) {
             self.h2 = Some(up);
             return self.pump_failed(e);
         }
