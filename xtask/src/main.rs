@@ -322,14 +322,33 @@ fn ensure_bpffs() -> Result<()> {
 
 /// Tools the tests drive as real clients or read kernel state with: installed from apt when
 /// missing (root only; without root the privileged tests skip anyway).
-const TEST_TOOLS: [(&str, &str); 6] = [
+const TEST_TOOLS: [(&str, &str); 7] = [
     ("bpftool", "bpftool"),
     ("nft", "nftables"),
     ("iptables-save", "iptables"),
     ("curl", "curl"),
     ("nsenter", "util-linux"),
     ("python3", "python3"),
+    // HTTP/2 load generator for the h2c tests (tests/h2.rs).
+    ("h2load", "nghttp2-client"),
 ];
+
+/// The interpreter the gRPC test peer (tests/support/grpc_peer.py) runs on: Debian's own, the
+/// one apt's python3-* modules install into (a python3 earlier on PATH may be another one).
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// Python modules the test peers import, with the apt package that brings each for
+/// [`SYSTEM_PYTHON`]: checked by importing them, since they put no binary on PATH.
+const TEST_PYTHON_MODULES: [(&str, &str); 1] = [("grpc", "python3-grpcio")];
+
+fn python_has(module: &str) -> bool {
+    Command::new(SYSTEM_PYTHON)
+        .args(["-c", &format!("import {module}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
 
 fn on_path(bin: &str) -> bool {
     std::env::var_os("PATH")
@@ -340,11 +359,17 @@ fn on_path(bin: &str) -> bool {
 }
 
 fn ensure_test_tools() -> Result<()> {
-    let missing: Vec<&str> = TEST_TOOLS
+    let mut missing: Vec<&str> = TEST_TOOLS
         .iter()
         .filter(|(bin, _)| !on_path(bin))
         .map(|(_, pkg)| *pkg)
         .collect();
+    missing.extend(
+        TEST_PYTHON_MODULES
+            .iter()
+            .filter(|(module, _)| !python_has(module))
+            .map(|(_, pkg)| *pkg),
+    );
     if missing.is_empty() {
         return Ok(());
     }
