@@ -330,10 +330,12 @@ async fn cancellation_reaches_the_server() {
         .open("POST", &hold, &grpc_headers(&[]), false)
         .await
         .unwrap();
-    out.send_data(mosn_tests::h2::grpc_frame(b"hold"), false)
+    // A whole unary request (END_STREAM), then the wait for the answer is cancelled.
+    out.send_data(mosn_tests::h2::grpc_frame(b"hold"), true)
         .unwrap();
     let deadline = Instant::now() + LIMIT;
-    while s.calls(&hold) < 2 {
+    let holding = format!("HOLDING {hold}");
+    while s.events().iter().filter(|l| **l == holding).count() < 2 {
         assert!(
             Instant::now() < deadline,
             "second Hold never reached the server: {:?}",
@@ -414,10 +416,10 @@ async fn proxy_errors_take_grpc_form() {
         .open("POST", "/narrow.Svc/Hold", &grpc_headers(&[]), false)
         .await
         .unwrap();
-    out.send_data(mosn_tests::h2::grpc_frame(b"hold"), false)
+    out.send_data(mosn_tests::h2::grpc_frame(b"hold"), true)
         .unwrap();
     let deadline = Instant::now() + LIMIT;
-    while s.calls("/narrow.Svc/Hold") < 1 {
+    while !s.events().iter().any(|l| l == "HOLDING /narrow.Svc/Hold") {
         assert!(
             Instant::now() < deadline,
             "the held call never arrived: {:?}",

@@ -280,3 +280,24 @@ async fn rapid_reset_gets_enhance_your_calm() {
     assert_goaway(&t, ENHANCE_YOUR_CALM, "1,000 rapid resets");
     others_unharmed(&mut m, &c, "rapid resets").await;
 }
+
+/// A header list over `max_request_header_bytes`: refused for that stream only (the `h2`
+/// crate's server answers 431 with END_STREAM; a RST_STREAM is as good), never forwarded, and
+/// the connection goes on.
+#[tokio::test]
+async fn header_list_over_the_limit_is_refused_per_stream() {
+    let (o, mut m, c) = start(json!({ "max_request_header_bytes": 8192 })).await;
+    let big = "a".repeat(20_000);
+    let res = within(
+        LIMIT,
+        "an oversized header list",
+        c.request("GET", "/big", &[("x-big", &big)], bytes::Bytes::new(), None),
+    )
+    .await;
+    match &res {
+        Ok(r) => assert_eq!(r.status, 431, "{r:?}"),
+        Err(e) => assert!(e.is_reset() && !e.is_go_away(), "a stream error: {e:?}"),
+    }
+    assert!(o.seen().iter().all(|s| s.path != "/big"), "never forwarded");
+    others_unharmed(&mut m, &c, "an oversized header list").await;
+}

@@ -12,7 +12,8 @@ Service /mosn.test.Peer/ (any service name is served the same way, so a test can
   Error         request b"<CODE_NAME>:<message>": aborts with that status and message
                 (no response message: a trailers-only response).
   Slow          request b"<ms>": sleeps, then echoes the request.
-  Hold          never answers; prints "CANCELLED <method>" when the call is cancelled.
+  Hold          never answers; prints "HOLDING <method>" once waiting and "CANCELLED <method>"
+                when the call is cancelled.
 
 Every call prints "CALL <full method>" on arrival. Events go to stdout, one per line, flushed.
 
@@ -104,8 +105,11 @@ def make_hold(method):
     def hold(request, context):
         done = threading.Event()
 
-        # Called when the RPC ends; it cannot end otherwise while we wait here.
-        context.add_callback(done.set)
+        # Called when the RPC ends; it cannot end otherwise while we wait here. False: it
+        # already ended (cancelled before this handler ran).
+        if not context.add_callback(done.set):
+            done.set()
+        emit("HOLDING " + method)
         # Wait for the cancellation (bounded: a test never holds for longer).
         done.wait(60)
         if done.is_set():
