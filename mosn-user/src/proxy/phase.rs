@@ -94,6 +94,8 @@ pub(crate) struct Exchange<'a> {
     upstream: Option<UpstreamConn>,
     /// The try's HTTP/2 stream, when the upstream speaks HTTP/2.
     h2: Option<h2_upstream::H2Up>,
+    /// The client asked for trailers (`TE: trailers`): an HTTP/2 upstream's are passed on.
+    client_trailers: bool,
     response: Option<ResponseBody>,
     /// The status sent downstream (once a head is written).
     status: Option<StatusCode>,
@@ -110,6 +112,16 @@ impl<'a> Exchange<'a> {
         // An HTTP/2 upstream gets the body without HTTP/1 framing, and no upgrade.
         let h2_up = proxy.config.upstream_protocol == crate::protocol::Protocol::Http2;
         let chunked = head.body == BodyKind::Chunked && !h2_up;
+        let client_trailers = head
+            .parts
+            .headers
+            .get_all(http::header::TE)
+            .iter()
+            .any(|v| {
+                v.as_bytes()
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+            });
         let fctx = FilterContext {
             source: down.peer,
             listener: Arc::clone(&proxy.listener),
@@ -131,6 +143,7 @@ impl<'a> Exchange<'a> {
             upstream_head: Bytes::new(),
             upstream: None,
             h2: None,
+            client_trailers,
             response: None,
             status: None,
             upstream_keep: false,

@@ -13,6 +13,7 @@
 
 mod exchange;
 mod io;
+mod outbox;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -29,7 +30,8 @@ use super::{Proxy, headers};
 use crate::metrics::ErrorKind;
 
 pub(crate) use exchange::GrpcStats;
-pub(super) use upstream::{h2_settings, request_head, send_data, trailer_lines};
+pub(super) use outbox::Outbox;
+pub(super) use upstream::{h2_settings, request_head, trailer_lines};
 
 /// How long a new connection has to send its preface and SETTINGS.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -16,6 +16,7 @@ use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::outbox::Outbox;
 use crate::filter::{FilterContext, FilterStatus, LocalReply, StreamFilter};
 use crate::protocol::http1::{BodyKind, Frame, ResponseHead, encode};
 use crate::protocol::{DecodeError, Decoder};
@@ -54,13 +55,32 @@ impl ReqBody {
     }
 }
 
-/// How far one try has sent the request body.
+/// How far one try has sent the request body, and what of it waits to go out. Every await
+/// of [`pump`] is cancel-safe: what waits lives here.
 #[derive(Debug, Default)]
 pub(super) struct Sent {
-    /// Chunks of the replay buffer already sent on this try.
+    /// Chunks of the replay buffer already queued on this try.
     pos: usize,
     /// The whole body went (or the try stopped sending).
     pub done: bool,
+    /// The last thing queued ends the body.
+    ending: bool,
+    /// HTTP/2 upstream: data waiting for the stream's window.
+    out: Outbox,
+    /// HTTP/1 upstream: encoded bytes not written yet, and the downstream window to give
+    /// back once they are.
+    h1: BytesMut,
+    h1_release: usize,
+}
+
+impl Sent {
+    /// A try whose request has no body: nothing to send.
+    pub fn nothing(empty: bool) -> Sent {
+        Sent {
+            done: empty,
+            ..Sent::default()
+        }
+    }
 }
 
 /// Why a request body could not be moved.
@@ -76,55 +96,11 @@ pub(super) enum PumpError {
 /// Where a try sends the request body.
 pub(super) enum Sink<'a> {
     H2(&'a mut SendStream<Bytes>),
-    H1 {
-        w: WriteHalf<'a>,
-        chunked: bool,
-        buf: BytesMut,
-    },
+    H1 { w: WriteHalf<'a>, chunked: bool },
 }
 
-impl Sink<'_> {
-    async fn data(&mut self, data: Bytes, end: bool) -> Result<(), String> {
-        match self {
-            Sink::H2(s) => send_data(s, data, end).await.map_err(|e| e.to_string()),
-            Sink::H1 { w, chunked, buf } => {
-                if *chunked {
-                    buf.clear();
-                    encode::data(true, &data, buf);
-                    if end {
-                        encode::end(true, b"", buf);
-                    }
-                    w.write_all(buf).await.map_err(|e| e.to_string())
-                } else {
-                    w.write_all(&data).await.map_err(|e| e.to_string())
-                }
-            }
-        }
-    }
-
-    async fn finish(&mut self, trailers: Option<&HeaderMap>) -> Result<(), String> {
-        match (self, trailers) {
-            (Sink::H2(s), Some(t)) => s.send_trailers(t.clone()).map_err(|e| e.to_string()),
-            (Sink::H2(s), None) => s.send_data(Bytes::new(), true).map_err(|e| e.to_string()),
-            (
-                Sink::H1 {
-                    w,
-                    chunked: true,
-                    buf,
-                },
-                t,
-            ) => {
-                buf.clear();
-                let lines = t.map(trailer_lines).unwrap_or_default();
-                encode::end(true, &lines, buf);
-                w.write_all(buf).await.map_err(|e| e.to_string())
-            }
-            (Sink::H1 { .. }, _) => Ok(()),
-        }
-    }
-}
-
-/// Moves the next piece of the request body to `sink`.
+/// One step of the request body towards `sink`: write what waits, else take the next piece
+/// (from the replay buffer, else from downstream) and queue it.
 pub(super) async fn pump(
     body: &mut ReqBody,
     sent: &mut Sent,
@@ -132,29 +108,47 @@ pub(super) async fn pump(
     filters: &mut [Box<dyn StreamFilter>],
     fctx: &mut FilterContext,
 ) -> Result<(), PumpError> {
+    let upstream = |e: String| PumpError::Upstream(e);
+    match sink {
+        Sink::H2(s) if !sent.out.is_empty() => {
+            let release = sent
+                .out
+                .flush(s)
+                .await
+                .map_err(|e| upstream(e.to_string()))?;
+            // Only now that upstream took it may downstream send more.
+            let _ = body.src.flow_control().release_capacity(release);
+            sent.done = sent.ending;
+            return Ok(());
+        }
+        Sink::H1 { w, .. } if !sent.h1.is_empty() => {
+            w.write_buf(&mut sent.h1)
+                .await
+                .map_err(|e| upstream(e.to_string()))?;
+            if sent.h1.is_empty() {
+                let release = std::mem::take(&mut sent.h1_release);
+                let _ = body.src.flow_control().release_capacity(release);
+                sent.done = sent.ending;
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    if sent.ending {
+        sent.done = true;
+        return Ok(());
+    }
     if let Some(replay) = &body.replay
         && sent.pos < replay.len()
     {
         let chunk = replay[sent.pos].clone();
         sent.pos += 1;
         let last = body.end && body.trailers.is_none() && sent.pos == replay.len();
-        sink.data(chunk, last).await.map_err(PumpError::Upstream)?;
-        if last {
-            sent.done = true;
-        } else if body.end && sent.pos == replay.len() {
-            sink.finish(body.trailers.as_ref())
-                .await
-                .map_err(PumpError::Upstream)?;
-            sent.done = true;
-        }
+        queue(sent, sink, chunk, last, 0);
         return Ok(());
     }
     if body.end {
-        sink.finish(body.trailers.as_ref())
-            .await
-            .map_err(PumpError::Upstream)?;
-        sent.done = true;
-        return Ok(());
+        return queue_end(sent, sink, body.trailers.as_ref()).map_err(upstream);
     }
     match body.src.data().await {
         Some(Ok(chunk)) => {
@@ -175,10 +169,7 @@ pub(super) async fn pump(
                 }
             }
             body.end = end;
-            sink.data(chunk, end).await.map_err(PumpError::Upstream)?;
-            // Only now that upstream took it may downstream send more.
-            let _ = body.src.flow_control().release_capacity(len);
-            sent.done = end;
+            queue(sent, sink, chunk, end, len);
             Ok(())
         }
         Some(Err(e)) => {
@@ -198,38 +189,63 @@ pub(super) async fn pump(
                     }
                 }
             }
-            sink.finish(body.trailers.as_ref())
-                .await
-                .map_err(PumpError::Upstream)?;
-            sent.done = true;
-            Ok(())
+            queue_end(sent, sink, body.trailers.as_ref()).map_err(upstream)
         }
     }
 }
 
-/// Sends `data` on an HTTP/2 stream as the peer's window allows (never buffering more than
-/// the window in h2).
-pub(in crate::proxy) async fn send_data(
-    s: &mut SendStream<Bytes>,
-    mut data: Bytes,
-    end: bool,
-) -> Result<(), h2::Error> {
-    if data.is_empty() {
-        return s.send_data(data, end);
-    }
-    while !data.is_empty() {
-        s.reserve_capacity(data.len());
-        let cap = match poll_fn(|cx| s.poll_capacity(cx)).await {
-            Some(r) => r?,
-            None => return Err(h2::Error::from(h2::Reason::CANCEL)),
-        };
-        if cap == 0 {
-            continue;
+/// Queues a piece of the body (`end`: the last); `release` is the downstream window it
+/// stands for.
+fn queue(sent: &mut Sent, sink: &Sink<'_>, data: Bytes, end: bool, release: usize) {
+    match sink {
+        Sink::H2(_) => sent.out.put(data, end, release),
+        Sink::H1 { chunked, .. } => {
+            encode::data(*chunked, &data, &mut sent.h1);
+            if end {
+                encode::end(*chunked, b"", &mut sent.h1);
+            }
+            sent.h1_release = release;
+            if sent.h1.is_empty() {
+                // An empty piece: nothing to write, the window goes back at once.
+                sent.done = end;
+            }
         }
-        let piece = data.split_to(cap.min(data.len()));
-        s.send_data(piece, end && data.is_empty())?;
+    }
+    sent.ending = end;
+}
+
+/// Queues the end of the body: the trailers (HTTP/2 at once; HTTP/1 chunked as trailer
+/// lines) or an empty END_STREAM.
+fn queue_end(
+    sent: &mut Sent,
+    sink: &mut Sink<'_>,
+    trailers: Option<&HeaderMap>,
+) -> Result<(), String> {
+    sent.ending = true;
+    match sink {
+        Sink::H2(s) => match trailers {
+            Some(t) => {
+                s.send_trailers(t.clone()).map_err(|e| e.to_string())?;
+                sent.done = true;
+            }
+            None => sent.out.put(Bytes::new(), true, 0),
+        },
+        Sink::H1 { chunked: true, .. } => {
+            let lines = trailers.map(trailer_lines).unwrap_or_default();
+            encode::end(true, &lines, &mut sent.h1);
+        }
+        Sink::H1 { .. } => sent.done = true,
     }
     Ok(())
+}
+
+/// Sends `data` on an HTTP/2 stream as the peer's window allows.
+pub(in crate::proxy) async fn send_data(
+    s: &mut SendStream<Bytes>,
+    data: Bytes,
+    end: bool,
+) -> Result<(), h2::Error> {
+    Outbox::send(s, data, end).await
 }
 
 /// Trailer fields as HTTP/1 chunked-body trailer lines.
@@ -416,10 +432,7 @@ pub(super) async fn try_h2(cx: TryCtx<'_>, attempt: &mut Attempt) -> Result<Repl
         Ok(pair) => pair,
         Err(e) => return Err(refused(e, &slot)),
     };
-    let mut sent = Sent {
-        pos: 0,
-        done: empty,
-    };
+    let mut sent = Sent::nothing(empty);
     let t = cx.timeouts;
     let timer = tokio::time::sleep_until(t.first(sent.done, attempt));
     tokio::pin!(timer);
@@ -553,10 +566,7 @@ pub(super) async fn try_h1(cx: TryCtx<'_>, attempt: &mut Attempt) -> Result<Repl
     if let Err(e) = conn.stream.write_all(&out).await {
         return Err(stale(e.to_string()));
     }
-    let mut sent = Sent {
-        pos: 0,
-        done: empty,
-    };
+    let mut sent = Sent::nothing(empty);
     let t = cx.timeouts;
     let timer = tokio::time::sleep_until(t.first(sent.done, attempt));
     tokio::pin!(timer);
@@ -570,11 +580,7 @@ pub(super) async fn try_h1(cx: TryCtx<'_>, attempt: &mut Attempt) -> Result<Repl
             ..
         } = &mut conn;
         let (mut rd, w) = stream.split();
-        let mut sink = Sink::H1 {
-            w,
-            chunked,
-            buf: BytesMut::new(),
-        };
+        let mut sink = Sink::H1 { w, chunked };
         loop {
             tokio::select! {
                 r = pump(body, &mut sent, &mut sink, filters, fctx), if !sent.done => match r {
@@ -668,6 +674,8 @@ pub(super) async fn forward(
     fctx: &mut FilterContext,
 ) -> Forwarded {
     let sent = &mut reply.sent;
+    let mut downward = Downward::default();
+    let dw = &mut downward;
     match &mut reply.up {
         Up::H2 { send, recv, .. } => loop {
             let mut sink = Sink::H2(send);
@@ -681,7 +689,7 @@ pub(super) async fn forward(
                         }
                     }
                 }
-                step = h2_step(recv, down) => match step {
+                step = h2_step(recv, down, dw) => match step {
                     Step::More => {}
                     Step::Done(g) => {
                         if !sent.done {
@@ -718,7 +726,6 @@ pub(super) async fn forward(
                 let mut sink = Sink::H1 {
                     w,
                     chunked: *chunked,
-                    buf: BytesMut::new(),
                 };
                 loop {
                     tokio::select! {
@@ -731,7 +738,7 @@ pub(super) async fn forward(
                                 }
                             }
                         }
-                        step = h1_step(&mut rd, buf, decoder, down) => match step {
+                        step = h1_step(&mut rd, buf, decoder, down, dw) => match step {
                             Step::More => {}
                             Step::Done(g) => break Forwarded::Done(g),
                             Step::UpBroke(reason) => {
@@ -771,7 +778,41 @@ enum Step {
     DownGone,
 }
 
-async fn h2_step(recv: &mut RecvStream, down: &mut SendStream<Bytes>) -> Step {
+/// The response's way downstream: what waits for the client's window (cancel-safe, as the
+/// request's [`Sent`]).
+#[derive(Debug, Default)]
+struct Downward {
+    out: Outbox,
+    /// What waits ends the response.
+    ending: bool,
+}
+
+impl Downward {
+    /// Flushes what waits; `Some(release)` (the upstream window to give back) once it is out.
+    async fn flush(&mut self, down: &mut SendStream<Bytes>) -> Result<usize, Step> {
+        self.out.flush(down).await.map_err(|_| Step::DownGone)
+    }
+
+    fn queue(&mut self, data: Bytes, end: bool, release: usize) {
+        self.out.put(data, end, release);
+        self.ending = end;
+    }
+}
+
+async fn h2_step(recv: &mut RecvStream, down: &mut SendStream<Bytes>, dw: &mut Downward) -> Step {
+    if !dw.out.is_empty() {
+        return match dw.flush(down).await {
+            Ok(release) => {
+                let _ = recv.flow_control().release_capacity(release);
+                if dw.ending {
+                    Step::Done(None)
+                } else {
+                    Step::More
+                }
+            }
+            Err(step) => step,
+        };
+    }
     let data = tokio::select! {
         d = recv.data() => d,
         _ = poll_fn(|c| down.poll_reset(c)) => return Step::DownGone,
@@ -779,12 +820,8 @@ async fn h2_step(recv: &mut RecvStream, down: &mut SendStream<Bytes>) -> Step {
     match data {
         Some(Ok(chunk)) => {
             let len = chunk.len();
-            let end = recv.is_end_stream();
-            if send_data(down, chunk, end).await.is_err() {
-                return Step::DownGone;
-            }
-            let _ = recv.flow_control().release_capacity(len);
-            if end { Step::Done(None) } else { Step::More }
+            dw.queue(chunk, recv.is_end_stream(), len);
+            Step::More
         }
         Some(Err(e)) => Step::UpBroke(e.reason().unwrap_or(h2::Reason::INTERNAL_ERROR)),
         None => {
@@ -800,10 +837,10 @@ async fn h2_step(recv: &mut RecvStream, down: &mut SendStream<Bytes>) -> Step {
                         Err(_) => Step::DownGone,
                     }
                 }
-                Ok(None) => match down.send_data(Bytes::new(), true) {
-                    Ok(()) => Step::Done(None),
-                    Err(_) => Step::DownGone,
-                },
+                Ok(None) => {
+                    dw.queue(Bytes::new(), true, 0);
+                    Step::More
+                }
                 Err(e) => Step::UpBroke(e.reason().unwrap_or(h2::Reason::INTERNAL_ERROR)),
             }
         }
@@ -815,22 +852,27 @@ async fn h1_step(
     buf: &mut BytesMut,
     decoder: &mut crate::protocol::http1::ResponseDecoder,
     down: &mut SendStream<Bytes>,
+    dw: &mut Downward,
 ) -> Step {
+    if !dw.out.is_empty() {
+        return match dw.flush(down).await {
+            Ok(_) if dw.ending => Step::Done(None),
+            Ok(_) => Step::More,
+            Err(step) => step,
+        };
+    }
     loop {
         match decoder.decode(buf) {
             Ok(Some(Frame::Data(d))) => {
-                return match send_data(down, d, false).await {
-                    Ok(()) => Step::More,
-                    Err(_) => Step::DownGone,
-                };
+                dw.queue(d, false, 0);
+                return Step::More;
             }
             Ok(Some(Frame::End { trailers })) => {
-                let r = if trailers.is_empty() {
-                    down.send_data(Bytes::new(), true)
-                } else {
-                    down.send_trailers(parse_trailers(&trailers))
-                };
-                return match r {
+                if trailers.is_empty() {
+                    dw.queue(Bytes::new(), true, 0);
+                    return Step::More;
+                }
+                return match down.send_trailers(parse_trailers(&trailers)) {
                     Ok(()) => Step::Done(None),
                     Err(_) => Step::DownGone,
                 };
@@ -846,15 +888,13 @@ async fn h1_step(
         match n {
             Ok(0) => {
                 // A close-delimited body ends here; the decoder says whether it may.
-                match decoder.eof() {
+                return match decoder.eof() {
                     Ok(Some(Frame::End { .. })) => {
-                        return match down.send_data(Bytes::new(), true) {
-                            Ok(()) => Step::Done(None),
-                            Err(_) => Step::DownGone,
-                        };
+                        dw.queue(Bytes::new(), true, 0);
+                        Step::More
                     }
-                    _ => return Step::UpBroke(h2::Reason::INTERNAL_ERROR),
-                }
+                    _ => Step::UpBroke(h2::Reason::INTERNAL_ERROR),
+                };
             }
             Ok(_) => {}
             Err(_) => return Step::UpBroke(h2::Reason::INTERNAL_ERROR),

@@ -19,7 +19,7 @@ use crate::filter::{FilterContext, StreamFilter};
 use crate::metrics::ErrorKind;
 use crate::protocol::http1::{BodyKind, RequestDecoder, ResponseHead, encode};
 use crate::proxy::body::{READ_CHUNK, RequestBody};
-use crate::proxy::h2::{h2_settings, request_head, send_data, trailer_lines};
+use crate::proxy::h2::{Outbox, h2_settings, request_head, trailer_lines};
 use crate::stream::H2Stream;
 
 /// The HTTP/2 stream of the current try.
@@ -29,13 +29,56 @@ pub(super) struct H2Up {
     recv: Option<RecvStream>,
     /// END_STREAM went upstream.
     end_sent: bool,
+    /// Body waiting for the stream's window (cancel-safe: the pump is a `select!` branch).
+    outbox: Outbox,
+    /// What waits in `outbox` ends the body.
+    ending: bool,
+    /// The response came to its end (else dropping the stream cancels it upstream).
+    complete: bool,
 }
 
 impl Drop for H2Up {
     fn drop(&mut self) {
-        if !self.end_sent || self.recv.as_ref().is_some_and(|r| !r.is_end_stream()) {
+        if !self.complete {
             // Abandoned mid-way (a local reply, a failure, the client gone): cancel it.
             self.send.send_reset(h2::Reason::CANCEL);
+        }
+    }
+}
+
+/// The request side of an exchange: the body's next step while it is `active`, else the
+/// watch for a client that leaves ([`client_gone`], reported as a downstream error).
+#[allow(clippy::too_many_arguments)]
+async fn request_side(
+    active: bool,
+    body: &mut RequestBody,
+    up: &mut H2Up,
+    rd: &mut ReadHalf<'_>,
+    rbuf: &mut BytesMut,
+    decoder: &mut RequestDecoder,
+    filters: &mut [Box<dyn StreamFilter>],
+    fctx: &mut FilterContext,
+    watching: &mut bool,
+) -> Result<(), PumpError> {
+    if active {
+        return pump_h2(body, up, rd, rbuf, decoder, filters, fctx).await;
+    }
+    client_gone(rd, watching).await;
+    Err(PumpError::Downstream(
+        std::io::ErrorKind::UnexpectedEof.into(),
+    ))
+}
+
+/// Resolves when the downstream client closed its side while the request body is done (an
+/// HTTP/1 client that gives up): its exchange is then cancelled. Bytes of a next
+/// (pipelined) request are only peeked at, and end the watch.
+async fn client_gone(rd: &mut ReadHalf<'_>, watching: &mut bool) {
+    let mut probe = [0u8; 1];
+    match rd.peek(&mut probe).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => {
+            *watching = false;
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -51,6 +94,14 @@ async fn pump_h2(
     filters: &mut [Box<dyn StreamFilter>],
     fctx: &mut FilterContext,
 ) -> Result<(), PumpError> {
+    if !up.outbox.is_empty() {
+        up.outbox
+            .flush(&mut up.send)
+            .await
+            .map_err(|e| PumpError::Upstream(std::io::Error::other(e)))?;
+        up.end_sent = up.ending;
+        return Ok(());
+    }
     if body.out.is_empty() && !body.done && !body.feed(rbuf, decoder, filters, fctx)? {
         rbuf.reserve(READ_CHUNK);
         let n = down.read_buf(rbuf).await.map_err(PumpError::Downstream)?;
@@ -61,12 +112,11 @@ async fn pump_h2(
         }
         return Ok(());
     }
+    // Queued, then sent by the next steps: nothing taken from `out` is lost if this step
+    // is cancelled.
     let data = body.out.split().freeze();
-    let end = body.done;
-    send_data(&mut up.send, data, end)
-        .await
-        .map_err(|e| PumpError::Upstream(std::io::Error::other(e)))?;
-    up.end_sent = end;
+    up.ending = body.done;
+    up.outbox.put(data, body.done, 0);
     Ok(())
 }
 
@@ -114,6 +164,9 @@ impl Exchange<'_> {
             send,
             recv: None,
             end_sent: empty,
+            outbox: Outbox::default(),
+            ending: false,
+            complete: false,
         };
         // What earlier tries sent, then whatever is already buffered.
         let kept = body.replay.clone().unwrap_or_default();
@@ -139,10 +192,12 @@ impl Exchange<'_> {
             let (mut rd, _wr) = down.stream.split();
             let (rbuf, decoder) = (&mut down.rbuf, &mut down.decoder);
             let (body, filters, fctx) = (&mut self.body, &mut self.filters, &mut self.fctx);
+            let mut watching = true;
             loop {
                 let active = !up.end_sent && !body.broken;
+                let watch = !active && watching && rbuf.is_empty();
                 tokio::select! {
-                    r = pump_h2(body, &mut up, &mut rd, rbuf, decoder, filters, fctx), if active => match r {
+                    r = request_side(active, body, &mut up, &mut rd, rbuf, decoder, filters, fctx, &mut watching), if active || watch => match r {
                         Ok(()) => {}
                         Err(PumpError::Upstream(e)) => {
                             debug!(error = %e, "upstream stopped taking the request body");
@@ -230,30 +285,36 @@ impl Exchange<'_> {
         let mut up = self.h2.take().expect("a response came on a stream");
         let mut resp = self.response.take().expect("response filters ran");
         let mut recv = up.recv.take().expect("a response head was read");
+        let trailers = self.client_trailers;
         let result = {
             let down = &mut *self.down;
             let (mut rd, mut wr) = down.stream.split();
             let (rbuf, decoder, wbuf) = (&mut down.rbuf, &mut down.decoder, &mut down.wbuf);
             let (body, filters, fctx) = (&mut self.body, &mut self.filters, &mut self.fctx);
+            let mut watching = true;
             loop {
                 if resp.done && wbuf.is_empty() {
                     break Ok(());
                 }
                 let active = !up.end_sent && !body.broken;
+                let watch = !active && watching && rbuf.is_empty();
                 tokio::select! {
-                    r = pump_h2(body, &mut up, &mut rd, rbuf, decoder, filters, fctx), if active => {
-                        if let Err(e) = r {
+                    r = request_side(active, body, &mut up, &mut rd, rbuf, decoder, filters, fctx, &mut watching), if active || watch => {
+                        if let Err(PumpError::Downstream(e)) = r {
+                            break Err(Broke::Downstream(e));
+                        } else if let Err(e) = r {
                             debug!(?e, "request body stopped while the response flows");
                             body.broken = true;
                         }
                     }
-                    r = response_step(&mut resp, &mut recv, &mut wr, wbuf) => if let Err(e) = r {
+                    r = response_step(&mut resp, &mut recv, &mut wr, wbuf, trailers) => if let Err(e) = r {
                         break Err(e);
                     },
                 }
             }
         };
         self.end_try();
+        up.complete = result.is_ok();
         match result {
             Ok(()) => {
                 if !self.body.done || self.body.broken {
@@ -300,6 +361,7 @@ async fn response_step(
     recv: &mut RecvStream,
     wr: &mut tokio::net::tcp::WriteHalf<'_>,
     wbuf: &mut BytesMut,
+    pass_trailers: bool,
 ) -> Result<(), Broke> {
     if !wbuf.is_empty() {
         return wr
@@ -322,7 +384,13 @@ async fn response_step(
             let trailers = poll_fn(|c| recv.poll_trailers(c))
                 .await
                 .map_err(|e| Broke::Upstream(e.to_string()))?;
-            let lines = trailers.as_ref().map(trailer_lines).unwrap_or_default();
+            // Trailers only to a client that said it takes them (`TE: trailers`), as
+            // Envoy's HTTP/1 codec does by default.
+            let lines = trailers
+                .as_ref()
+                .filter(|_| pass_trailers)
+                .map(trailer_lines)
+                .unwrap_or_default();
             encode::end(resp.chunked, &lines, wbuf);
             resp.done = true;
             Ok(())
