@@ -423,7 +423,8 @@ http {{
     def proxy_counter(self, target: str, proxy: base.Proxy):
         if proxy:
             self.rss["last"] = rss_kb(base.proc_tree(proxy.popen.pid))
-        return super().proxy_counter(target, proxy)
+        # Every mosn variant counts its requests the same way.
+        return super().proxy_counter("mosn" if target.startswith("mosn") else target, proxy)
 
     def save_mosn_metrics(self, tag: str, before: str, after: str, row: dict) -> None:
         mdir = self.raw / "mosn-metrics"
