@@ -554,21 +554,28 @@ impl<'a> Exchange<'a> {
                     self.proxy.pools.release(conn);
                 }
             }
-            Err(ResponseError::Upstream(why)) => {
-                debug!(%why, "upstream broke mid-response; closing the downstream");
-                if let Some(a) = &self.attempt {
-                    a.broke_midway();
-                }
-                self.proxy.metrics.errors.inc(ErrorKind::UpstreamReset);
-                self.keep_alive = false;
-            }
-            Err(ResponseError::Downstream(e)) => {
-                debug!(error = %e, "downstream went away mid-response");
-                self.proxy.metrics.errors.inc(ErrorKind::DownstreamReset);
-                self.keep_alive = false;
-            }
+            Err(ResponseError::Upstream(why)) => self.upstream_broke_midway(&why),
+            Err(ResponseError::Downstream(e)) => self.downstream_gone_midway(&e),
         }
         Phase::End
+    }
+
+    /// The upstream broke after the response head went downstream: counted, and the
+    /// downstream closes (it cannot be told otherwise).
+    fn upstream_broke_midway(&mut self, why: &str) {
+        debug!(%why, "upstream broke mid-response; closing the downstream");
+        if let Some(a) = &self.attempt {
+            a.broke_midway();
+        }
+        self.proxy.metrics.errors.inc(ErrorKind::UpstreamReset);
+        self.keep_alive = false;
+    }
+
+    /// The downstream went away mid-response.
+    fn downstream_gone_midway(&mut self, e: &std::io::Error) {
+        debug!(error = %e, "downstream went away mid-response");
+        self.proxy.metrics.errors.inc(ErrorKind::DownstreamReset);
+        self.keep_alive = false;
     }
 
     /// After a 101: the written head, leftovers both ways, then a byte tunnel until both

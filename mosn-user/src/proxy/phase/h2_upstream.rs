@@ -16,7 +16,6 @@ use tracing::debug;
 
 use super::{Exchange, Failure, Phase, PumpError, fail};
 use crate::filter::{FilterContext, StreamFilter};
-use crate::metrics::ErrorKind;
 use crate::protocol::http1::{BodyKind, RequestDecoder, ResponseHead, encode};
 use crate::proxy::body::{READ_CHUNK, RequestBody};
 use crate::proxy::h2::{Outbox, h2_settings, request_head, trailer_lines};
@@ -322,19 +321,8 @@ impl Exchange<'_> {
                     self.keep_alive = false;
                 }
             }
-            Err(Broke::Upstream(why)) => {
-                debug!(%why, "upstream stream broke mid-response; closing the downstream");
-                if let Some(a) = &self.attempt {
-                    a.broke_midway();
-                }
-                self.proxy.metrics.errors.inc(ErrorKind::UpstreamReset);
-                self.keep_alive = false;
-            }
-            Err(Broke::Downstream(e)) => {
-                debug!(error = %e, "downstream went away mid-response");
-                self.proxy.metrics.errors.inc(ErrorKind::DownstreamReset);
-                self.keep_alive = false;
-            }
+            Err(Broke::Upstream(why)) => self.upstream_broke_midway(&why),
+            Err(Broke::Downstream(e)) => self.downstream_gone_midway(&e),
         }
         up.recv = Some(recv);
         Phase::End
