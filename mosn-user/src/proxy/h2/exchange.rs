@@ -19,7 +19,9 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::upstream::{self, Forwarded, Reply, ReqBody, Stop, Timeouts, TryCtx};
+use super::forward::{self, Forwarded};
+use super::request_body::{self, ReqBody};
+use super::upstream::{self, Reply, Stop, Timeouts, TryCtx};
 use crate::filter::{FilterContext, FilterStatus, LocalReply, StreamFilter};
 use crate::metrics::{ErrorKind, GrpcMetrics, Metrics};
 use crate::protocol::{Protocol, grpc};
@@ -314,10 +316,10 @@ impl Exchange<'_> {
         if reply.end {
             attempt.end_try();
             let done = reply.sent.done;
-            upstream::release(self.proxy, reply.up, done);
+            forward::release(self.proxy, reply.up, done);
             return;
         }
-        let outcome = upstream::forward(
+        let outcome = forward::forward(
             &mut reply,
             &mut send,
             &mut self.body,
@@ -332,7 +334,7 @@ impl Exchange<'_> {
                     self.grpc_status = g;
                 }
                 let done = reply.sent.done;
-                upstream::release(self.proxy, reply.up, done);
+                forward::release(self.proxy, reply.up, done);
             }
             Forwarded::UpstreamBroke => {
                 attempt.broke_midway();
@@ -418,7 +420,7 @@ impl Exchange<'_> {
             Ok(mut s) => {
                 self.set_status(status);
                 if !end {
-                    let _ = upstream::send_data(&mut s, body, true).await;
+                    let _ = request_body::send_data(&mut s, body, true).await;
                 }
             }
             Err(_) => self.downstream_gone(),

@@ -12,8 +12,10 @@
 //! finish, then it closes.
 
 mod exchange;
+mod forward;
 mod io;
 mod outbox;
+mod request_body;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -31,7 +33,8 @@ use crate::metrics::ErrorKind;
 
 pub(crate) use exchange::GrpcStats;
 pub(super) use outbox::Outbox;
-pub(super) use upstream::{h2_settings, request_head, trailer_lines};
+pub(super) use request_body::trailer_lines;
+pub(super) use upstream::{h2_settings, request_head};
 
 /// How long a new connection has to send its preface and SETTINGS.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
