@@ -20,6 +20,18 @@ pub mod status {
     pub const UNAUTHENTICATED: u32 = 16;
 }
 
+/// The `grpc-status` an Envoy `retry_on` gRPC condition names (`cancelled`,
+/// `deadline-exceeded`, `resource-exhausted`, `unavailable`).
+pub fn retry_condition(name: &str) -> Option<u32> {
+    match name {
+        "cancelled" => Some(status::CANCELLED),
+        "deadline-exceeded" => Some(status::DEADLINE_EXCEEDED),
+        "resource-exhausted" => Some(status::RESOURCE_EXHAUSTED),
+        "unavailable" => Some(status::UNAVAILABLE),
+        _ => None,
+    }
+}
+
 /// Whether a request or response with these headers is gRPC (`application/grpc`, with or
 /// without a `+proto`-style suffix or parameters).
 pub fn is_grpc(headers: &HeaderMap) -> bool {

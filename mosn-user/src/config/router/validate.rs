@@ -535,14 +535,8 @@ fn retry(raw: &RawRetry, path: &str, d: &mut Diag) -> Option<RetryConfig> {
                         d.error(&op, "retriable-status-codes needs \"status_codes\"");
                     }
                     "retriable-status-codes" => r.on_status = codes.clone(),
-                    "cancelled" | "deadline-exceeded" | "resource-exhausted" | "unavailable" => {
-                        use crate::protocol::grpc::status;
-                        r.on_grpc.push(match cond {
-                            "cancelled" => status::CANCELLED,
-                            "deadline-exceeded" => status::DEADLINE_EXCEEDED,
-                            "resource-exhausted" => status::RESOURCE_EXHAUSTED,
-                            _ => status::UNAVAILABLE,
-                        });
+                    g if let Some(code) = crate::protocol::grpc::retry_condition(g) => {
+                        r.on_grpc.push(code);
                     }
                     other => d.error(
                         &op,

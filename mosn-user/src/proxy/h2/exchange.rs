@@ -34,8 +34,8 @@ use crate::proxy::routing::{self, Routed};
 /// methods are counted under service and method `other`.
 const MAX_GRPC_SERIES: usize = 1024;
 
-/// Metric handles by (service, method).
-type Series = HashMap<(Box<str>, Box<str>), Arc<GrpcMetrics>>;
+/// Metric handles by `:path` (`/service/method`), so a hit is a lookup by `&str`.
+type Series = HashMap<Box<str>, Arc<GrpcMetrics>>;
 
 /// gRPC metric handles of one listener, by service and method.
 pub(crate) struct GrpcStats {
@@ -54,26 +54,22 @@ impl GrpcStats {
     }
 
     fn get(&self, path: &str) -> Arc<GrpcMetrics> {
-        let (service, method) = match grpc::service_method(path) {
-            ("", _) => ("-", "-"),
-            sm => sm,
-        };
         let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (Box::from(service), Box::from(method));
-        if let Some(m) = series.get(&key) {
+        if let Some(m) = series.get(path) {
             return Arc::clone(m);
         }
-        let key = if series.len() >= MAX_GRPC_SERIES {
-            (Box::from("other"), Box::from("other"))
+        let (key, (service, method)) = if series.len() >= MAX_GRPC_SERIES {
+            ("other", ("other", "other"))
         } else {
-            key
+            match grpc::service_method(path) {
+                ("", _) => ("-", ("-", "-")),
+                sm => (path, sm),
+            }
         };
-        let (s, m) = (key.0.to_string(), key.1.to_string());
-        Arc::clone(
-            series
-                .entry(key)
-                .or_insert_with(|| Arc::new(self.metrics.grpc(&self.listener, &s, &m))),
-        )
+        let m = series
+            .entry(Box::from(key))
+            .or_insert_with(|| Arc::new(self.metrics.grpc(&self.listener, service, method)));
+        Arc::clone(m)
     }
 }
 
