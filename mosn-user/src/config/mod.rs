@@ -22,6 +22,7 @@ pub mod model;
 pub mod raw;
 pub mod router;
 mod size;
+pub mod tls;
 pub mod validate;
 
 #[cfg(test)]

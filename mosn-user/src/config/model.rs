@@ -14,6 +14,7 @@ pub use super::filter::StreamFilterConfig;
 pub use super::health::{CircuitBreakersConfig, HealthCheckConfig, OutlierConfig};
 pub use super::lb::{LbPolicy, Metadata, MetadataMatch, SubsetConfig};
 pub use super::router::RouterConfig;
+pub use super::tls::{ChainMatch, PemSource, SanMatcher, TlsContext, TlsVersion};
 pub use crate::network::OriginalDst;
 pub use crate::protocol::Protocol;
 

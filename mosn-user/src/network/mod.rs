@@ -2,6 +2,7 @@
 //! [`ConnectionHandler`] a listener hands each connection to, original destinations of
 //! captured connections, and the socket options the layers above rely on.
 
+mod conn;
 mod handler;
 mod listener;
 mod original_dst;
@@ -9,6 +10,7 @@ pub mod sockopt;
 #[cfg(test)]
 pub(crate) mod test_util;
 
+pub use conn::{Conn, ConnRead, ConnWrite, PeerIdentity, TlsStream};
 pub use handler::{ConnectionFuture, ConnectionHandler};
 pub use listener::{BoundListener, ConnTracker};
 pub use original_dst::{
