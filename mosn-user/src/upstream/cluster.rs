@@ -13,7 +13,7 @@ use super::lb::{self, LbContext, LoadBalancer};
 use super::outlier::{OutlierDetector, RequestOutcome};
 use crate::config::{ClusterConfig, ClusterKind, Config};
 use crate::metrics::{ClusterMetrics, Metrics};
-use crate::network::sockopt;
+use crate::network::{Conn, sockopt};
 
 /// Why no upstream connection could be made. Each names what to check.
 #[derive(Debug, thiserror::Error)]
@@ -109,10 +109,10 @@ impl Cluster {
 
     /// Connects to one host (connect timeout, mark, bind source), counting the attempt and
     /// its failure.
-    pub async fn connect_host(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    pub async fn connect_host(&self, addr: SocketAddr) -> std::io::Result<Conn> {
         self.metrics.upstream_cx_total.inc();
         match tokio::time::timeout(self.connect_timeout, self.connect_to(addr)).await {
-            Ok(Ok(s)) => Ok(s),
+            Ok(Ok(s)) => Ok(Conn::Tcp(s)),
             Ok(Err(e)) => {
                 self.metrics.upstream_cx_connect_fail.inc();
                 tracing::debug!(%addr, error = %e, "upstream connect failed");
@@ -137,7 +137,7 @@ impl Cluster {
         &self,
         attempts: usize,
         original_dst: Option<SocketAddr>,
-    ) -> Result<(TcpStream, SocketAddr), ConnectError> {
+    ) -> Result<(Conn, SocketAddr), ConnectError> {
         let original = match (self.kind, original_dst) {
             (ClusterKind::Static, _) => None,
             (ClusterKind::OriginalDst, Some(addr)) => Some(addr),
@@ -271,7 +271,7 @@ mod tests {
         })));
         let pass = m.get("pass").unwrap();
         let (up, addr) = pass.connect(3, Some(o)).await.unwrap();
-        assert_eq!((addr, up.peer_addr().unwrap()), (o, o));
+        assert_eq!((addr, up.tcp().peer_addr().unwrap()), (o, o));
         assert_eq!(sockopt::mark(&up).unwrap(), 0, "no capture config: no mark");
 
         let err = pass.connect(3, None).await.unwrap_err();
@@ -319,7 +319,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            up.local_addr().unwrap().ip(),
+            up.tcp().local_addr().unwrap().ip(),
             "127.0.0.6".parse::<std::net::IpAddr>().unwrap(),
             "upstream_bind_config source"
         );
