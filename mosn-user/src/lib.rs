@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod capture_control;
+pub mod chains;
 pub mod config;
 pub mod ebpf;
 pub mod filter;
