@@ -22,4 +22,5 @@ pub mod router;
 pub mod server;
 pub mod stream;
 pub mod tcp_proxy;
+pub mod tls;
 pub mod upstream;
