@@ -280,7 +280,7 @@ pub async fn run(
     for l in &config.listeners {
         let data_path = DataPath::resolve(l.fast_path, splicer.as_ref(), &auto)
             .expect("kernel listeners without a splicer were rejected by load_fast_path");
-        let proxy: Arc<dyn ConnectionHandler> = match &l.filter {
+        let proxy: Arc<dyn ConnectionHandler> = match l.filter() {
             NetworkFilter::TcpProxy(t) => Arc::new(TcpProxy::new(
                 &l.name,
                 t,

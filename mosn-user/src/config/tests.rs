@@ -8,8 +8,10 @@ use std::time::Duration;
 use super::*;
 
 mod capture;
+mod chains;
 mod http2;
 mod original_dst;
+mod tls;
 mod workload_file;
 
 fn manifest_path(rel: &str) -> PathBuf {
@@ -77,11 +79,11 @@ fn base_config_is_valid_with_defaults() {
     let l = &c.listeners[0];
     assert_eq!(l.fast_path, FastPath::Auto);
     assert_eq!(
-        l.filter.tcp_proxy().unwrap().idle_timeout,
+        l.filter().tcp_proxy().unwrap().idle_timeout,
         Some(DEFAULT_IDLE_TIMEOUT)
     );
     assert_eq!(
-        l.filter.tcp_proxy().unwrap().max_connect_attempts,
+        l.filter().tcp_proxy().unwrap().max_connect_attempts,
         1,
         "one host: tried once"
     );
@@ -102,16 +104,16 @@ fn mosn_tcpproxy_sample_parses_with_warnings() {
     assert_eq!(l.name, "proxyListener");
     assert_eq!(l.address, sock("127.0.0.1:2045"));
     assert_eq!(
-        l.filter.tcp_proxy().unwrap().cluster.as_deref(),
+        l.filter().tcp_proxy().unwrap().cluster.as_deref(),
         Some("serverCluster")
     );
-    assert_eq!(l.filter.tcp_proxy().unwrap().routes.len(), 1);
+    assert_eq!(l.filter().tcp_proxy().unwrap().routes.len(), 1);
     assert_eq!(
-        l.filter.tcp_proxy().unwrap().routes[0].cluster,
+        l.filter().tcp_proxy().unwrap().routes[0].cluster,
         "serverCluster"
     );
     assert!(
-        l.filter.tcp_proxy().unwrap().routes[0]
+        l.filter().tcp_proxy().unwrap().routes[0]
             .source_addresses
             .is_empty()
     );
@@ -130,7 +132,6 @@ fn mosn_tcpproxy_sample_parses_with_warnings() {
     let expected = [
         "ignoring unsupported key servers[0].default_log_path",
         "ignoring unsupported key servers[0].listeners[0].log_path",
-        "ignoring unsupported key servers[0].listeners[0].filter_chains[0].tls_context",
         "ignoring unsupported key cluster_manager.clusters[0].conn_buffer_limit_bytes",
     ];
     assert!(
@@ -165,7 +166,7 @@ fn examples_json_and_yaml_are_equal() {
     assert_eq!(c.listeners[0].address, sock("127.0.0.1:2045"));
     assert_eq!(c.listeners[0].fast_path, FastPath::Auto);
     assert_eq!(
-        c.listeners[0].filter.tcp_proxy().unwrap().idle_timeout,
+        c.listeners[0].filter().tcp_proxy().unwrap().idle_timeout,
         Some(Duration::from_secs(600))
     );
     assert_eq!(c.clusters[0].hosts[0].address, sock("127.0.0.1:8080"));
@@ -259,7 +260,7 @@ fn full_feature_set() {
     v["graceful_timeout"] = "1m30s".into();
     v["servers"][0]["graceful_timeout"] = "90s".into();
     let c = parse_value(&v).unwrap().config;
-    let tp = &c.listeners[0].filter.tcp_proxy().unwrap();
+    let tp = &c.listeners[0].filter().tcp_proxy().unwrap();
     assert_eq!(c.listeners[0].fast_path, FastPath::Kernel);
     assert_eq!(tp.cluster, None);
     assert_eq!(tp.idle_timeout, None, "0 disables the idle timeout");
@@ -289,7 +290,7 @@ fn default_connect_attempts_follow_host_count() {
     let c = parse_value(&v).unwrap().config;
     assert_eq!(
         c.listeners[0]
-            .filter
+            .filter()
             .tcp_proxy()
             .unwrap()
             .max_connect_attempts,
@@ -478,7 +479,7 @@ fn proxy_filter_rpc_protocols() {
             serde_json::json!({ "type": "proxy", "config": cfg });
     };
     let proxy = |v: &serde_json::Value| match parse_value(v) {
-        Ok(l) => match &l.config.listeners[0].filter {
+        Ok(l) => match l.config.listeners[0].filter() {
             NetworkFilter::Proxy(p) => p.clone(),
             other => panic!("{other:?}"),
         },
@@ -769,21 +770,22 @@ fn tcp_proxy_needs_a_target() {
 }
 
 #[test]
-fn enabled_tls_is_an_error_empty_tls_a_warning() {
+fn enabled_tls_needs_its_keys_disabled_tls_is_fine() {
     let mut v = base();
-    v["cluster_manager"]["clusters"][0]["tls_context"] = serde_json::json!({"status": true});
+    listener0(&mut v)["filter_chains"][0]["tls_context"] =
+        serde_json::json!({"status": true, "cert_chain": "-----BEGIN CERTIFICATE-----\n"});
     assert_one_error(
         &v,
-        "cluster_manager.clusters[0].tls_context: TLS is not supported yet; remove this block or \
-         set \"status\": false",
+        "servers[0].listeners[0].filter_chains[0].tls_context.private_key: missing private_key: \
+         it comes with cert_chain (a file path, or the PEM text itself)",
     );
     let mut v = base();
     v["cluster_manager"]["clusters"][0]["tls_context"] = serde_json::json!({"status": false});
-    let w = parse_value(&v).unwrap().warnings;
-    assert_eq!(
-        w,
-        vec!["ignoring unsupported key cluster_manager.clusters[0].tls_context"]
-    );
+    listener0(&mut v)["filter_chains"][0]["tls_context"] = serde_json::json!({});
+    let loaded = parse_value(&v).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(loaded.config.clusters[0].tls, None);
+    assert!(loaded.config.listeners[0].filter_chains[0].tls.is_empty());
 }
 
 #[test]

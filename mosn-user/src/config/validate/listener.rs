@@ -1,5 +1,5 @@
 //! Validation of `servers[].listeners[]`: names, addresses, fast path, original destination,
-//! filter chains and stream filters.
+//! filter chains (their match, TLS and network filter) and stream filters.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,6 +10,7 @@ use crate::config::addr::parse_socket_addr;
 use crate::config::diag::{Diag, index, join};
 use crate::config::model::*;
 use crate::config::raw::*;
+use crate::config::tls;
 use crate::config::validate::Clusters;
 
 /// What a listener's filters may refer to.
@@ -170,44 +171,68 @@ fn listener(
             None
         }
     };
-    let filter = filter_chains(l, path, ctx, d);
+    let filter_chains = filter_chains(l, path, ctx, d);
     let stream_filters = crate::config::filter::stream_filters(
         l.stream_filters.as_deref().unwrap_or_default(),
         path,
         clusters,
         d,
     );
-    if !stream_filters.is_empty() {
-        let sf = join(path, "stream_filters");
-        match &filter {
-            Some(NetworkFilter::TcpProxy(_)) => d.error(
-                &sf,
-                "stream filters need an L7 listener (a \"proxy\" network filter), not tcp_proxy",
-            ),
-            // RPC requests go through the filters too (mirror included).
-            Some(NetworkFilter::Proxy(_)) => {}
-            None => {}
+    // RPC requests go through the filters too (mirror included).
+    if let Some(chains) = &filter_chains
+        && !stream_filters.is_empty()
+        && !chains
+            .iter()
+            .any(|c| matches!(c.filter, NetworkFilter::Proxy(_)))
+    {
+        d.error(
+            &join(path, "stream_filters"),
+            "stream filters need an L7 filter chain (a \"proxy\" network filter), not only \
+             tcp_proxy",
+        );
+    }
+    let inspector = l.inspector == Some(true);
+    if let Some(chains) = &filter_chains {
+        let terminating = chains.iter().filter(|c| !c.tls.is_empty()).count();
+        if fast_path == FastPath::Kernel && terminating == chains.len() {
+            d.error(
+                &join(path, "fast_path"),
+                "\"kernel\" cannot carry the TLS that mosn terminates on every filter chain \
+                 here (the kernel splice moves bytes untouched); use \"auto\" or \"userspace\"",
+            );
+        }
+        if inspector && terminating == 0 {
+            d.warn(format!(
+                "{}: no filter chain terminates TLS, so there is nothing to tell plaintext \
+                 from; ignored",
+                join(path, "inspector")
+            ));
         }
     }
     if d.errors.len() != errors_before {
         return None;
     }
-    let filter = filter?;
-    if let (None, NetworkFilter::TcpProxy(tcp_proxy)) = (original_dst, &filter) {
-        let referenced = tcp_proxy
-            .cluster
-            .iter()
-            .chain(tcp_proxy.routes.iter().map(|r| &r.cluster));
-        if let Some(c) = referenced
-            .into_iter()
-            .find(|c| clusters.original_dst.contains(*c))
-        {
-            d.warn(format!(
-                "{path}: listener {:?} has no \"use_original_dst\"; its ORIGINAL_DST cluster \
-                 {c:?} only serves connections handed over by a \"use_original_dst\" listener \
-                 (others are closed)",
-                name.as_deref().unwrap_or_default()
-            ));
+    let filter_chains = filter_chains?;
+    if original_dst.is_none() {
+        for c in &filter_chains {
+            let NetworkFilter::TcpProxy(tcp_proxy) = &c.filter else {
+                continue;
+            };
+            let referenced = tcp_proxy
+                .cluster
+                .iter()
+                .chain(tcp_proxy.routes.iter().map(|r| &r.cluster));
+            if let Some(c) = referenced
+                .into_iter()
+                .find(|c| clusters.original_dst.contains(*c))
+            {
+                d.warn(format!(
+                    "{path}: listener {:?} has no \"use_original_dst\"; its ORIGINAL_DST \
+                     cluster {c:?} only serves connections handed over by a \
+                     \"use_original_dst\" listener (others are closed)",
+                    name.as_deref().unwrap_or_default()
+                ));
+            }
         }
     }
     Some((
@@ -216,82 +241,117 @@ fn listener(
             address: address?,
             fast_path,
             original_dst,
-            filter,
+            inspector: inspector && filter_chains.iter().any(|c| !c.tls.is_empty()),
+            filter_chains,
             stream_filters,
         },
         l.bind_port == Some(true),
     ))
 }
 
+/// Every filter chain of a listener, if all are valid: its match (no two alike), its TLS and
+/// its network filter.
 fn filter_chains(
     l: &RawListener,
     path: &str,
     ctx: &ListenerCtx<'_>,
     d: &mut Diag,
-) -> Option<NetworkFilter> {
-    let clusters = ctx.clusters;
+) -> Option<Vec<FilterChainConfig>> {
     let chains = l.filter_chains.as_deref().unwrap_or_default();
     if chains.is_empty() {
         d.error(
             &join(path, "filter_chains"),
-            "a listener needs one filter chain with a tcp_proxy or proxy filter",
+            "a listener needs a filter chain with a tcp_proxy or proxy filter",
         );
         return None;
     }
-    if chains.len() > 1 {
-        d.error(
-            &index(path, "filter_chains", 1),
-            "only one filter chain per listener is supported",
-        );
-    }
-    let mut found: Option<(String, Option<NetworkFilter>)> = None;
+    let errors_before = d.errors.len();
+    let mut out = Vec::new();
+    let mut matches: Vec<(usize, ChainMatch)> = Vec::new();
     for (c, chain) in chains.iter().enumerate() {
         let cp = index(path, "filter_chains", c);
         d.extra(&cp, &chain.extra, RawFilterChain::KEYS);
-        d.tls(&join(&cp, "tls_context"), chain.tls_context.as_ref());
-        d.tls(
-            &join(&cp, "tls_context_set"),
+        let mp = join(&cp, "filter_chain_match");
+        let match_errors = d.errors.len();
+        let chain_match = tls::chain_match(chain.filter_chain_match.as_ref(), &mp, d);
+        if d.errors.len() == match_errors {
+            if let Some((first, _)) = matches
+                .iter()
+                .find(|(_, m)| tls::same_match(m, &chain_match))
+            {
+                d.error(&mp, format!("same match as filter_chains[{first}]"));
+            }
+            matches.push((c, chain_match.clone()));
+        }
+        let tls = tls::chain_tls(
+            chain.tls_context.as_ref(),
             chain.tls_context_set.as_ref(),
+            &cp,
+            d,
         );
-        let filters = chain.filters.as_deref().unwrap_or_default();
-        if filters.is_empty() {
+        if !tls.is_empty() && chain_match.transport_protocol.as_deref() == Some("raw_buffer") {
             d.error(
-                &join(&cp, "filters"),
-                format!("a filter chain needs a network filter ({SUPPORTED_FILTERS})"),
+                &join(&mp, "transport_protocol"),
+                "\"raw_buffer\" takes plaintext connections, but this chain terminates TLS",
             );
         }
-        for (f, filter) in filters.iter().enumerate() {
-            let fp = index(&cp, "filters", f);
-            d.extra(&fp, &filter.extra, RawFilter::KEYS);
-            match filter.kind.as_deref() {
-                None => d.error(
-                    &join(&fp, "type"),
-                    format!("missing filter type ({SUPPORTED_FILTERS})"),
-                ),
-                Some(kind @ ("tcp_proxy" | "proxy")) => {
-                    let config = if kind == "proxy" {
-                        proxy(filter.config.as_ref(), &fp, ctx, d).map(NetworkFilter::Proxy)
-                    } else {
-                        tcp_proxy(filter.config.as_ref(), &fp, clusters, d)
-                            .map(NetworkFilter::TcpProxy)
-                    };
-                    if let Some((first, _)) = &found {
-                        d.error(
-                            &fp,
-                            format!(
-                                "only one network filter (tcp_proxy or proxy) per listener \
-                                 (first at {first})"
-                            ),
-                        );
-                    } else {
-                        found = Some((fp, config));
-                    }
+        if let Some(filter) = network_filter(chain, &cp, ctx, d) {
+            out.push(FilterChainConfig {
+                chain_match,
+                tls,
+                filter,
+            });
+        }
+    }
+    (d.errors.len() == errors_before).then_some(out)
+}
+
+/// A chain's one network filter.
+fn network_filter(
+    chain: &RawFilterChain,
+    cp: &str,
+    ctx: &ListenerCtx<'_>,
+    d: &mut Diag,
+) -> Option<NetworkFilter> {
+    let filters = chain.filters.as_deref().unwrap_or_default();
+    if filters.is_empty() {
+        d.error(
+            &join(cp, "filters"),
+            format!("a filter chain needs a network filter ({SUPPORTED_FILTERS})"),
+        );
+    }
+    let mut found: Option<(String, Option<NetworkFilter>)> = None;
+    for (f, filter) in filters.iter().enumerate() {
+        let fp = index(cp, "filters", f);
+        d.extra(&fp, &filter.extra, RawFilter::KEYS);
+        match filter.kind.as_deref() {
+            None => d.error(
+                &join(&fp, "type"),
+                format!("missing filter type ({SUPPORTED_FILTERS})"),
+            ),
+            Some(kind @ ("tcp_proxy" | "proxy")) => {
+                let config = if kind == "proxy" {
+                    proxy(filter.config.as_ref(), &fp, ctx, d).map(NetworkFilter::Proxy)
+                } else {
+                    tcp_proxy(filter.config.as_ref(), &fp, ctx.clusters, d)
+                        .map(NetworkFilter::TcpProxy)
+                };
+                if let Some((first, _)) = &found {
+                    d.error(
+                        &fp,
+                        format!(
+                            "only one network filter (tcp_proxy or proxy) per filter chain \
+                             (first at {first})"
+                        ),
+                    );
+                } else {
+                    found = Some((fp, config));
                 }
-                Some(other) => d.error(
-                    &join(&fp, "type"),
-                    format!("filter type {other:?} is not supported yet ({SUPPORTED_FILTERS})"),
-                ),
             }
+            Some(other) => d.error(
+                &join(&fp, "type"),
+                format!("filter type {other:?} is not supported yet ({SUPPORTED_FILTERS})"),
+            ),
         }
     }
     found.and_then(|(_, config)| config)
