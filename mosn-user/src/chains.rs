@@ -205,14 +205,7 @@ async fn peek_hello(tcp: &TcpStream) -> Option<Seen> {
                     hello: Some(h),
                 });
             }
-            Inspect::NotTls => {
-                return Some(Seen {
-                    tls: Some(false),
-                    hello: None,
-                });
-            }
-            Inspect::Again if n >= buf.len() => {
-                // A ClientHello larger than any real one: not one we can read.
+            Inspect::NotTls | Inspect::TooLarge => {
                 return Some(Seen {
                     tls: Some(false),
                     hello: None,

@@ -214,10 +214,7 @@ impl ClientTls {
             Ok(stream) => {
                 let resumed = stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
                 self.stats.handshake(resumed);
-                Ok(Conn::Tls {
-                    stream: Box::new(tokio_rustls::TlsStream::Client(stream)),
-                    identity: None,
-                })
+                Ok(Conn::tls(tokio_rustls::TlsStream::Client(stream), None))
             }
             Err((reason, error)) => {
                 self.stats.error(reason);

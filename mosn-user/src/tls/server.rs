@@ -288,10 +288,7 @@ impl ServerTls {
             .peer_certificates()
             .and_then(|chain| chain.first())
             .and_then(verify::identity);
-        let conn = Conn::Tls {
-            stream: Box::new(tokio_rustls::TlsStream::Server(stream)),
-            identity,
-        };
+        let conn = Conn::tls(tokio_rustls::TlsStream::Server(stream), identity);
         Ok((conn, resumed))
     }
 
