@@ -98,8 +98,8 @@ fn tls_passthrough_and_mixed_filters() {
     assert_one_error(
         &v,
         &format!(
-            "{L0}.stream_filters: stream filters need an L7 filter chain (a \"proxy\" network \
-             filter), not only tcp_proxy"
+            "{L0}.stream_filters: stream filters need an L7 listener (a \"proxy\" network \
+             filter on a chain), not only tcp_proxy"
         ),
     );
 }

@@ -187,7 +187,7 @@ fn listener(
     {
         d.error(
             &join(path, "stream_filters"),
-            "stream filters need an L7 filter chain (a \"proxy\" network filter), not only \
+            "stream filters need an L7 listener (a \"proxy\" network filter on a chain), not only \
              tcp_proxy",
         );
     }
