@@ -190,16 +190,6 @@ fn context(raw: &RawTlsContext, path: &str, side: Side, d: &mut Diag) -> Option<
                     ));
                 }
             }
-            if ca_cert.is_none() && !insecure_skip {
-                d.error(
-                    &at("ca_cert"),
-                    format!(
-                        "missing ca_cert: the upstream's certificate is verified against it \
-                         (system roots are not read; {pem_hint}), or set \"insecure_skip\": \
-                         true to not verify it"
-                    ),
-                );
-            }
             if insecure_skip && !match_subject_alt_names.is_empty() {
                 d.error(
                     &at("match_subject_alt_names"),
