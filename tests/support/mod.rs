@@ -20,6 +20,11 @@ pub mod origin;
 pub mod resets;
 pub mod rpc;
 pub mod scenarios;
+pub mod tls;
+pub mod tls_cli;
+pub mod tls_origin;
+#[cfg(test)]
+mod tls_selftest;
 pub mod upstream;
 
 pub use admin::{Metrics, http_get};
