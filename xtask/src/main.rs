@@ -9,6 +9,7 @@
 //!   the privileged kernel and capture tests again on a second kernel in a VM (`vm.rs`).
 //! - `vm`: build, then only the second-kernel VM run.
 //! - `bench`: build, then the benchmark harness in `bench/`.
+//! - `certs`: example test certificates (CA, server, client) in `examples/certs/` (`certs.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +17,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod certs;
 mod vm;
 
 /// bpf-linker release known to build against LLVM 22 (the nightly toolchain's).
@@ -62,6 +64,16 @@ enum Cmd {
     Bench {
         #[arg(last = true)]
         args: Vec<String>,
+    },
+    /// Write example test certificates (CA, server for localhost/127.0.0.1, client with a
+    /// SPIFFE ID); existing files are kept unless --force.
+    Certs {
+        /// Output directory (relative paths are under the workspace root).
+        #[arg(long, default_value = certs::DEFAULT_OUT)]
+        out: PathBuf,
+        /// Replace existing files with a new set.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -492,6 +504,14 @@ fn main() -> Result<()> {
                 bail!("cannot run the VM without its packages");
             }
             report(&[("Linux 6.1 VM", &vm::run_tests(&args)?)])
+        }
+        Cmd::Certs { out, force } => {
+            let out = if out.is_absolute() {
+                out
+            } else {
+                root().join(out)
+            };
+            certs::certs(&out, force)
         }
         Cmd::Bench { args } => {
             build()?;
