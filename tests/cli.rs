@@ -96,6 +96,46 @@ fn validate_accepts_the_examples() {
     }
 }
 
+/// Every example validates; the TLS ones with certificates where `cargo xtask certs` puts
+/// them (made here by the test PKI under the same file names, in a temp dir).
+#[test]
+fn validate_accepts_every_example() {
+    let dir = mosn_tests::daemon::TempDir::new("examples");
+    let pki = mosn_tests::tls::Pki::new(dir.path());
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    for (from, to) in [
+        (&pki.ca, "ca.pem"),
+        (&pki.server.cert, "server.pem"),
+        (&pki.server.key, "server-key.pem"),
+        (&pki.client.cert, "client.pem"),
+        (&pki.client.key, "client-key.pem"),
+    ] {
+        std::fs::copy(from, certs.join(to)).unwrap();
+    }
+    let mut names: Vec<_> = std::fs::read_dir(examples())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json" || e == "yaml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 10, "examples found: {names:?}");
+    for path in names {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace("examples/certs/", &format!("{}/", certs.display()));
+        let copy = dir.path().join(path.file_name().unwrap());
+        std::fs::write(&copy, text).unwrap();
+        let out = run(Command::new(mosn_bin()).arg("validate").arg("-c").arg(&copy));
+        assert!(
+            out.status.success() && text(&out.stdout).contains("config OK"),
+            "validate {}: {}{}",
+            path.display(),
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+}
+
 /// A bad config: how to break a good one, and what the error must say.
 struct Bad {
     name: &'static str,
