@@ -121,10 +121,10 @@ fn validate_accepts_every_example() {
     names.sort();
     assert!(names.len() >= 10, "examples found: {names:?}");
     for path in names {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let text = text.replace("examples/certs/", &format!("{}/", certs.display()));
+        let config = std::fs::read_to_string(&path).unwrap();
+        let config = config.replace("examples/certs/", &format!("{}/", certs.display()));
         let copy = dir.path().join(path.file_name().unwrap());
-        std::fs::write(&copy, text).unwrap();
+        std::fs::write(&copy, config).unwrap();
         let out = run(Command::new(mosn_bin()).arg("validate").arg("-c").arg(&copy));
         assert!(
             out.status.success() && text(&out.stdout).contains("config OK"),

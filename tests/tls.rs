@@ -652,3 +652,46 @@ async fn tls_to_a_plaintext_port_is_refused_cleanly() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The peer identity in rbac
+
+#[tokio::test]
+async fn rbac_allows_by_the_client_certificates_spiffe_id() {
+    let dir = TempDir::new("tls");
+    let pki = Pki::new(dir.path());
+    let origin = Origin::start("o1").await;
+    // Client certificates are optional here: rbac, not the handshake, decides.
+    let ctx = server_ctx(&pki, json!({ "ca_cert": path(&pki.ca), "verify_client": true }));
+    let rbac = json!([{ "type": "rbac", "config": { "action": "ALLOW", "policies": { "workloads": {
+        "principals": [{ "authenticated": { "principal_name": {
+            "prefix": "spiffe://cluster.local/ns/default/" } } }],
+        "permissions": [{ "any": true }]
+    } } } }]);
+    let m = Mosn::start_with(|l, a| {
+        config(
+            l,
+            a,
+            json!([{ "tls_context": ctx, "filters": [proxy_filter("Auto", "Http1")] }]),
+            json!({ "stream_filters": rbac }),
+            json!([cluster("c1", &[origin.addr])]),
+        )
+    })
+    .await;
+    within(LIMIT, "rbac by principal", async {
+        let cert = [
+            "--cert",
+            &path(&pki.client.cert),
+            "--key",
+            &path(&pki.client.key),
+        ];
+        let (status, body) = curl_https(&url(&m, "/in"), &pki.ca, &cert).await;
+        assert_eq!((status, body.as_str()), (200, "o1 GET /in"), "the workload's identity");
+        let (status, _) = curl_https(&url(&m, "/anon"), &pki.ca, &[]).await;
+        assert_eq!(status, 403, "no client certificate: no principal");
+        let (status, _) = curl_https(&url(&m, "/h2"), &pki.ca, &["--http2", cert[0], cert[1], cert[2], cert[3]]).await;
+        assert_eq!(status, 200, "HTTP/2 streams see the identity too");
+        assert_eq!(origin.count(), 2);
+    })
+    .await;
+}

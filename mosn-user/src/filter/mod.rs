@@ -79,6 +79,8 @@ pub struct FilterContext {
     pub source: SocketAddr,
     /// The listener's name.
     pub listener: Arc<str>,
+    /// The client's verified TLS certificate (mTLS), for `rbac`'s `authenticated`.
+    pub identity: Option<Arc<crate::network::PeerIdentity>>,
     /// Mirrors requested by filters; the proxy sends them once the request is complete.
     pub mirrors: Vec<MirrorRequest>,
 }

@@ -12,6 +12,7 @@ use super::{
     FilterContext, FilterDeps, FilterStatus, LocalReply, StreamFilter, StreamFilterFactory,
 };
 use crate::config::StreamFilterConfig;
+use crate::network::PeerIdentity;
 use crate::config::filter::{Permission, Principal, RbacAction, RbacConfig, RbacPolicy};
 
 pub(super) const NAME: &str = "rbac";
@@ -60,7 +61,7 @@ impl StreamFilter for Rbac {
             .cfg
             .policies
             .iter()
-            .find(|p| policy_matches(p, req, source));
+            .find(|p| policy_matches(p, req, source, ctx.identity.as_deref()));
         let allowed = match self.cfg.action {
             RbacAction::Allow => matched.is_some(),
             RbacAction::Deny => matched.is_none(),
@@ -82,11 +83,19 @@ impl StreamFilter for Rbac {
     }
 }
 
-fn policy_matches(p: &RbacPolicy, req: &dyn Request, source: IpAddr) -> bool {
+fn policy_matches(
+    p: &RbacPolicy,
+    req: &dyn Request,
+    source: IpAddr,
+    identity: Option<&PeerIdentity>,
+) -> bool {
     p.principals.iter().any(|who| match who {
         Principal::Any => true,
         Principal::SourceIp(cidr) => cidr.contains(source),
         Principal::Header(h) => h.matches(req),
+        Principal::Authenticated(m) => {
+            identity.is_some_and(|id| id.sans.iter().any(|san| m.matches(Some(san))))
+        }
     }) && p.permissions.iter().any(|what| match what {
         Permission::Any => true,
         Permission::UrlPath(m) => m.matches(req.path()),
@@ -235,12 +244,13 @@ mod tests {
                 json!([{ "type": "rbac", "config": { "action": "LOG", "policies": {
                     "a": {
                         "principals": [
-                            { "authenticated": { "principal_name": "x" } },
+                            { "authenticated": {} },
                             { "source_ip": { "address_prefix": "10.0.0.1" } },
                             { "source_ip": { "address_prefix": "10.0.0.1", "prefix_len": 33 } },
                             { "any": true, "header": { "name": "x", "exact_match": "y" } },
                             { "header": { "name": "x" } },
                             { "any": false },
+                            { "not_id": { "any": true } },
                         ],
                         "permissions": [
                             { "url_path": { "path": { "regex": "(" } } },
@@ -253,7 +263,7 @@ mod tests {
             vec![
                 format!("{p}.action: invalid action \"LOG\" (\"ALLOW\" or \"DENY\")"),
                 format!(
-                    "{p}.policies.a.principals[0].authenticated: unsupported principal matcher (supported: any, source_ip, direct_remote_ip, header)"
+                    "{p}.policies.a.principals[0].authenticated.principal_name: missing principal_name (one of exact, prefix, suffix, regex)"
                 ),
                 format!(
                     "{p}.policies.a.principals[1].source_ip.prefix_len: missing prefix_len (0..=32)"
@@ -262,13 +272,16 @@ mod tests {
                     "{p}.policies.a.principals[2].source_ip.prefix_len: 33 is out of range for 10.0.0.1 (0..=32)"
                 ),
                 format!(
-                    "{p}.policies.a.principals[3]: a principal needs exactly one of any, source_ip, direct_remote_ip, header (2 given)"
+                    "{p}.policies.a.principals[3]: a principal needs exactly one of any, source_ip, direct_remote_ip, header, authenticated (2 given)"
                 ),
                 format!(
                     "{p}.policies.a.principals[4].header: needs exactly one of exact_match, prefix_match, suffix_match, regex_match, present_match (0 given)"
                 ),
                 format!(
                     "{p}.policies.a.principals[5].any: must be true (remove the entry instead)"
+                ),
+                format!(
+                    "{p}.policies.a.principals[6].not_id: unsupported principal matcher (supported: any, source_ip, direct_remote_ip, header, authenticated)"
                 ),
                 format!(
                     "{p}.policies.a.permissions[0].url_path.path.regex: invalid regex \"(\": unclosed group"

@@ -94,6 +94,7 @@ pub(super) fn warnings(filters: Value) -> Vec<String> {
 pub(super) fn ctx(source: &str) -> FilterContext {
     FilterContext {
         source: source.parse().expect("a socket address"),
+        identity: None,
         listener: Arc::from("l"),
         mirrors: Vec::new(),
     }

@@ -99,7 +99,7 @@ pub fn h2_frames(data: &[u8]) {
     let out = rt.block_on(async {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let peer: SocketAddr = "127.0.0.1:40000".parse().expect("an address");
-        let serve = proxy().serve_h2_io(server, peer, BytesMut::new());
+        let serve = proxy().serve_h2_io(server, peer, BytesMut::new(), None);
         let talk = async move {
             let mut input = PREFACE.to_vec();
             input.extend_from_slice(data);
@@ -195,7 +195,7 @@ mod tests {
         rt.block_on(async {
             let (mut client, server) = tokio::io::duplex(64 * 1024);
             let serve =
-                proxy().serve_h2_io(server, "127.0.0.1:1".parse().unwrap(), BytesMut::new());
+                proxy().serve_h2_io(server, "127.0.0.1:1".parse().unwrap(), BytesMut::new(), None);
             let talk = async move {
                 let mut input = PREFACE.to_vec();
                 input.extend_from_slice(data);

@@ -125,6 +125,7 @@ impl<'a> Exchange<'a> {
         let fctx = FilterContext {
             source: down.peer,
             listener: Arc::clone(&proxy.listener),
+            identity: down.stream.identity().cloned(),
             mirrors: Vec::new(),
         };
         Exchange {

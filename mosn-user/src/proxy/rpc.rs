@@ -147,6 +147,7 @@ impl Proxy {
         mut rbuf: BytesMut,
     ) {
         let _ = stream.set_nodelay(true);
+        let identity = stream.identity().cloned();
         let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
         let mut in_flight = FuturesUnordered::new();
         let mut last_series = LastSeries::default();
@@ -166,7 +167,7 @@ impl Proxy {
                         Kind::Request | Kind::Oneway => {
                             let stats = self.rpc_stats.get(proto, &frame, &mut last_series);
                             in_flight_bytes += frame.raw.len();
-                            in_flight.push(self.rpc_request(proto, frame, peer, stats));
+                            in_flight.push(self.rpc_request(proto, frame, peer, stats, identity.as_ref()));
                         }
                         Kind::Response | Kind::HeartbeatReply => {
                             debug!(id = frame.request_id, "ignoring a response from downstream");
@@ -262,6 +263,7 @@ impl Proxy {
         frame: XFrame,
         peer: SocketAddr,
         stats: Arc<RpcMetrics>,
+        identity: Option<&Arc<crate::network::PeerIdentity>>,
     ) -> Reply {
         let start = Instant::now();
         let size = frame.raw.len();
@@ -280,6 +282,7 @@ impl Proxy {
             let ctx = fctx.insert(FilterContext {
                 source: peer,
                 listener: Arc::clone(&self.listener),
+                identity: identity.cloned(),
                 mirrors: Vec::new(),
             });
             let mut frame = frame;

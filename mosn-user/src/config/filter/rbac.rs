@@ -47,6 +47,10 @@ pub enum Principal {
     /// `source_ip` / `direct_remote_ip`: the downstream peer's address.
     SourceIp(Cidr),
     Header(HeaderMatch),
+    /// `authenticated.principal_name` (Envoy): a subject alt name (URI such as
+    /// `spiffe://...`, DNS, IP) of the client's verified TLS certificate. A connection without
+    /// one never matches.
+    Authenticated(PathMatch),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -121,6 +125,16 @@ struct RawPrincipal {
     source_ip: Option<RawCidrRange>,
     direct_remote_ip: Option<RawCidrRange>,
     header: Option<RawHeaderMatch>,
+    authenticated: Option<RawAuthenticated>,
+    #[serde(flatten)]
+    extra: Extra,
+}
+
+/// Envoy's `Principal.Authenticated`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "an authenticated object")]
+struct RawAuthenticated {
+    principal_name: Option<RawPathMatch>,
     #[serde(flatten)]
     extra: Extra,
 }
@@ -272,16 +286,27 @@ fn policy(name: &str, raw: &RawPolicy, path: &str, d: &mut Diag) -> Option<RbacP
     })
 }
 
-const PRINCIPAL_KEYS: &str = "any, source_ip, direct_remote_ip, header";
+const PRINCIPAL_KEYS: &str = "any, source_ip, direct_remote_ip, header, authenticated";
 const PERMISSION_KEYS: &str = "any, url_path, header";
 
 fn principal(raw: &RawPrincipal, path: &str, d: &mut Diag) -> Option<Principal> {
     let set = usize::from(raw.any.is_some())
         + usize::from(raw.source_ip.is_some())
         + usize::from(raw.direct_remote_ip.is_some())
-        + usize::from(raw.header.is_some());
+        + usize::from(raw.header.is_some())
+        + usize::from(raw.authenticated.is_some());
     if !one_of(path, set, &raw.extra, "principal", PRINCIPAL_KEYS, d) {
         return None;
+    }
+    if let Some(a) = &raw.authenticated {
+        let ap = join(path, "authenticated");
+        d.extra(&ap, &a.extra, &["principal_name"]);
+        let np = join(&ap, "principal_name");
+        let Some(m) = &a.principal_name else {
+            d.error(&np, "missing principal_name (one of exact, prefix, suffix, regex)");
+            return None;
+        };
+        return string_match(m, &np, d).map(Principal::Authenticated);
     }
     if let Some(any) = raw.any {
         return any_true(&join(path, "any"), any, d).then_some(Principal::Any);
@@ -318,26 +343,30 @@ fn permission(raw: &RawPermission, path: &str, d: &mut Diag) -> Option<Permissio
         d.error(&pp, "missing path (one of exact, prefix, suffix, regex)");
         return None;
     };
-    d.extra(&pp, &p.extra, RawPathMatch::KEYS);
+    string_match(p, &pp, d).map(Permission::UrlPath)
+}
+
+/// Envoy's `StringMatcher`: exactly one of exact, prefix, suffix, regex.
+fn string_match(p: &RawPathMatch, pp: &str, d: &mut Diag) -> Option<PathMatch> {
+    d.extra(pp, &p.extra, RawPathMatch::KEYS);
     let given = [&p.exact, &p.prefix, &p.suffix, &p.regex]
         .iter()
         .filter(|v| v.is_some())
         .count();
     if given != 1 {
         d.error(
-            &pp,
+            pp,
             format!("needs exactly one of exact, prefix, suffix, regex ({given} given)"),
         );
         return None;
     }
-    let m = match (&p.exact, &p.prefix, &p.suffix, &p.regex) {
-        (Some(s), ..) => PathMatch::Exact(s.clone()),
-        (_, Some(s), ..) => PathMatch::Prefix(s.clone()),
-        (_, _, Some(s), _) => PathMatch::Suffix(s.clone()),
-        (.., Some(r)) => PathMatch::Regex(pattern(&join(&pp, "regex"), r, d)?),
-        _ => return None,
-    };
-    Some(Permission::UrlPath(m))
+    match (&p.exact, &p.prefix, &p.suffix, &p.regex) {
+        (Some(s), ..) => Some(PathMatch::Exact(s.clone())),
+        (_, Some(s), ..) => Some(PathMatch::Prefix(s.clone())),
+        (_, _, Some(s), _) => Some(PathMatch::Suffix(s.clone())),
+        (.., Some(r)) => Some(PathMatch::Regex(pattern(&join(pp, "regex"), r, d)?)),
+        _ => None,
+    }
 }
 
 /// Checks that a principal or permission sets exactly one matcher; a key we do not know is

@@ -22,6 +22,7 @@ use tracing::debug;
 use super::forward::{self, Forwarded};
 use super::request_body::{self, ReqBody};
 use super::upstream::{self, Reply, Stop, Timeouts, TryCtx};
+use crate::network::PeerIdentity;
 use crate::filter::{FilterContext, FilterStatus, LocalReply, StreamFilter};
 use crate::metrics::{ErrorKind, GrpcMetrics, Metrics};
 use crate::protocol::{Protocol, grpc};
@@ -109,6 +110,7 @@ pub(super) async fn run(
     respond: SendResponse<Bytes>,
     peer: SocketAddr,
     peer_value: &HeaderValue,
+    identity: Option<&Arc<PeerIdentity>>,
 ) -> bool {
     let m = &proxy.metrics;
     m.downstream_rq_total.inc();
@@ -124,6 +126,7 @@ pub(super) async fn run(
         fctx: FilterContext {
             source: peer,
             listener: Arc::clone(&proxy.listener),
+            identity: identity.cloned(),
             mirrors: Vec::new(),
         },
         grpc,

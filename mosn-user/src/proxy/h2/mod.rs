@@ -19,6 +19,7 @@ mod request_body;
 mod upstream;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -29,6 +30,7 @@ use tracing::debug;
 
 use super::{Proxy, headers};
 use crate::metrics::ErrorKind;
+use crate::network::PeerIdentity;
 
 pub(crate) use exchange::GrpcStats;
 pub(super) use outbox::Outbox;
@@ -75,12 +77,18 @@ impl Proxy {
     /// Serves one HTTP/2 connection; `rbuf` holds bytes already read from it.
     pub(super) async fn serve_h2(&self, stream: crate::network::Conn, peer: SocketAddr, rbuf: BytesMut) {
         let _ = stream.set_nodelay(true);
-        self.serve_h2_io(stream, peer, rbuf).await;
+        let identity = stream.identity().cloned();
+        self.serve_h2_io(stream, peer, rbuf, identity).await;
     }
 
     /// [`Proxy::serve_h2`] over any byte stream (the fuzz target's in-memory pipe).
-    pub(crate) async fn serve_h2_io<T>(&self, stream: T, peer: SocketAddr, rbuf: BytesMut)
-    where
+    pub(crate) async fn serve_h2_io<T>(
+        &self,
+        stream: T,
+        peer: SocketAddr,
+        rbuf: BytesMut,
+        identity: Option<Arc<PeerIdentity>>,
+    ) where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
         let o = self.config.http2;
@@ -122,7 +130,7 @@ impl Proxy {
             tokio::select! {
                 accepted = conn.accept() => match accepted {
                     Some(Ok((req, respond))) => {
-                        streams.push(exchange::run(self, req, respond, peer, &peer_value));
+                        streams.push(exchange::run(self, req, respond, peer, &peer_value, identity.as_ref()));
                         idle.as_mut().reset(far);
                     }
                     Some(Err(e)) => {
