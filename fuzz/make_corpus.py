@@ -5,7 +5,8 @@ Frames are laid out field by field from the wire formats (never with the codecs 
 Bolt v1/v2 requests, responses, heartbeats and oneways (with and without CRC, with headers,
 several sizes), Dubbo requests with the hessian2 leading strings in each string form,
 responses and heartbeats, HTTP/1.1 requests and responses (content-length, chunked,
-trailers, pipelined), plus truncated, malformed and boundary cases.
+trailers, pipelined), TLS ClientHellos (SNI, ALPN, TLS 1.3 extensions, split across
+records), plus truncated, malformed and boundary cases.
 
 Each target directory is emptied and rewritten, so the committed corpus is exactly what this
 script writes. Run from anywhere: python3 fuzz/make_corpus.py
@@ -401,6 +402,92 @@ def http_response_seeds():
     }
 
 
+# --- TLS ClientHello ----------------------------------------------------------------------
+
+
+def vec8(b):
+    return u8(len(b)) + b
+
+
+def vec16(b):
+    return u16(len(b)) + b
+
+
+def ext(kind, data):
+    return u16(kind) + vec16(data)
+
+
+def sni_ext(*names):
+    # (name_type, name) entries; host_name is type 0.
+    return ext(0, vec16(b"".join(u8(t) + vec16(n) for t, n in names)))
+
+
+def alpn_ext(*names):
+    return ext(16, vec16(b"".join(vec8(n) for n in names)))
+
+
+# supported_groups, ec_point_formats, signature_algorithms, supported_versions,
+# psk_key_exchange_modes, key_share (x25519), as a TLS 1.3 client sends them.
+TLS13_EXTS = (
+    ext(10, vec16(u16(29) + u16(23) + u16(24)))
+    + ext(11, vec8(b"\x00"))
+    + ext(13, vec16(u16(0x0403) + u16(0x0804) + u16(0x0401)))
+    + ext(43, vec8(u16(0x0304) + u16(0x0303)))
+    + ext(45, vec8(b"\x01"))
+    + ext(51, vec16(u16(29) + vec16(bytes(range(32)))))
+)
+
+
+def client_hello_body(exts=None, version=0x0303, session_id=bytes(32), suites=(0x1301, 0x1302, 0xC02F)):
+    body = u16(version) + bytes(range(0x40, 0x60)) + vec8(session_id)
+    body += vec16(b"".join(u16(c) for c in suites)) + vec8(b"\x00")
+    if exts is not None:
+        body += vec16(exts)
+    return body
+
+
+def handshake(body, kind=1):
+    return u8(kind) + struct.pack(">I", len(body))[1:] + body
+
+
+def records(message, size=16384, content=22, version=0x0301):
+    return b"".join(u8(content) + u16(version) + vec16(message[i : i + size]) for i in range(0, len(message), size))
+
+
+def client_hello_seeds():
+    full = handshake(client_hello_body(sni_ext((0, b"a.example.com")) + alpn_ext(b"h2", b"http/1.1") + TLS13_EXTS))
+    hello = records(full)
+    return {
+        "sni-alpn-tls13": hello,
+        "sni-only": records(handshake(client_hello_body(sni_ext((0, b"Www.Example.COM"))))),
+        "alpn-only": records(handshake(client_hello_body(alpn_ext(b"h2")))),
+        "no-extensions-tls10": records(handshake(client_hello_body(None, version=0x0301, session_id=b""))),
+        "empty-extensions": records(handshake(client_hello_body(b""))),
+        "grease-and-padding": records(handshake(client_hello_body(ext(0x0A0A, b"") + sni_ext((0, b"g.example")) + ext(21, bytes(200))))),
+        "sni-several-names": records(handshake(client_hello_body(sni_ext((1, b"x"), (0, b"b.example.com"), (7, b"yy"))))),
+        "records-of-1": records(full, 1),
+        "records-of-7": records(full, 7),
+        "records-of-64": records(full, 64),
+        "then-application-data": hello + records(b"\x01\x02\x03", content=23, version=0x0303),
+        "truncated-half": hello[: len(hello) // 2],
+        "truncated-header": hello[:3],
+        "bad-two-host-names": records(handshake(client_hello_body(sni_ext((0, b"a.example.com"), (0, b"b.example.com"))))),
+        "bad-empty-alpn-name": records(handshake(client_hello_body(alpn_ext(b"h2", b"")))),
+        "bad-duplicate-extension": records(handshake(client_hello_body(alpn_ext(b"h2") + alpn_ext(b"h2")))),
+        "bad-extensions-overrun": records(handshake(client_hello_body(None) + u16(40) + ext(0, b""))),
+        "bad-session-id-33": records(handshake(client_hello_body(None, session_id=bytes(33)))),
+        "bad-record-in-between": records(full[:20]) + records(b"\x01", content=23) + records(full[20:]),
+        "bad-server-hello": records(handshake(client_hello_body(None), kind=2)),
+        "bad-zero-length-record": b"\x16\x03\x01\x00\x00",
+        "sslv2-hello": b"\x80\x2e\x01\x03\x01\x00\x15\x00\x00\x00\x10" + bytes(range(0x15 + 0x10)),
+        "alert": b"\x15\x03\x03\x00\x02\x02\x28",
+        "http-get": GET,
+        "too-large": b"\x16\x03\x01\x40\x00\x01\x00\x40\x00",
+        # The target also reads its input as a ClientHello's body: one that parses as such.
+        "body-sni-alpn": client_hello_body(sni_ext((0, b"body.example")) + alpn_ext(b"http/1.1")),
+    }
+
+
 # --- Detection ----------------------------------------------------------------------------
 
 
@@ -477,6 +564,7 @@ def main():
         "http1_response": http_response_seeds(),
         "detect": detect_seeds(),
         "h2_frames": h2_frames_seeds(),
+        "client_hello": client_hello_seeds(),
     }
     total = 0
     for target, seeds in targets.items():

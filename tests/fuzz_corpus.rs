@@ -94,3 +94,8 @@ fn detect() {
 fn h2_frames() {
     replay("h2_frames", fuzzing::h2_frames);
 }
+
+#[test]
+fn client_hello() {
+    replay("client_hello", fuzzing::client_hello);
+}

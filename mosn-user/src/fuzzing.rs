@@ -12,8 +12,10 @@
 //! (re-encoded frames, id patches, heartbeats, error replies) decodes back to what it says.
 
 mod h2;
+mod tls;
 
 pub use h2::h2_frames;
+pub use tls::client_hello;
 
 use std::mem::Discriminant;
 

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod capture_control;
+pub mod chains;
 pub mod config;
 pub mod ebpf;
 pub mod filter;
@@ -21,4 +22,5 @@ pub mod router;
 pub mod server;
 pub mod stream;
 pub mod tcp_proxy;
+pub mod tls;
 pub mod upstream;

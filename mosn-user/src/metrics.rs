@@ -62,13 +62,16 @@ pub enum ErrorKind {
     CircuitOpen,
     /// No upstream response in time (answered 504).
     UpstreamTimeout,
+    /// No filter chain of the listener matches the connection (SNI, ALPN, transport), or
+    /// its ClientHello never completed: closed.
+    NoFilterChain,
     /// Anything else.
     Other,
 }
 
 impl ErrorKind {
     /// Every kind, in label order.
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::UpstreamConnect,
         ErrorKind::NoHealthyHost,
         ErrorKind::DownstreamReset,
@@ -80,6 +83,7 @@ impl ErrorKind {
         ErrorKind::NoRoute,
         ErrorKind::CircuitOpen,
         ErrorKind::UpstreamTimeout,
+        ErrorKind::NoFilterChain,
         ErrorKind::Other,
     ];
 
@@ -97,6 +101,7 @@ impl ErrorKind {
             ErrorKind::NoRoute => "no_route",
             ErrorKind::CircuitOpen => "circuit_open",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::NoFilterChain => "no_filter_chain",
             ErrorKind::Other => "other",
         }
     }

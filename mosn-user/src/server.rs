@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::admin::{self, AdminState};
-use crate::config::{Config, FastPath, NetworkFilter};
+use crate::chains::{Chain, FilterChains};
+use crate::config::{Config, FastPath, ListenerConfig, NetworkFilter};
 use crate::ebpf::{Feature, KernelFeatures, SpliceError, Splicer};
 use crate::filter::{FilterChain, FilterDeps, Registry};
 use crate::metrics::{Metrics, Sample, SampleKind, SampleSource};
@@ -43,6 +44,14 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("listener {listener}: TLS: {source}")]
+    ListenerTls {
+        listener: String,
+        #[source]
+        source: crate::tls::TlsError,
+    },
+    #[error("TLS: {0}")]
+    Tls(#[source] crate::tls::TlsError),
     #[error(transparent)]
     Capture(#[from] crate::capture_control::CaptureStartError),
     #[error("admin: cannot listen on {address}: {source}")]
@@ -51,6 +60,98 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What building a listener's network filters shares.
+struct Wiring<'a> {
+    clusters: &'a Arc<ClusterManager>,
+    routers: &'a Routers,
+    filter_registry: &'a Registry,
+    pools: &'a Arc<Pools>,
+    h2pools: &'a Arc<crate::stream::H2Pools>,
+    mux: &'a Arc<MuxPools>,
+    metrics: &'a Arc<Metrics>,
+    shutdown: &'a CancellationToken,
+}
+
+/// One network filter of a listener's chain.
+fn network_filter(
+    l: &ListenerConfig,
+    filter: &NetworkFilter,
+    w: &Wiring<'_>,
+    data_path: DataPath,
+) -> Arc<dyn ConnectionHandler> {
+    match filter {
+        NetworkFilter::TcpProxy(t) => Arc::new(TcpProxy::new(
+            &l.name,
+            t,
+            w.clusters,
+            data_path,
+            w.metrics.listener(&l.name),
+        )),
+        NetworkFilter::Proxy(p) => Arc::new(Proxy {
+            listener: l.name.as_str().into(),
+            config: p.clone(),
+            routes: Arc::clone(
+                w.routers
+                    .get(&p.router_config_name)
+                    .expect("validated config references known routers"),
+            ),
+            filters: FilterChain::new(w.filter_registry.build(
+                &l.stream_filters,
+                &FilterDeps {
+                    clusters: w.clusters,
+                },
+            )),
+            clusters: Arc::clone(w.clusters),
+            pools: Arc::clone(w.pools),
+            mux: Arc::clone(w.mux),
+            metrics: w.metrics.listener(&l.name),
+            h2pools: Arc::clone(w.h2pools),
+            rpc_stats: crate::proxy::RpcStats::new(l.name.as_str().into(), Arc::clone(w.metrics)),
+            grpc_stats: crate::proxy::GrpcStats::new(
+                l.name.as_str().into(),
+                Arc::clone(w.metrics),
+            ),
+            shutdown: w.shutdown.clone(),
+        }),
+    }
+}
+
+/// A listener's handler: its one plain filter, or its filter chains behind the dispatcher
+/// that matches ClientHellos and terminates TLS. TLS certificate files are watched until
+/// `stop`.
+fn listener_handler(
+    l: &ListenerConfig,
+    w: &Wiring<'_>,
+    data_path: DataPath,
+    tls_stats: &Arc<crate::tls::TlsStats>,
+    stop: &CancellationToken,
+) -> Result<Arc<dyn ConnectionHandler>, StartError> {
+    let mut chains = Vec::with_capacity(l.filter_chains.len());
+    for c in &l.filter_chains {
+        let tls = if c.tls.is_empty() {
+            None
+        } else {
+            let tls = crate::tls::ServerTls::new(&l.name, &c.tls, Arc::clone(tls_stats))
+                .map_err(|source| StartError::ListenerTls {
+                    listener: l.name.clone(),
+                    source,
+                })?;
+            tls.spawn_watcher(stop.clone());
+            Some(tls)
+        };
+        chains.push(Chain {
+            matcher: c.chain_match.clone(),
+            tls,
+            handler: network_filter(l, &c.filter, w, data_path.clone()),
+        });
+    }
+    let chains = FilterChains::new(&l.name, chains, l.inspector, w.metrics.listener(&l.name));
+    Ok(match chains.single_plain() {
+        Some(h) => Arc::clone(h),
+        None => Arc::new(chains),
+    })
 }
 
 /// Loads the kernel fast path if any listener may use it.
@@ -255,7 +356,15 @@ pub async fn run(
     if let Some(s) = &splicer {
         metrics.add_collector(Box::new(KernelSamples(Arc::clone(s))));
     }
-    let clusters = Arc::new(ClusterManager::new(&config, &metrics));
+    crate::tls::install_provider();
+    let tls_stats = crate::tls::TlsStats::new();
+    {
+        let s = Arc::clone(&tls_stats);
+        metrics.add_collector(Box::new(move || s.samples()));
+    }
+    let clusters = Arc::new(
+        ClusterManager::with_tls(&config, &metrics, &tls_stats).map_err(StartError::Tls)?,
+    );
     let stop_health = CancellationToken::new();
     clusters.start_health_checks(&stop_health);
     let routers = Routers::new(&config.routers);
@@ -280,44 +389,17 @@ pub async fn run(
     for l in &config.listeners {
         let data_path = DataPath::resolve(l.fast_path, splicer.as_ref(), &auto)
             .expect("kernel listeners without a splicer were rejected by load_fast_path");
-        let proxy: Arc<dyn ConnectionHandler> = match &l.filter {
-            NetworkFilter::TcpProxy(t) => Arc::new(TcpProxy::new(
-                &l.name,
-                t,
-                &clusters,
-                data_path.clone(),
-                metrics.listener(&l.name),
-            )),
-            NetworkFilter::Proxy(p) => Arc::new(Proxy {
-                listener: l.name.as_str().into(),
-                config: p.clone(),
-                routes: Arc::clone(
-                    routers
-                        .get(&p.router_config_name)
-                        .expect("validated config references known routers"),
-                ),
-                filters: FilterChain::new(filter_registry.build(
-                    &l.stream_filters,
-                    &FilterDeps {
-                        clusters: &clusters,
-                    },
-                )),
-                clusters: Arc::clone(&clusters),
-                pools: Arc::clone(&pools),
-                mux: Arc::clone(&mux),
-                metrics: metrics.listener(&l.name),
-                h2pools: Arc::clone(&h2pools),
-                rpc_stats: crate::proxy::RpcStats::new(
-                    l.name.as_str().into(),
-                    Arc::clone(&metrics),
-                ),
-                grpc_stats: crate::proxy::GrpcStats::new(
-                    l.name.as_str().into(),
-                    Arc::clone(&metrics),
-                ),
-                shutdown: stop_accepting.clone(),
-            }),
+        let w = Wiring {
+            clusters: &clusters,
+            routers: &routers,
+            filter_registry: &filter_registry,
+            pools: &pools,
+            h2pools: &h2pools,
+            mux: &mux,
+            metrics: &metrics,
+            shutdown: &stop_accepting,
         };
+        let proxy = listener_handler(l, &w, data_path.clone(), &tls_stats, &stop_health)?;
         let b =
             BoundListener::bind(&l.name, l.address, proxy, l.original_dst).map_err(|source| {
                 StartError::Bind {

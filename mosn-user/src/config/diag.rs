@@ -80,25 +80,6 @@ impl Diag {
             }
         }
     }
-
-    /// Refuses TLS that is switched on (we would otherwise send plaintext where the operator
-    /// asked for TLS); an empty or disabled TLS block is only an unsupported key.
-    pub fn tls(&mut self, path: &str, value: Option<&Value>) {
-        let Some(value) = value else { return };
-        let enabled = |v: &Value| v.get("status").and_then(Value::as_bool) == Some(true);
-        let on = match value {
-            Value::Array(items) => items.iter().any(enabled),
-            v => enabled(v),
-        };
-        if on {
-            self.error(
-                path,
-                "TLS is not supported yet; remove this block or set \"status\": false",
-            );
-        } else {
-            self.warn(format!("ignoring unsupported key {path}"));
-        }
-    }
 }
 
 pub(super) fn join(base: &str, key: &str) -> String {

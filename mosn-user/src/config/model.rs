@@ -53,10 +53,37 @@ pub struct ListenerConfig {
     /// MOSN's `use_original_dst`: this listener receives captured (redirected or
     /// transparently intercepted) connections and recovers where each was going.
     pub original_dst: Option<OriginalDst>,
-    /// The listener's network filter (one per listener).
-    pub filter: NetworkFilter,
-    /// `stream_filters[]`, in order (L7 listeners only).
+    /// MOSN's `inspector`: serve TLS and plaintext on one port, telling them apart by the
+    /// first bytes of each connection.
+    pub inspector: bool,
+    /// `filter_chains[]`, in file order (at least one; no two with the same
+    /// `filter_chain_match`).
+    pub filter_chains: Vec<FilterChainConfig>,
+    /// `stream_filters[]`, in order: they run on every `proxy` chain of the listener.
     pub stream_filters: Vec<StreamFilterConfig>,
+}
+
+impl ListenerConfig {
+    /// The first filter chain's network filter (a listener's only one, until several chains
+    /// are served).
+    pub fn filter(&self) -> &NetworkFilter {
+        &self.filter_chains[0].filter
+    }
+}
+
+/// One filter chain: which connections it takes, the TLS it terminates, and its network
+/// filter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FilterChainConfig {
+    /// `filter_chain_match` (Envoy's keys); empty: every connection.
+    #[serde(rename = "filter_chain_match")]
+    pub chain_match: ChainMatch,
+    /// Every enabled `tls_context` / `tls_context_set` element (several: a certificate
+    /// chosen by SNI); empty: the chain is plaintext (or passes TLS through untouched).
+    #[serde(rename = "tls_context")]
+    pub tls: Vec<TlsContext>,
+    /// The chain's network filter (one per chain).
+    pub filter: NetworkFilter,
 }
 
 /// The network filter that handles a listener's connections.
@@ -215,6 +242,8 @@ pub struct ClusterConfig {
     pub max_request_per_conn: u32,
     /// `heartbeat`: on idle multiplexed upstream connections.
     pub heartbeat: HeartbeatConfig,
+    /// `tls_context` with `"status": true`: upstream connections speak TLS.
+    pub tls: Option<TlsContext>,
 }
 
 /// Default `max_request_per_conn`.

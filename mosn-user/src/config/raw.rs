@@ -4,7 +4,7 @@
 //! decides what is required, fills defaults and turns strings into addresses and durations.
 //!
 //! Deliberately *not* `deny_unknown_fields` (unlike the project convention): MOSN configs carry
-//! many keys we do not implement yet (`tracing`, `metrics`, `tls_context`, ...). Refusing them
+//! many keys we do not implement yet (`tracing`, `metrics`, `extend_verify`, ...). Refusing them
 //! would make every real MOSN file unusable, and dropping them silently would hide real
 //! misconfiguration. So every object keeps its unknown keys in `extra`, and validation turns
 //! each into a warning naming its full path.
@@ -78,6 +78,8 @@ pub struct RawListener {
     pub use_original_dst: Option<RawOriginalDst>,
     /// MOSN: the L7 stream filters, decoded by [`super::filter`].
     pub stream_filters: Option<Vec<RawFilter>>,
+    /// MOSN: serve TLS and plaintext on one port (peek at the first bytes).
+    pub inspector: Option<bool>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -91,6 +93,7 @@ impl RawListener {
         "fast_path",
         "use_original_dst",
         "stream_filters",
+        "inspector",
     ];
 }
 
@@ -99,16 +102,23 @@ impl RawListener {
 #[serde(expecting = "a filter chain object")]
 pub struct RawFilterChain {
     pub filters: Option<Vec<RawFilter>>,
-    /// Read only to refuse TLS that is switched on (`"status": true`).
+    /// Decoded by [`super::tls`].
     pub tls_context: Option<Value>,
-    /// Likewise.
+    /// Decoded by [`super::tls`]: an array of `tls_context` objects.
     pub tls_context_set: Option<Value>,
+    /// Envoy's `filter_chain_match`, decoded by [`super::tls`].
+    pub filter_chain_match: Option<Value>,
     #[serde(flatten)]
     pub extra: Extra,
 }
 
 impl RawFilterChain {
-    pub const KEYS: &'static [&'static str] = &["filters", "tls_context", "tls_context_set"];
+    pub const KEYS: &'static [&'static str] = &[
+        "filters",
+        "tls_context",
+        "tls_context_set",
+        "filter_chain_match",
+    ];
 }
 
 /// `filters[]`: `type` selects the filter, `config` is the filter's own object, decoded by
@@ -257,7 +267,7 @@ pub struct RawCluster {
     pub lb_type: Option<String>,
     pub connect_timeout: Option<RawDuration>,
     pub hosts: Option<Vec<RawHost>>,
-    /// Read only to refuse TLS that is switched on (`"status": true`).
+    /// Decoded by [`super::tls`].
     pub tls_context: Option<Value>,
     /// Envoy's spelling: `{"source_address": {"address": "127.0.0.6", "port_value": 0}}`.
     #[serde(alias = "upstreamBindConfig")]

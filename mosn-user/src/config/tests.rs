@@ -8,8 +8,11 @@ use std::time::Duration;
 use super::*;
 
 mod capture;
+mod chains;
 mod http2;
 mod original_dst;
+mod proxy;
+mod tls;
 mod workload_file;
 
 fn manifest_path(rel: &str) -> PathBuf {
@@ -77,11 +80,11 @@ fn base_config_is_valid_with_defaults() {
     let l = &c.listeners[0];
     assert_eq!(l.fast_path, FastPath::Auto);
     assert_eq!(
-        l.filter.tcp_proxy().unwrap().idle_timeout,
+        l.filter().tcp_proxy().unwrap().idle_timeout,
         Some(DEFAULT_IDLE_TIMEOUT)
     );
     assert_eq!(
-        l.filter.tcp_proxy().unwrap().max_connect_attempts,
+        l.filter().tcp_proxy().unwrap().max_connect_attempts,
         1,
         "one host: tried once"
     );
@@ -102,16 +105,16 @@ fn mosn_tcpproxy_sample_parses_with_warnings() {
     assert_eq!(l.name, "proxyListener");
     assert_eq!(l.address, sock("127.0.0.1:2045"));
     assert_eq!(
-        l.filter.tcp_proxy().unwrap().cluster.as_deref(),
+        l.filter().tcp_proxy().unwrap().cluster.as_deref(),
         Some("serverCluster")
     );
-    assert_eq!(l.filter.tcp_proxy().unwrap().routes.len(), 1);
+    assert_eq!(l.filter().tcp_proxy().unwrap().routes.len(), 1);
     assert_eq!(
-        l.filter.tcp_proxy().unwrap().routes[0].cluster,
+        l.filter().tcp_proxy().unwrap().routes[0].cluster,
         "serverCluster"
     );
     assert!(
-        l.filter.tcp_proxy().unwrap().routes[0]
+        l.filter().tcp_proxy().unwrap().routes[0]
             .source_addresses
             .is_empty()
     );
@@ -130,7 +133,6 @@ fn mosn_tcpproxy_sample_parses_with_warnings() {
     let expected = [
         "ignoring unsupported key servers[0].default_log_path",
         "ignoring unsupported key servers[0].listeners[0].log_path",
-        "ignoring unsupported key servers[0].listeners[0].filter_chains[0].tls_context",
         "ignoring unsupported key cluster_manager.clusters[0].conn_buffer_limit_bytes",
     ];
     assert!(
@@ -165,7 +167,7 @@ fn examples_json_and_yaml_are_equal() {
     assert_eq!(c.listeners[0].address, sock("127.0.0.1:2045"));
     assert_eq!(c.listeners[0].fast_path, FastPath::Auto);
     assert_eq!(
-        c.listeners[0].filter.tcp_proxy().unwrap().idle_timeout,
+        c.listeners[0].filter().tcp_proxy().unwrap().idle_timeout,
         Some(Duration::from_secs(600))
     );
     assert_eq!(c.clusters[0].hosts[0].address, sock("127.0.0.1:8080"));
@@ -259,7 +261,7 @@ fn full_feature_set() {
     v["graceful_timeout"] = "1m30s".into();
     v["servers"][0]["graceful_timeout"] = "90s".into();
     let c = parse_value(&v).unwrap().config;
-    let tp = &c.listeners[0].filter.tcp_proxy().unwrap();
+    let tp = &c.listeners[0].filter().tcp_proxy().unwrap();
     assert_eq!(c.listeners[0].fast_path, FastPath::Kernel);
     assert_eq!(tp.cluster, None);
     assert_eq!(tp.idle_timeout, None, "0 disables the idle timeout");
@@ -289,7 +291,7 @@ fn default_connect_attempts_follow_host_count() {
     let c = parse_value(&v).unwrap().config;
     assert_eq!(
         c.listeners[0]
-            .filter
+            .filter()
             .tcp_proxy()
             .unwrap()
             .max_connect_attempts,
@@ -444,147 +446,6 @@ fn unsupported_filter_type() {
         "servers[0].listeners[0].filter_chains[0].filters[0].type: filter type \"dubbo_proxy\" is \
          not supported yet (supported: tcp_proxy, proxy)",
     );
-}
-
-#[test]
-fn proxy_filter_needs_a_known_router() {
-    let mut v = base();
-    listener0(&mut v)["filter_chains"][0]["filters"][0] = serde_json::json!({
-        "type": "proxy",
-        "config": { "downstream_protocol": "Http1", "router_config_name": "r" }
-    });
-    assert_one_error(
-        &v,
-        "servers[0].listeners[0].filter_chains[0].filters[0].config.router_config_name: unknown \
-         router \"r\" (no routers are defined)",
-    );
-    listener0(&mut v)["filter_chains"][0]["filters"][0]["config"]["downstream_protocol"] =
-        "Http9".into();
-    v["servers"][0]["routers"] = serde_json::json!([{ "router_config_name": "r" }]);
-    assert_one_error(
-        &v,
-        "servers[0].listeners[0].filter_chains[0].filters[0].config.downstream_protocol: \
-         unsupported protocol \"Http9\" (supported: \"Http1\", \"Http2\", \"Auto\", \"X\", \"bolt\", \"dubbo\")",
-    );
-}
-
-/// The proxy filter's RPC forms: a protocol by name, MOSN's "X" + sub_protocol, "Auto".
-#[test]
-fn proxy_filter_rpc_protocols() {
-    let mut v = base();
-    v["servers"][0]["routers"] = serde_json::json!([{ "router_config_name": "r" }]);
-    let set = |v: &mut serde_json::Value, cfg: serde_json::Value| {
-        listener0(v)["filter_chains"][0]["filters"][0] =
-            serde_json::json!({ "type": "proxy", "config": cfg });
-    };
-    let proxy = |v: &serde_json::Value| match parse_value(v) {
-        Ok(l) => match &l.config.listeners[0].filter {
-            NetworkFilter::Proxy(p) => p.clone(),
-            other => panic!("{other:?}"),
-        },
-        Err(e) => panic!("{e}"),
-    };
-    set(
-        &mut v,
-        serde_json::json!({ "downstream_protocol": "bolt", "router_config_name": "r" }),
-    );
-    let p = proxy(&v);
-    assert_eq!(
-        p.downstream_protocol,
-        Protocol::X(&crate::protocol::bolt::BOLT)
-    );
-    assert_eq!(
-        p.upstream_protocol,
-        Protocol::X(&crate::protocol::bolt::BOLT)
-    );
-    assert_eq!(p.max_frame_size, DEFAULT_MAX_FRAME_SIZE);
-    // The config dump writes protocols as configs name them.
-    let dumped = serde_json::to_value(&p).expect("serializes");
-    assert_eq!(dumped["downstream_protocol"], "bolt");
-    set(
-        &mut v,
-        serde_json::json!({
-            "downstream_protocol": "X", "upstream_protocol": "X",
-            "extend_config": { "sub_protocol": "dubbo" },
-            "router_config_name": "r", "max_frame_size": "64KiB"
-        }),
-    );
-    let p = proxy(&v);
-    assert_eq!(
-        (p.downstream_protocol, p.upstream_protocol),
-        (
-            Protocol::X(&crate::protocol::dubbo::DUBBO),
-            Protocol::X(&crate::protocol::dubbo::DUBBO)
-        )
-    );
-    assert_eq!(p.max_frame_size, 64 * 1024);
-    set(
-        &mut v,
-        serde_json::json!({ "downstream_protocol": "Auto", "router_config_name": "r" }),
-    );
-    assert_eq!(proxy(&v).downstream_protocol, Protocol::Auto);
-
-    let path = "servers[0].listeners[0].filter_chains[0].filters[0].config";
-    set(
-        &mut v,
-        serde_json::json!({ "downstream_protocol": "X", "router_config_name": "r" }),
-    );
-    assert_one_error(
-        &v,
-        &format!(
-            "{path}.extend_config.sub_protocol: \"X\" needs extend_config.sub_protocol (one of \"bolt\", \"dubbo\")"
-        ),
-    );
-    set(
-        &mut v,
-        serde_json::json!({ "downstream_protocol": "X", "extend_config": { "sub_protocol": "thrift" }, "router_config_name": "r" }),
-    );
-    assert_one_error(
-        &v,
-        &format!(
-            "{path}.extend_config.sub_protocol: unknown sub_protocol \"thrift\" (supported: \"bolt\", \"dubbo\")"
-        ),
-    );
-    set(
-        &mut v,
-        serde_json::json!({ "downstream_protocol": "bolt", "upstream_protocol": "Http1", "router_config_name": "r" }),
-    );
-    assert_one_error(
-        &v,
-        &format!(
-            "{path}.upstream_protocol: \"bolt\" downstream with \"Http1\" upstream: protocol conversion is not supported (leave upstream_protocol out to use the downstream protocol)"
-        ),
-    );
-    set(
-        &mut v,
-        serde_json::json!({ "downstream_protocol": "bolt", "router_config_name": "r", "max_frame_size": "2GiB" }),
-    );
-    assert_one_error(
-        &v,
-        &format!("{path}.max_frame_size: 2147483648 bytes is out of range (1KiB..=1GiB)"),
-    );
-}
-
-/// Stream filters run on RPC requests too, mirror included.
-#[test]
-fn stream_filters_on_rpc_listeners() {
-    let mut v = base();
-    v["servers"][0]["routers"] = serde_json::json!([{ "router_config_name": "r" }]);
-    let l = listener0(&mut v);
-    l["filter_chains"][0]["filters"][0] = serde_json::json!({
-        "type": "proxy",
-        "config": { "downstream_protocol": "bolt", "router_config_name": "r" }
-    });
-    l["stream_filters"] = serde_json::json!([
-        { "type": "payload_limit", "config": { "max_entity_size": 10 } },
-        { "type": "mirror", "config": { "cluster": "a" } }
-    ]);
-    let loaded = parse_value(&v).expect("filters run on RPC");
-    assert!(loaded.warnings.is_empty(), "{:#?}", loaded.warnings);
-    listener0(&mut v)["filter_chains"][0]["filters"][0]["config"]["downstream_protocol"] =
-        "Auto".into();
-    let loaded = parse_value(&v).expect("valid");
-    assert!(loaded.warnings.is_empty(), "{:#?}", loaded.warnings);
 }
 
 #[test]
@@ -769,21 +630,22 @@ fn tcp_proxy_needs_a_target() {
 }
 
 #[test]
-fn enabled_tls_is_an_error_empty_tls_a_warning() {
+fn enabled_tls_needs_its_keys_disabled_tls_is_fine() {
     let mut v = base();
-    v["cluster_manager"]["clusters"][0]["tls_context"] = serde_json::json!({"status": true});
+    listener0(&mut v)["filter_chains"][0]["tls_context"] =
+        serde_json::json!({"status": true, "cert_chain": "-----BEGIN CERTIFICATE-----\n"});
     assert_one_error(
         &v,
-        "cluster_manager.clusters[0].tls_context: TLS is not supported yet; remove this block or \
-         set \"status\": false",
+        "servers[0].listeners[0].filter_chains[0].tls_context.private_key: missing private_key: \
+         it comes with cert_chain (a file path, or the PEM text itself)",
     );
     let mut v = base();
     v["cluster_manager"]["clusters"][0]["tls_context"] = serde_json::json!({"status": false});
-    let w = parse_value(&v).unwrap().warnings;
-    assert_eq!(
-        w,
-        vec!["ignoring unsupported key cluster_manager.clusters[0].tls_context"]
-    );
+    listener0(&mut v)["filter_chains"][0]["tls_context"] = serde_json::json!({});
+    let loaded = parse_value(&v).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(loaded.config.clusters[0].tls, None);
+    assert!(loaded.config.listeners[0].filter_chains[0].tls.is_empty());
 }
 
 #[test]

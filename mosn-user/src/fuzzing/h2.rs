@@ -63,7 +63,7 @@ fn proxy() -> &'static Proxy {
         let clusters = Arc::new(ClusterManager::new(&config, &metrics));
         let routers = Routers::new(&config.routers);
         let l = &config.listeners[0];
-        let NetworkFilter::Proxy(p) = &l.filter else {
+        let NetworkFilter::Proxy(p) = l.filter() else {
             unreachable!("a proxy listener")
         };
         let filters = Registry::builtin().build(

@@ -5,8 +5,10 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
@@ -28,8 +30,14 @@ pub enum Conn {
         stream: Box<TlsStream>,
         /// The peer's verified certificate, if it presented one.
         identity: Option<Arc<PeerIdentity>>,
+        /// [`Conn::try_read_buf`] stopped with plaintext possibly left in the TLS session:
+        /// [`Conn::readable`] must not wait for the socket.
+        more: AtomicBool,
     },
 }
+
+/// What [`Conn::try_read_buf`] reads at most in one call under TLS.
+const TLS_READ_BUDGET: usize = 256 * 1024;
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,6 +48,12 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+impl std::os::fd::AsFd for Conn {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.tcp().as_fd()
+    }
+}
+
 impl From<TcpStream> for Conn {
     fn from(s: TcpStream) -> Conn {
         Conn::Tcp(s)
@@ -47,6 +61,15 @@ impl From<TcpStream> for Conn {
 }
 
 impl Conn {
+    /// A TLS connection after its handshake.
+    pub fn tls(stream: TlsStream, identity: Option<Arc<PeerIdentity>>) -> Conn {
+        Conn::Tls {
+            stream: Box::new(stream),
+            identity,
+            more: AtomicBool::new(false),
+        }
+    }
+
     /// The TCP socket (under TLS: the socket the records travel on; never read it directly).
     pub fn tcp(&self) -> &TcpStream {
         match self {
@@ -88,6 +111,92 @@ impl Conn {
 
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         self.tcp().set_nodelay(on)
+    }
+
+    /// Waits until [`Conn::try_read_buf`] may have something (readiness, as
+    /// `TcpStream::readable`; spurious wake-ups happen).
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.readable().await,
+            Conn::Tls { stream, more, .. } => {
+                if more.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                stream.get_ref().0.readable().await
+            }
+        }
+    }
+
+    /// Waits until [`Conn::try_write`] may make progress.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.tcp().writable().await
+    }
+
+    /// Reads what is there without waiting: `Ok(0)` is EOF, `WouldBlock` nothing yet.
+    /// Under TLS it decrypts until the socket would block (or a budget is spent), so that
+    /// waiting on [`Conn::readable`] afterwards never sleeps on buffered plaintext.
+    pub fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.try_read_buf(buf),
+            Conn::Tls { stream, more, .. } => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut total = 0;
+                more.store(false, Ordering::Relaxed);
+                loop {
+                    if total >= TLS_READ_BUDGET {
+                        more.store(true, Ordering::Relaxed);
+                        return Ok(total);
+                    }
+                    buf.reserve(16 * 1024);
+                    match tokio_util::io::poll_read_buf(Pin::new(stream.as_mut()), &mut cx, buf) {
+                        Poll::Ready(Ok(0)) if total == 0 => return Ok(0),
+                        // EOF after data: reported by the next call.
+                        Poll::Ready(Ok(0)) => {
+                            more.store(true, Ordering::Relaxed);
+                            return Ok(total);
+                        }
+                        Poll::Ready(Ok(n)) => total += n,
+                        Poll::Ready(Err(e)) if total == 0 => return Err(e),
+                        Poll::Ready(Err(_)) => {
+                            more.store(true, Ordering::Relaxed);
+                            return Ok(total);
+                        }
+                        Poll::Pending if total == 0 => return Err(io::ErrorKind::WouldBlock.into()),
+                        Poll::Pending => return Ok(total),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes what the socket takes without waiting (`WouldBlock`: nothing). Under TLS the
+    /// records may stay queued in the session: see [`Conn::try_flush`].
+    pub fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.try_write(buf),
+            Conn::Tls { stream, .. } => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                match Pin::new(stream.as_mut()).poll_write(&mut cx, buf) {
+                    Poll::Ready(r) => r,
+                    Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+                }
+            }
+        }
+    }
+
+    /// Pushes queued TLS records to the socket without waiting; `Ok(true)`: nothing left
+    /// queued (always, for plain TCP).
+    pub fn try_flush(&mut self) -> io::Result<bool> {
+        match self {
+            Conn::Tcp(_) => Ok(true),
+            Conn::Tls { stream, .. } => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                match Pin::new(stream.as_mut()).poll_flush(&mut cx) {
+                    Poll::Ready(r) => r.map(|()| true),
+                    Poll::Pending => Ok(false),
+                }
+            }
+        }
     }
 
     /// Borrowed read and write halves, usable at once from one task.

@@ -7,8 +7,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
-
+use super::conn::Conn;
 use super::original_dst::Destination;
 
 /// The future that serves one connection to its end.
@@ -20,11 +19,12 @@ pub trait ConnectionHandler: Send + Sync + 'static {
     /// The listener's name (logs).
     fn listener(&self) -> &str;
 
-    /// Serves one accepted connection. `dst`: where it was going (the local address, or the
+    /// Serves one accepted connection (plain TCP from the accept loop; TLS once a
+    /// filter chain has terminated it). `dst`: where it was going (the local address, or the
     /// original destination of a captured connection).
     fn handle(
         self: Arc<Self>,
-        stream: TcpStream,
+        stream: Conn,
         peer: SocketAddr,
         dst: Destination,
     ) -> ConnectionFuture;

@@ -112,7 +112,7 @@ impl BoundListener {
                                 (Arc::clone(&self.proxy), Destination::local(local))
                             }
                         };
-                        tracker.spawn(ConnectionHandler::handle(proxy, stream, peer, dst));
+                        tracker.spawn(ConnectionHandler::handle(proxy, stream.into(), peer, dst));
                     }
                     Err(e) => {
                         // EMFILE/ENFILE/ENOBUFS: back off instead of spinning on the error.

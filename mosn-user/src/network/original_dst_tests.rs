@@ -15,7 +15,7 @@ impl ConnectionHandler for Named {
         &self.0
     }
 
-    fn handle(self: Arc<Self>, _: TcpStream, _: SocketAddr, _: Destination) -> ConnectionFuture {
+    fn handle(self: Arc<Self>, _: crate::network::Conn, _: SocketAddr, _: Destination) -> ConnectionFuture {
         Box::pin(async {})
     }
 }

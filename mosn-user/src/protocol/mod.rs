@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod http1;
 pub mod http2;
 pub mod request;
+pub mod tls;
 pub mod xprotocol;
 
 pub use request::Request;

@@ -10,7 +10,7 @@ use std::io;
 
 use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{ReadHalf, WriteHalf};
+use crate::network::{ConnRead, ConnWrite};
 
 use crate::filter::{FilterContext, FilterStatus, LocalReply, StreamFilter};
 use crate::protocol::http1::{Frame, RequestDecoder, ResponseDecoder, encode};
@@ -126,19 +126,19 @@ impl RequestBody {
 /// What the request direction of an exchange works on: the downstream's read half, read
 /// buffer and decoder, and the upstream's write half.
 pub struct RequestWire<'a> {
-    pub down: ReadHalf<'a>,
+    pub down: ConnRead<'a>,
     pub rbuf: &'a mut BytesMut,
     pub decoder: &'a mut RequestDecoder,
-    pub up: WriteHalf<'a>,
+    pub up: ConnWrite<'a>,
 }
 
 /// What the response direction works on: the upstream's read half, buffer and decoder, and
 /// the downstream's write half and write buffer.
 pub struct ResponseWire<'a> {
-    pub up: ReadHalf<'a>,
+    pub up: ConnRead<'a>,
     pub ubuf: &'a mut BytesMut,
     pub decoder: &'a mut ResponseDecoder,
-    pub down: WriteHalf<'a>,
+    pub down: ConnWrite<'a>,
     pub wbuf: &'a mut BytesMut,
 }
 

@@ -22,14 +22,13 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
 
 use crate::config::{Protocol, ProxyConfig};
 use crate::filter::FilterChain;
 use crate::metrics::{ErrorKind, ListenerMetrics};
-use crate::network::{ConnectionFuture, ConnectionHandler, Destination};
+use crate::network::{Conn, ConnectionFuture, ConnectionHandler, Destination};
 use crate::protocol::Decoder;
 use crate::protocol::http1::{Frame, RequestDecoder};
 use crate::router::RouteTable;
@@ -64,7 +63,7 @@ pub struct Proxy {
 
 /// The downstream side of a connection.
 pub(crate) struct Downstream {
-    pub stream: TcpStream,
+    pub stream: Conn,
     pub peer: SocketAddr,
     /// `peer`'s address as an `X-Forwarded-For` element.
     pub peer_value: http::HeaderValue,
@@ -82,7 +81,7 @@ impl ConnectionHandler for Proxy {
 
     fn handle(
         self: Arc<Self>,
-        stream: TcpStream,
+        stream: Conn,
         peer: SocketAddr,
         _dst: Destination,
     ) -> ConnectionFuture {
@@ -93,7 +92,15 @@ impl ConnectionHandler for Proxy {
                 m.connections_total.inc();
                 m.connections_active.inc();
                 let rbuf = BytesMut::with_capacity(body::READ_CHUNK);
-                match self.config.downstream_protocol {
+                // TLS: the codec ALPN agreed on wins over detection ("Auto") and over the
+                // listener's HTTP version (a client that negotiated h2 speaks h2).
+                let protocol = match (stream.alpn(), self.config.downstream_protocol) {
+                    (_, p @ Protocol::X(_)) => p,
+                    (Some(b"h2"), _) => Protocol::Http2,
+                    (Some(b"http/1.1"), _) => Protocol::Http1,
+                    (_, p) => p,
+                };
+                match protocol {
                     Protocol::Http1 => self.serve(stream, peer, rbuf).await,
                     Protocol::Http2 => self.serve_h2(stream, peer, rbuf).await,
                     Protocol::X(p) => self.serve_rpc(stream, peer, p, rbuf).await,
@@ -108,7 +115,7 @@ impl ConnectionHandler for Proxy {
 
 impl Proxy {
     /// `"Auto"`: reads until the first bytes tell the protocol, then serves it.
-    async fn serve_detected(&self, mut stream: TcpStream, peer: SocketAddr, mut rbuf: BytesMut) {
+    async fn serve_detected(&self, mut stream: Conn, peer: SocketAddr, mut rbuf: BytesMut) {
         let protocol = loop {
             match crate::protocol::detect(&rbuf) {
                 Ok(p) => break p,
@@ -141,7 +148,7 @@ impl Proxy {
         }
     }
 
-    async fn serve(&self, stream: TcpStream, peer: SocketAddr, rbuf: BytesMut) {
+    async fn serve(&self, stream: Conn, peer: SocketAddr, rbuf: BytesMut) {
         let _ = stream.set_nodelay(true);
         let mut down = Downstream {
             stream,

@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -142,7 +141,7 @@ impl Proxy {
     /// (protocol detection).
     pub(crate) async fn serve_rpc(
         &self,
-        stream: TcpStream,
+        mut stream: crate::network::Conn,
         peer: SocketAddr,
         proto: &'static dyn XProtocol,
         mut rbuf: BytesMut,
@@ -203,7 +202,12 @@ impl Proxy {
                     Err(_) => return,
                 }
             }
-            if closing && in_flight.is_empty() && wbuf.is_empty() {
+            // TLS: records the session still holds (always flushed for plain TCP).
+            let flushed = match stream.try_flush() {
+                Ok(done) => done,
+                Err(_) => return,
+            };
+            if closing && in_flight.is_empty() && wbuf.is_empty() && flushed {
                 return;
             }
             let idle = in_flight.is_empty() && wbuf.is_empty() && rbuf.is_empty();
@@ -219,7 +223,7 @@ impl Proxy {
                         wbuf.extend_from_slice(&r);
                     }
                 }
-                w = stream.writable(), if !wbuf.is_empty() => {
+                w = stream.writable(), if !wbuf.is_empty() || !flushed => {
                     if w.is_err() {
                         return;
                     }

@@ -220,7 +220,7 @@ async fn connect(
 /// Drives `connection` until it ends; PINGs it every `interval` when set and gives up on a
 /// PING unanswered for `timeout`.
 async fn drive(
-    connection: &mut h2::client::Connection<tokio::net::TcpStream, Bytes>,
+    connection: &mut h2::client::Connection<crate::network::Conn, Bytes>,
     ping: Option<h2::PingPong>,
     interval: Option<Duration>,
     timeout: Duration,

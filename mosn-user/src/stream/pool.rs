@@ -6,14 +6,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::task::{Context, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::network::Conn;
 use crate::protocol::http1::ResponseDecoder;
 use crate::upstream::circuit_breaker::BreakerGuard;
 use crate::upstream::{Cluster, Host};
@@ -45,7 +44,7 @@ pub enum PoolError {
 /// One upstream connection, owned by one request at a time.
 #[derive(Debug)]
 pub struct UpstreamConn {
-    pub stream: TcpStream,
+    pub stream: Conn,
     /// Received bytes not decoded yet.
     pub buf: BytesMut,
     pub decoder: ResponseDecoder,
@@ -190,14 +189,7 @@ fn take_idle(pool: &ClusterPool, addr: SocketAddr) -> Option<UpstreamConn> {
     }
 }
 
-/// Whether an idle socket has nothing to read (no data, no EOF). The runtime's readiness
-/// answers without a syscall when the socket has not been readable since its last
-/// `WouldBlock`; otherwise one non-blocking read tells (and clears the readiness).
-fn quiet(stream: &TcpStream) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    if stream.poll_read_ready(&mut cx).is_pending() {
-        return true;
-    }
-    let mut probe = [0u8; 1];
-    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+/// Whether an idle connection has nothing to read (no data, no EOF): see [`Conn::quiet`].
+fn quiet(stream: &Conn) -> bool {
+    stream.quiet()
 }

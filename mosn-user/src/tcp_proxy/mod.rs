@@ -3,6 +3,7 @@
 //! kernel (the `ebpf` splicer, supervised by `spliced`).
 
 mod copy;
+mod copy_tls;
 mod data_path;
 mod proxy;
 mod spliced;

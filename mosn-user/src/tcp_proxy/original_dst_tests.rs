@@ -45,7 +45,7 @@ impl Proxy {
             .map(|l| {
                 let proxy = TcpProxy::new(
                     &l.name,
-                    l.filter.tcp_proxy().unwrap(),
+                    l.filter().tcp_proxy().unwrap(),
                     &clusters,
                     DataPath::Userspace,
                     metrics.listener(&l.name),

@@ -9,12 +9,13 @@ use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::copy::{BiCopy, ByteCounters, CopyEnd};
+use super::copy_tls;
 use super::data_path::DataPath;
 use super::spliced::{self, Baseline, SplicedEnd};
 use crate::config::{TcpProxyConfig, TcpRoute};
 use crate::ebpf::{SpliceError, SpliceRefused, Splicer};
 use crate::metrics::{ErrorKind, ListenerMetrics};
-use crate::network::{ConnectionFuture, ConnectionHandler, Destination};
+use crate::network::{Conn, ConnectionFuture, ConnectionHandler, Destination};
 use crate::upstream::{Cluster, ClusterManager};
 
 /// One listener's tcp_proxy filter, built once from config; `handle` runs per connection.
@@ -84,7 +85,7 @@ impl TcpProxy {
 
     /// Proxies one accepted connection to the end. `dst`: where it was going (the local
     /// address, or the original destination of a captured connection).
-    pub async fn handle(self: Arc<Self>, down: TcpStream, peer: SocketAddr, dst: Destination) {
+    pub async fn handle(self: Arc<Self>, down: Conn, peer: SocketAddr, dst: Destination) {
         let span = info_span!("conn", listener = %self.listener, %peer, original_dst = tracing::field::Empty);
         if let Some(o) = dst.original {
             span.record("original_dst", tracing::field::display(o));
@@ -100,7 +101,7 @@ impl TcpProxy {
         .await
     }
 
-    async fn proxy(&self, mut down: TcpStream, peer: SocketAddr, dst: Destination) {
+    async fn proxy(&self, down: Conn, peer: SocketAddr, dst: Destination) {
         let m = &self.metrics;
         let Some(cluster) = self.route(peer, dst.addr) else {
             debug!("no tcp_proxy route matches; closing");
@@ -110,7 +111,7 @@ impl TcpProxy {
         let connected = cluster
             .connect(self.max_connect_attempts, dst.original)
             .await;
-        let (mut up, upstream) = match connected {
+        let (up, upstream) = match connected {
             Ok(x) => x,
             Err(e) => {
                 warn!(error = %e, "closing downstream: no upstream connection");
@@ -133,14 +134,38 @@ impl TcpProxy {
         let _ = down.set_nodelay(true);
         let _ = up.set_nodelay(true);
         let c = Counters { l: m, c: cm };
+        match (down, up) {
+            (Conn::Tcp(mut down), Conn::Tcp(mut up)) => self.plain(&mut down, &mut up, &c).await,
+            (mut down, mut up) => {
+                // TLS on either side: the bytes pass through rustls, in userspace.
+                m.userspace_copied_total.inc();
+                let (d2u, u2d) = c.directions();
+                let end = copy_tls::run(&mut down, &mut up, self.idle_timeout, d2u, u2d).await;
+                match end {
+                    CopyEnd::Failed { downstream, error } => {
+                        debug!(%error, downstream, "connection failed");
+                        self.count_failure(downstream);
+                    }
+                    CopyEnd::IdleTimeout => {
+                        debug!("idle timeout");
+                        m.errors.inc(ErrorKind::IdleTimeout);
+                    }
+                    CopyEnd::Done | CopyEnd::HandOff => debug!("connection closed"),
+                }
+            }
+        }
+    }
 
+    /// Both sides plain TCP: the listener's data path (userspace copy, kernel splice, auto).
+    async fn plain(&self, down: &mut TcpStream, up: &mut TcpStream, c: &Counters<'_>) {
+        let m = &self.metrics;
         match &self.data_path {
             DataPath::Userspace => {
                 m.userspace_copied_total.inc();
-                self.copy(&mut down, &mut up, &c).await
+                self.copy(down, up, c).await
             }
             DataPath::Kernel(s) => {
-                self.splice_or_copy(s, &mut down, &mut up, (0, 0), false, &c)
+                self.splice_or_copy(s, down, up, (0, 0), false, c)
                     .await
             }
             DataPath::Auto(s, rule) => {
@@ -152,8 +177,8 @@ impl TcpProxy {
                 let (d2u, u2d) = c.directions();
                 let end = bi
                     .run(
-                        &mut down,
-                        &mut up,
+                        down,
+                        up,
                         self.idle_timeout,
                         d2u,
                         u2d,
@@ -173,10 +198,10 @@ impl TcpProxy {
                     CopyEnd::HandOff => {
                         let (d2u, u2d) = bi.stats();
                         let copied = (d2u.bytes, u2d.bytes);
-                        self.splice_or_copy(s, &mut down, &mut up, copied, true, &c)
+                        self.splice_or_copy(s, down, up, copied, true, c)
                             .await;
                     }
-                    other => self.finish_copy(other, &mut bi, &mut down, &mut up).await,
+                    other => self.finish_copy(other, &mut bi, down, up).await,
                 }
             }
         }
@@ -302,7 +327,7 @@ impl ConnectionHandler for TcpProxy {
 
     fn handle(
         self: Arc<Self>,
-        stream: TcpStream,
+        stream: Conn,
         peer: SocketAddr,
         dst: Destination,
     ) -> ConnectionFuture {

@@ -13,7 +13,8 @@ use super::lb::{self, LbContext, LoadBalancer};
 use super::outlier::{OutlierDetector, RequestOutcome};
 use crate::config::{ClusterConfig, ClusterKind, Config};
 use crate::metrics::{ClusterMetrics, Metrics};
-use crate::network::sockopt;
+use crate::network::{Conn, sockopt};
+use crate::tls::{ClientTls, TlsError, TlsStats};
 
 /// Why no upstream connection could be made. Each names what to check.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,9 @@ pub struct Cluster {
     /// The validated config this cluster was built from (health checks read it).
     pub config: ClusterConfig,
     pub metrics: ClusterMetrics,
+    /// `tls_context`: every connection to this cluster's hosts is TLS (one identity per
+    /// cluster, so pooled connections, keyed by cluster, never mix identities).
+    pub tls: Option<Arc<ClientTls>>,
 }
 
 impl Cluster {
@@ -87,7 +91,14 @@ impl Cluster {
             hosts,
             config: cfg.clone(),
             metrics: metrics.cluster(&cfg.name),
+            tls: None,
         }
+    }
+
+    /// Originates TLS to every host with `tls`.
+    pub fn with_tls(mut self, tls: Option<Arc<ClientTls>>) -> Cluster {
+        self.tls = tls;
+        self
     }
 
     /// One healthy host for a request, by the cluster's load balancer; `None`: no healthy
@@ -107,12 +118,33 @@ impl Cluster {
         }
     }
 
-    /// Connects to one host (connect timeout, mark, bind source), counting the attempt and
-    /// its failure.
-    pub async fn connect_host(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    /// Connects to one host (connect timeout, mark, bind source; then the TLS handshake,
+    /// bounded by the connect timeout too), counting the attempt and its failure.
+    pub async fn connect_host(&self, addr: SocketAddr) -> std::io::Result<Conn> {
         self.metrics.upstream_cx_total.inc();
         match tokio::time::timeout(self.connect_timeout, self.connect_to(addr)).await {
-            Ok(Ok(s)) => Ok(s),
+            Ok(Ok(s)) => match &self.tls {
+                None => Ok(Conn::Tcp(s)),
+                Some(tls) => {
+                    let handshake = tls.connect(s, None, addr.ip());
+                    match tokio::time::timeout(self.connect_timeout, handshake).await {
+                        Ok(Ok(c)) => Ok(c),
+                        Ok(Err(e)) => {
+                            self.metrics.upstream_cx_connect_fail.inc();
+                            tracing::debug!(%addr, error = %e, "upstream TLS handshake failed");
+                            Err(e)
+                        }
+                        Err(_) => {
+                            self.metrics.upstream_cx_connect_timeout.inc();
+                            tracing::debug!(%addr, "upstream TLS handshake timed out");
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                format!("TLS handshake timeout after {:?}", self.connect_timeout),
+                            ))
+                        }
+                    }
+                }
+            },
             Ok(Err(e)) => {
                 self.metrics.upstream_cx_connect_fail.inc();
                 tracing::debug!(%addr, error = %e, "upstream connect failed");
@@ -137,7 +169,7 @@ impl Cluster {
         &self,
         attempts: usize,
         original_dst: Option<SocketAddr>,
-    ) -> Result<(TcpStream, SocketAddr), ConnectError> {
+    ) -> Result<(Conn, SocketAddr), ConnectError> {
         let original = match (self.kind, original_dst) {
             (ClusterKind::Static, _) => None,
             (ClusterKind::OriginalDst, Some(addr)) => Some(addr),
@@ -219,15 +251,29 @@ pub struct ClusterManager {
 
 impl ClusterManager {
     /// With `cfg.capture`, every upstream socket is marked with `capture.proxy_mark`.
-    pub fn new(cfg: &Config, metrics: &Metrics) -> ClusterManager {
+    /// Clusters with a `tls_context` originate TLS; their handshakes count in `tls_stats`.
+    pub fn with_tls(
+        cfg: &Config,
+        metrics: &Metrics,
+        tls_stats: &Arc<TlsStats>,
+    ) -> Result<ClusterManager, TlsError> {
         let mark = cfg.capture.as_ref().map(|c| c.proxy_mark);
-        ClusterManager {
-            clusters: cfg
-                .clusters
-                .iter()
-                .map(|c| (c.name.clone(), Arc::new(Cluster::new(c, metrics, mark))))
-                .collect(),
+        let mut clusters = HashMap::new();
+        for c in &cfg.clusters {
+            let tls = match &c.tls {
+                Some(ctx) => Some(ClientTls::new(&c.name, ctx, Arc::clone(tls_stats))?),
+                None => None,
+            };
+            let cluster = Cluster::new(c, metrics, mark).with_tls(tls);
+            clusters.insert(c.name.clone(), Arc::new(cluster));
         }
+        Ok(ClusterManager { clusters })
+    }
+
+    /// [`ClusterManager::with_tls`] for configs whose TLS files are known good (tests,
+    /// fuzzing): panics on a TLS error.
+    pub fn new(cfg: &Config, metrics: &Metrics) -> ClusterManager {
+        Self::with_tls(cfg, metrics, &TlsStats::new()).expect("cluster TLS contexts load")
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
@@ -271,7 +317,7 @@ mod tests {
         })));
         let pass = m.get("pass").unwrap();
         let (up, addr) = pass.connect(3, Some(o)).await.unwrap();
-        assert_eq!((addr, up.peer_addr().unwrap()), (o, o));
+        assert_eq!((addr, up.tcp().peer_addr().unwrap()), (o, o));
         assert_eq!(sockopt::mark(&up).unwrap(), 0, "no capture config: no mark");
 
         let err = pass.connect(3, None).await.unwrap_err();
@@ -319,7 +365,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            up.local_addr().unwrap().ip(),
+            up.tcp().local_addr().unwrap().ip(),
             "127.0.0.6".parse::<std::net::IpAddr>().unwrap(),
             "upstream_bind_config source"
         );

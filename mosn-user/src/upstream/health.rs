@@ -23,14 +23,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::cluster::Cluster;
 use super::host::{HealthFlag, Host};
 use crate::config::HealthCheckConfig;
 use crate::config::health::{HealthCheckKind, HttpCheckConfig};
-use crate::network::sockopt;
+use crate::network::{Conn, sockopt};
 use crate::protocol::xprotocol::{Kind, XProtocol};
 
 /// The most response bytes read looking for the status line and headers.
@@ -255,21 +254,30 @@ pub async fn check(
         .unwrap_or(Err(CheckError::Timeout(cfg.timeout)))
 }
 
-async fn connect(cluster: &Cluster, addr: SocketAddr) -> Result<TcpStream, CheckError> {
+/// A connection as the cluster's traffic makes it (TLS with its `tls_context`), outside the
+/// cluster's connection counters.
+async fn connect(cluster: &Cluster, addr: SocketAddr) -> Result<Conn, CheckError> {
     let bind = cluster
         .bind_source
         .filter(|b| b.is_ipv4() == addr.is_ipv4());
     let socket = sockopt::upstream_socket(addr, cluster.mark, bind)
         .map_err(|source| CheckError::Connect { addr, source })?;
-    socket
+    let tcp = socket
         .connect(addr)
         .await
-        .map_err(|source| CheckError::Connect { addr, source })
+        .map_err(|source| CheckError::Connect { addr, source })?;
+    match &cluster.tls {
+        None => Ok(Conn::Tcp(tcp)),
+        Some(tls) => tls
+            .connect(tcp, None, addr.ip())
+            .await
+            .map_err(|source| CheckError::Connect { addr, source }),
+    }
 }
 
 /// Sends the request and reads the status line and headers.
 async fn http_check(
-    mut stream: TcpStream,
+    mut stream: Conn,
     addr: SocketAddr,
     cfg: &HttpCheckConfig,
 ) -> Result<(), CheckError> {
@@ -322,7 +330,7 @@ async fn http_check(
 /// Sends one heartbeat and reads the first frame back: it must be a heartbeat reply with the
 /// same id and a successful status.
 async fn heartbeat_check(
-    mut stream: TcpStream,
+    mut stream: Conn,
     addr: SocketAddr,
     proto: &dyn XProtocol,
 ) -> Result<(), CheckError> {

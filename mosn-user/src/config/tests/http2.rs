@@ -15,7 +15,7 @@ fn with_proxy(cfg: Value) -> Value {
 
 fn proxy_of(v: &Value) -> ProxyConfig {
     match parse_value(v) {
-        Ok(l) => match &l.config.listeners[0].filter {
+        Ok(l) => match l.config.listeners[0].filter() {
             NetworkFilter::Proxy(p) => p.clone(),
             other => panic!("{other:?}"),
         },
@@ -147,7 +147,7 @@ fn http2_protocol_options() {
 fn grpc_example_parses() {
     let loaded = load(&manifest_path("../examples/grpc.json")).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-    let NetworkFilter::Proxy(p) = &loaded.config.listeners[0].filter else {
+    let NetworkFilter::Proxy(p) = loaded.config.listeners[0].filter() else {
         panic!("a proxy listener");
     };
     assert_eq!(

@@ -1,4 +1,5 @@
-//! Validation of `cluster_manager.clusters[]`: types, load balancers, hosts, bind sources.
+//! Validation of `cluster_manager.clusters[]`: types, load balancers, hosts, bind sources,
+//! TLS.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use crate::config::addr::parse_socket_addr;
 use crate::config::diag::{Diag, index, join};
 use crate::config::model::*;
 use crate::config::raw::*;
-use crate::config::{health, lb};
+use crate::config::{health, lb, tls};
 
 /// MOSN's host weight range (`MinHostWeight`..=`MaxHostWeight`).
 const HOST_WEIGHTS: std::ops::RangeInclusive<u64> = 1..=128;
@@ -122,7 +123,7 @@ fn cluster(c: &RawCluster, path: &str, d: &mut Diag) -> (Option<String>, Option<
             }
         }
     };
-    d.tls(&join(path, "tls_context"), c.tls_context.as_ref());
+    let tls = tls::cluster_tls(c.tls_context.as_ref(), &join(path, "tls_context"), d);
 
     let bind_source = c
         .upstream_bind_config
@@ -202,6 +203,7 @@ fn cluster(c: &RawCluster, path: &str, d: &mut Diag) -> (Option<String>, Option<
         circuit_breakers,
         max_request_per_conn,
         heartbeat,
+        tls,
     });
     (name, config)
 }

@@ -7,7 +7,7 @@ use std::future::poll_fn;
 use bytes::{Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::ReadHalf;
+use crate::network::ConnRead;
 
 use super::outbox::Outbox;
 use super::request_body::{PumpError, ReqBody, Sink, parse_trailers, pump};
@@ -213,7 +213,7 @@ async fn h2_step(recv: &mut RecvStream, down: &mut SendStream<Bytes>, dw: &mut D
 }
 
 async fn h1_step(
-    rd: &mut ReadHalf<'_>,
+    rd: &mut ConnRead<'_>,
     buf: &mut BytesMut,
     decoder: &mut crate::protocol::http1::ResponseDecoder,
     down: &mut SendStream<Bytes>,

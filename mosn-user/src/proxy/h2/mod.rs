@@ -24,7 +24,6 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -74,7 +73,7 @@ impl ResetMeter {
 
 impl Proxy {
     /// Serves one HTTP/2 connection; `rbuf` holds bytes already read from it.
-    pub(super) async fn serve_h2(&self, stream: TcpStream, peer: SocketAddr, rbuf: BytesMut) {
+    pub(super) async fn serve_h2(&self, stream: crate::network::Conn, peer: SocketAddr, rbuf: BytesMut) {
         let _ = stream.set_nodelay(true);
         self.serve_h2_io(stream, peer, rbuf).await;
     }

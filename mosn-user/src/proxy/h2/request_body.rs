@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::WriteHalf;
+use crate::network::ConnWrite;
 use tracing::debug;
 
 use super::outbox::Outbox;
@@ -86,7 +86,7 @@ pub(super) enum PumpError {
 /// Where a try sends the request body.
 pub(super) enum Sink<'a> {
     H2(&'a mut SendStream<Bytes>),
-    H1 { w: WriteHalf<'a>, chunked: bool },
+    H1 { w: ConnWrite<'a>, chunked: bool },
 }
 
 /// One step of the request body towards `sink`: write what waits, else take the next piece

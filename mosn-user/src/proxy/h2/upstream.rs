@@ -13,7 +13,7 @@ use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::{Request, StatusCode, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::ReadHalf;
+use crate::network::ConnRead;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -377,7 +377,7 @@ pub(super) async fn try_h1(cx: TryCtx<'_>, attempt: &mut Attempt) -> Result<Repl
 
 /// Reads until an HTTP/1 response head is decoded (cancel-safe: progress stays in `buf`).
 async fn read_head(
-    rd: &mut ReadHalf<'_>,
+    rd: &mut ConnRead<'_>,
     buf: &mut BytesMut,
     decoder: &mut crate::protocol::http1::ResponseDecoder,
 ) -> Result<ResponseHead, Stop> {

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
 use http::Version;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::ReadHalf;
+use crate::network::{ConnRead, ConnWrite};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -52,7 +52,7 @@ async fn request_side(
     active: bool,
     body: &mut RequestBody,
     up: &mut H2Up,
-    rd: &mut ReadHalf<'_>,
+    rd: &mut ConnRead<'_>,
     rbuf: &mut BytesMut,
     decoder: &mut RequestDecoder,
     filters: &mut [Box<dyn StreamFilter>],
@@ -71,7 +71,7 @@ async fn request_side(
 /// Resolves when the downstream client closed its side while the request body is done (an
 /// HTTP/1 client that gives up): its exchange is then cancelled. Bytes of a next
 /// (pipelined) request are only peeked at, and end the watch.
-async fn client_gone(rd: &mut ReadHalf<'_>, watching: &mut bool) {
+async fn client_gone(rd: &mut ConnRead<'_>, watching: &mut bool) {
     let mut probe = [0u8; 1];
     match rd.peek(&mut probe).await {
         Ok(0) | Err(_) => {}
@@ -87,7 +87,7 @@ async fn client_gone(rd: &mut ReadHalf<'_>, watching: &mut bool) {
 async fn pump_h2(
     body: &mut RequestBody,
     up: &mut H2Up,
-    down: &mut ReadHalf<'_>,
+    down: &mut ConnRead<'_>,
     rbuf: &mut BytesMut,
     decoder: &mut RequestDecoder,
     filters: &mut [Box<dyn StreamFilter>],
@@ -347,7 +347,7 @@ enum Broke {
 async fn response_step(
     resp: &mut crate::proxy::body::ResponseBody,
     recv: &mut RecvStream,
-    wr: &mut tokio::net::tcp::WriteHalf<'_>,
+    wr: &mut ConnWrite<'_>,
     wbuf: &mut BytesMut,
     pass_trailers: bool,
 ) -> Result<(), Broke> {

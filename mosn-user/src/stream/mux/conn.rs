@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +19,7 @@ use tracing::Instrument;
 
 use super::{CallError, HostPool, MuxSettings};
 use crate::metrics::ClusterMetrics;
+use crate::network::Conn as Socket;
 use crate::protocol::DecodeError;
 use crate::protocol::xprotocol::{Kind, XFrame, XProtocol};
 use crate::upstream::circuit_breaker::BreakerGuard;
@@ -128,7 +128,7 @@ pub(super) struct Context {
 }
 
 /// Starts the task of a connected socket.
-pub(super) fn spawn(stream: TcpStream, rx: mpsc::Receiver<Outgoing>, cx: Context) {
+pub(super) fn spawn(stream: Socket, rx: mpsc::Receiver<Outgoing>, cx: Context) {
     let span = tracing::debug_span!(
         "mux",
         cluster = %cx.cluster,
@@ -240,14 +240,14 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, mut stream: TcpStream) {
+    async fn run(mut self, mut stream: Socket) {
         let shutdown = self.cx.shutdown.clone();
         let why = self.serve(&mut stream, &shutdown).await;
         self.close(why);
     }
 
     /// Moves requests out and responses in until the connection ends.
-    async fn serve(&mut self, stream: &mut TcpStream, shutdown: &CancellationToken) -> Close {
+    async fn serve(&mut self, stream: &mut Socket, shutdown: &CancellationToken) -> Close {
         let (mut r, mut w) = stream.split();
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
