@@ -65,7 +65,8 @@ DOWNSTREAM = {"h2-tls": "h2 (TLS)"}
 
 TLS_FIELDS = hs.HTTP_FIELDS + [
     "requests_client", "ops_total", "upstream_proto", "tls_cpu_pct", "cpu_us_per_op", "per_tls_core",
-    "resumed", "resumed_share", "proxy_rss_start_kb", "proxy_rss_kb", "idle_conns", "kb_per_conn", "conns",
+    "resumed", "resumed_share", "proxy_tls_handshakes", "proxy_tls_resumed", "proxy_rss_start_kb", "proxy_rss_kb",
+    "idle_conns", "kb_per_conn", "conns",
 ]
 
 
@@ -546,6 +547,9 @@ http {{
             if row["value"] > 0:
                 notes.append(f"{errs} errors in {reqs} (> {hs.MAX_ERROR_SHARE:.0%})")
         bad = hs.check_proxied(target, {**row, "requests_wrk": reqs})
+        tls_n = row.get("proxy_tls_handshakes")
+        if wl in HS_WORKLOADS and target == "mosn" and isinstance(tls_n, int) and tls_n < reqs * hs.COUNTER_MIN_SHARE:
+            bad.append(f"mosn counted {tls_n} TLS handshakes for the client's {reqs}")
         row["proxy_check"] = "ok" if not bad else "FAILED: " + "; ".join(bad)
         if bad and row["status"] != "failed":
             row["status"] = "not_proxied"
@@ -557,8 +561,24 @@ http {{
     def keep_counters(self, target: str, tag: str, before: str, after: str, row: dict) -> None:
         if target == "mosn":
             self.save_mosn_metrics(tag, before, after, row)
+            b, a = base.parse_prom(before), base.parse_prom(after)
+            tls = {k: v - b.get(k, 0.0) for k, v in a.items() if k.startswith("mosn_tls_") and "expiry" not in k}
+            hs_all = [v for k, v in tls.items() if k.startswith("mosn_tls_handshakes_total")]
+            if hs_all:  # mosn's own count of the handshakes it did (and resumed)
+                row["proxy_tls_handshakes"] = int(sum(hs_all))
+                row["proxy_tls_resumed"] = int(sum(v for k, v in tls.items()
+                                                   if k.startswith("mosn_tls_handshakes_total") and 'resumed="true"' in k))
+            delta = json.loads(row.get("mosn_metrics_delta") or "{}")
+            delta.update({k: v for k, v in tls.items() if v})
+            row["mosn_metrics_delta"] = json.dumps(delta, separators=(",", ":"), sort_keys=True)
         elif target == "haproxy" and after:
             (self.raw / "clients" / f"{tag}-haproxy-stats.csv").write_text(after)
+
+    def report(self, k, n, row) -> None:
+        super().report(k, n, row)
+        if row.get("proxy_tls_handshakes") not in (None, ""):
+            base.log(f"      mosn's TLS handshakes: {row['proxy_tls_handshakes']} ({row.get('proxy_tls_resumed')} "
+                     f"resumed); client: {row.get('resumed', '-')} resumed")
 
     def measure_idle(self, row: dict, tag: str, port: int, proxy: base.Proxy, pids: list[int]) -> dict:
         """RSS growth of a fresh, warmed proxy per idle TLS connection (IDLE_CONNS of them)."""
