@@ -13,6 +13,7 @@ shared/design/MEASURING.md).
     python3 bench/run.py --suite http [--quick] ...      # HTTP/1.1 through mosn/HAProxy/nginx (bench/http_suite.py)
     python3 bench/run.py --suite bolt [--quick] ...      # SOFARPC Bolt through mosn L4/L7 (bench/bolt_suite.py)
     python3 bench/run.py --suite h2 [--quick] ...        # h2c and gRPC through mosn/HAProxy/nginx (bench/h2_suite.py)
+    python3 bench/run.py --suite tls [--quick] ...       # TLS termination through mosn/HAProxy/nginx (bench/tls_suite.py)
 
 The script re-executes itself inside the namespace (`ip netns exec NS python3 run.py --_inner`;
 `nsenter --net=...` for --suite capture, which needs the host's cgroup v2 and bpffs mounts) for
@@ -89,9 +90,22 @@ WORKLOADS.update({
     "grpc-unary": {"kind": "h2load", "conns": 8, "unit": "req/s", "label": "gRPC unary 1 KiB, 8 conns x 8 streams"},
     "http1-keepalive": dict(WORKLOADS["keepalive"], label="HTTP/1.1 keep-alive, 50 conns (wrk)"),
 })
+# --suite tls (bench/tls_suite.py): TLS 1.3 termination (full and resumed handshakes, HTTPS
+# keep-alive with wrk, h2 over TLS with h2load, memory per idle TLS connection) through mosn,
+# HAProxy and nginx vs the same clients straight to a TLS origin.
+TLS_TARGETS = ["direct", "mosn", "haproxy", "nginx"]
+TLS_WORKLOADS = ["handshakes-full", "handshakes-resumed", "https-keepalive", "h2-tls", "idle-memory"]
+WORKLOADS.update({
+    "handshakes-full": {"kind": "tls-hs", "conns": 32, "unit": "hs/s", "label": "TLS 1.3 full handshakes, 32 loops"},
+    "handshakes-resumed": {"kind": "tls-hs", "conns": 32, "unit": "hs/s",
+                           "label": "TLS 1.3 resumed handshakes, 32 loops"},
+    "https-keepalive": dict(WORKLOADS["keepalive"], label="HTTPS keep-alive, 50 conns (wrk)"),
+    "h2-tls": {"kind": "h2load", "conns": 8, "unit": "req/s", "label": "h2 over TLS GET 100 B, 8 conns x 8 streams"},
+    "idle-memory": {"kind": "tls-idle", "conns": 2000, "unit": "KB/conn", "label": "memory per idle TLS conn"},
+})
 SUITES = {"l4": (ALL_TARGETS, ALL_WORKLOADS), "capture": (CAPTURE_TARGETS, CAPTURE_WORKLOADS),
           "http": (HTTP_TARGETS, HTTP_WORKLOADS), "bolt": (BOLT_TARGETS, BOLT_WORKLOADS),
-          "h2": (H2_TARGETS, H2_WORKLOADS)}
+          "h2": (H2_TARGETS, H2_WORKLOADS), "tls": (TLS_TARGETS, TLS_WORKLOADS)}
 CAPTURE_HOST = "127.0.0.2"  # the servers' address; the app always connects here
 CAPTURE_UID = 65534  # the load generator runs as this uid/gid (iptables matches it)
 CAPTURE_CHAIN = "MOSN_BENCH"
@@ -162,7 +176,9 @@ def parse_args(argv=None):
                         "bolt: SOFARPC Bolt request/response through mosn L4 (tcp_proxy), mosn L7 (Bolt proxy) "
                         "and HAProxy (TCP) vs direct to a Bolt echo origin (bench/bolt_suite.py); h2: h2load h2c "
                         "and gRPC unary through mosn/HAProxy/nginx vs direct to an h2c origin, plus the http "
-                        "suite's keep-alive (bench/h2_suite.py)")
+                        "suite's keep-alive (bench/h2_suite.py); tls: TLS 1.3 termination (full and resumed "
+                        "handshakes per proxy core, HTTPS keep-alive, h2 over TLS, memory per idle TLS connection) "
+                        "through mosn/HAProxy/nginx vs direct to a TLS origin (bench/tls_suite.py)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--duration", type=float, default=None,
                    help="seconds per measurement (default 5; --suite capture: 4)")
@@ -172,10 +188,12 @@ def parse_args(argv=None):
                    help="split: client+origin on CPU0, proxy on CPU1; shared: everything on CPU0")
     p.add_argument("--targets", default=None,
                    help=f"comma list of {ALL_TARGETS} (--suite capture: of {CAPTURE_TARGETS}; --suite http: "
-                        f"of {HTTP_TARGETS}; --suite bolt: of {BOLT_TARGETS}; --suite h2: of {H2_TARGETS}); default all")
+                        f"of {HTTP_TARGETS}; --suite bolt: of {BOLT_TARGETS}; --suite h2: of {H2_TARGETS}; --suite tls: of {TLS_TARGETS}); "
+                        f"default all")
     p.add_argument("--workloads", default=None,
                    help=f"comma list of {ALL_WORKLOADS}; default all (--suite capture: {CAPTURE_WORKLOADS}; "
-                        f"--suite http: {HTTP_WORKLOADS}; --suite bolt: {BOLT_WORKLOADS}; --suite h2: {H2_WORKLOADS})")
+                        f"--suite http: {HTTP_WORKLOADS}; --suite bolt: {BOLT_WORKLOADS}; --suite h2: {H2_WORKLOADS}; "
+                        f"--suite tls: {TLS_WORKLOADS})")
     p.add_argument("--connrate-concurrency", type=int, default=16)
     p.add_argument("--bolt-in-flight", type=int, default=1,
                    help="--suite bolt: requests in flight per connection (default 1)")
@@ -214,7 +232,8 @@ def parse_args(argv=None):
         if t not in suite_targets:
             p.error(f"unknown target {t!r} for --suite {a.suite}; known: {suite_targets}")
     for w in a.workloads:
-        known = {"http": HTTP_WORKLOADS, "bolt": BOLT_WORKLOADS, "h2": H2_WORKLOADS}.get(a.suite, ALL_WORKLOADS)
+        known = {"http": HTTP_WORKLOADS, "bolt": BOLT_WORKLOADS, "h2": H2_WORKLOADS,
+                 "tls": TLS_WORKLOADS}.get(a.suite, ALL_WORKLOADS)
         if w not in known:
             p.error(f"unknown workload {w!r} for --suite {a.suite}; known: {known}")
     if "direct" not in a.targets:
@@ -231,7 +250,7 @@ def parse_args(argv=None):
     if not (1 <= a.capture_port <= 65535):
         p.error("--capture-port must be 1..65535")
     if a.out is None:
-        a.out = str(HERE / "results" / (a.suite if a.suite in ("capture", "http", "bolt", "h2") else ""))
+        a.out = str(HERE / "results" / (a.suite if a.suite in ("capture", "http", "bolt", "h2", "tls") else ""))
     a.out = str(Path(a.out).resolve())
     a.mosn = str(Path(a.mosn).resolve()) if a.mosn else ""
     return a
@@ -299,6 +318,10 @@ def ensure_packages(targets: list[str], suite: str = "l4") -> None:
         import h2_suite
 
         return h2_suite.ensure_packages(targets)
+    if suite == "tls":
+        import tls_suite
+
+        return tls_suite.ensure_packages(targets)
     need = []
     for binary, pkg in [("iperf3", "iperf3"), ("taskset", "util-linux"), ("ip", "iproute2")]:
         if not have(binary):
@@ -1525,7 +1548,8 @@ stream {{
                     for attempt in range(1, a.retries + 2):
                         row = (self.measure_capture if self.capture else self.measure)(rnd, wl, target)
                         row["attempts"] = attempt
-                        if row.get("status") in ("start_failed", "failed", "not_captured", "not_proxied") \
+                        if row.get("status") in ("start_failed", "failed", "not_captured", "not_proxied",
+                                                  "not_resumed") \
                                 or not row.get("disturbed") \
                                 or attempt > a.retries:
                             break
@@ -1604,6 +1628,10 @@ def inner_main(args) -> int:
         import h2_suite
 
         r = h2_suite.H2Runner(args)
+    elif args.suite == "tls":
+        import tls_suite
+
+        r = tls_suite.TlsRunner(args)
     else:
         r = Runner(args)
     try:
@@ -1662,8 +1690,9 @@ def analyze(out: Path, plot: bool) -> None:
     capture = suite == "capture"
     httpsuite = suite == "http"
     boltsuite = suite == "bolt"
+    tlssuite = suite == "tls"
     h2suite = suite == "h2"
-    checked = capture or httpsuite or boltsuite or h2suite  # suites whose runs are checked against counters
+    checked = capture or httpsuite or boltsuite or h2suite or tlssuite  # suites whose runs are checked against counters
     targets = [t for t in SUITES[suite][0] if any(r["target"] == t for r in good)]
     if checked:  # variants that never gave a valid measurement still get their line
         targets = [t for t in SUITES[suite][0] if any(r["target"] == t and r["status"] != "skipped" for r in rows)]
@@ -1706,6 +1735,10 @@ def analyze(out: Path, plot: bool) -> None:
                 import h2_suite
 
                 s.update(h2_suite.summary_extra(rows, rs, wl, t))
+            if tlssuite:
+                import tls_suite
+
+                s.update(tls_suite.summary_extra(rows, rs, wl, t))
             if boltsuite:
                 import bolt_suite
 
@@ -1734,6 +1767,10 @@ def analyze(out: Path, plot: bool) -> None:
         import h2_suite
 
         h2_suite.no_summary(rows, meta)
+    if tlssuite and not summary:
+        import tls_suite
+
+        tls_suite.no_summary(rows, meta)
     if not summary:
         warn("no completed measurements to summarise")
         for r in failed:
@@ -1754,6 +1791,9 @@ def analyze(out: Path, plot: bool) -> None:
     if h2suite:
         title = (f"HTTP/2 (h2load) to an h2c origin on {meta.get('h2_origin_host', '?')} and HTTP/1.1 (wrk) to an "
                  f"nginx origin on {meta.get('origin_host', '?')}; " + title)
+    if tlssuite:
+        title = (f"TLS 1.3 termination (AES-128-GCM, P-256, ECDSA P-256 certificate), origins on "
+                 f"{meta.get('origin_host', '?')}; " + title)
     lines.append(f"### {title}\n")
     lines.append("Median ratio to direct over rounds (min..max):\n")
     hdr = "| target | " + " | ".join(WORKLOADS[w]["label"] for w in workloads) + " |"
@@ -1764,7 +1804,9 @@ def analyze(out: Path, plot: bool) -> None:
         for wl in workloads:
             s = by.get((wl, t))
             bad = invalid.get((wl, t), 0)
-            if (not s or s["ratio_median"] is None) and bad:
+            if tlssuite and wl == "idle-memory" and s and s.get("kb_per_conn_median") is not None:
+                cells.append(f"{fmt(s['kb_per_conn_median'])} KB/conn" + (f" [{bad} invalid]" if bad else ""))
+            elif (not s or s["ratio_median"] is None) and bad:
                 cells.append(f"FAILED ({bad} run(s) " + ("not captured)" if capture else "not valid)"))
             elif not s or s["ratio_median"] is None:
                 cells.append("-")
@@ -1783,10 +1825,11 @@ def analyze(out: Path, plot: bool) -> None:
     if capture and invalid:
         lines += ["[n invalid] = n run(s) whose counters did not show the variant's path carrying the traffic "
                   "(no ratio from them; reasons under \"Not ok\").", ""]
-    if (httpsuite or boltsuite or h2suite) and invalid:
+    if (httpsuite or boltsuite or h2suite or tlssuite) and invalid:
         lines += ["FAILED / [n invalid] = n run(s) without a valid measurement: the target did not start, did not "
                   + ("answer GET / with the origin's response, wrk saw" if httpsuite else
-                     "answer one request with the origin's response, the load generator saw" if h2suite else
+                     "answer one request with the origin's response, the load generator saw" if h2suite or tlssuite
+                     else
                      "answer one Bolt request with the origin's response, the load generator saw")
                   + " over 1 % errors, or the proxy's or origin's "
                   "request counter did not show the requests (no ratio from them; reasons under \"Not ok\").", ""]
@@ -1804,6 +1847,10 @@ def analyze(out: Path, plot: bool) -> None:
         import h2_suite
 
         lines += h2_suite.h2_tables(summary, workloads, targets, by)
+    if tlssuite:
+        import tls_suite
+
+        lines += tls_suite.tls_tables(summary, workloads, targets, by, meta)
     lines.append("| workload | target | ratio (min..max) | median | unit | p50 µs | p99 µs | proxy CPU % "
                  "| per proxy core | CPU0/CPU1 busy % | per CPU1 | noise % | errors |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -1843,13 +1890,17 @@ def analyze(out: Path, plot: bool) -> None:
         import h2_suite
 
         lines += [""] + h2_suite.goal_lines(by, targets)
+    if tlssuite:
+        import tls_suite
+
+        lines += [""] + tls_suite.goal_lines(by, targets)
     table = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(table)
     print()
     print(table)
     if plot and summary:
         try:
-            if httpsuite or boltsuite or h2suite:  # a longer title: wrap it
+            if httpsuite or boltsuite or h2suite or tlssuite:  # a longer title: wrap it
                 import textwrap
 
                 import http_suite

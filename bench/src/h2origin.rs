@@ -9,13 +9,20 @@
 //!     back (a unary gRPC message is its 5-byte prefix plus the message, so the echo is a valid
 //!     reply), then trailers `grpc-status: 0`;
 //!   - `GET /origin-status`: one JSON object with the counters (not counted itself).
-//! * `h2-check --target ADDR [--grpc --size N] [--body-size N]`: one h2c request (prior
-//!   knowledge) and a check of status, origin header, body and (gRPC) trailers; prints JSON and
-//!   exits 0 only if everything matched.
+//!
+//!   With `--tls-listen ADDR --tls-cert FILE --tls-key FILE` it also serves TLS 1.3 there (the
+//!   same counters; ALPN `h2` is served as HTTP/2, anything else as HTTP/1.1): the direct target
+//!   of `bench/tls_suite.py`'s h2-tls workload.
+//! * `h2-check --target ADDR [--grpc --size N] [--body-size N] [--tls --ca FILE --sni NAME]`: one
+//!   h2c request (prior knowledge; with `--tls`: HTTP/2 over TLS, ALPN h2 required) and a check
+//!   of status, origin header, body and (gRPC) trailers; prints JSON and exits 0 only if
+//!   everything matched.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -24,6 +31,8 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::tls::Io;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const ORIGIN_HEADER: &str = "x-bench-origin";
@@ -39,6 +48,7 @@ struct Counters {
     h1_requests: Cell<u64>,
     h2_requests: Cell<u64>,
     grpc_requests: Cell<u64>,
+    tls_conns: Cell<u64>,
     bad: Cell<u64>,
 }
 
@@ -56,6 +66,7 @@ impl Counters {
             "connections": self.h1_conns.get() + self.h2_conns.get(),
             "h1_connections": self.h1_conns.get(),
             "h2_connections": self.h2_conns.get(),
+            "tls_connections": self.tls_conns.get(),
             "bad": self.bad.get(),
         })
         .to_string()
@@ -73,7 +84,14 @@ pub fn body(n: usize) -> Bytes {
     Bytes::from(b)
 }
 
-pub async fn server(listen: SocketAddr, body_size: usize) -> Result<()> {
+/// TLS side of the origin: where, certificate chain, key.
+pub struct TlsListen {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn bind(listen: SocketAddr) -> Result<TcpListener> {
     let sock = socket2::Socket::new(
         socket2::Domain::for_address(listen),
         socket2::Type::STREAM,
@@ -84,10 +102,57 @@ pub async fn server(listen: SocketAddr, body_size: usize) -> Result<()> {
         .with_context(|| format!("bind {listen}"))?;
     sock.listen(8192)?;
     sock.set_nonblocking(true)?;
-    let listener = TcpListener::from_std(sock.into())?;
+    Ok(TcpListener::from_std(sock.into())?)
+}
+
+pub async fn server(listen: SocketAddr, body_size: usize, tls: Option<TlsListen>) -> Result<()> {
+    let listener = bind(listen)?;
     eprintln!("mosn-bench h2-origin listening on {listen} (h2c and HTTP/1.1), body {body_size} B");
     let counters = Rc::new(Counters::default());
     let body = body(body_size);
+    if let Some(t) = tls {
+        let cfg = crate::tls::server_config(&t.cert, &t.key, &["h2", "http/1.1"])?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let l = bind(t.listen)?;
+        eprintln!(
+            "mosn-bench h2-origin: TLS 1.3 (ALPN h2, http/1.1) on {}",
+            t.listen
+        );
+        let (body, counters) = (body.clone(), counters.clone());
+        tokio::task::spawn_local(async move {
+            loop {
+                match l.accept().await {
+                    Ok((s, _)) => {
+                        let _ = s.set_nodelay(true);
+                        let (acceptor, body, c) =
+                            (acceptor.clone(), body.clone(), counters.clone());
+                        tokio::task::spawn_local(async move {
+                            let hs =
+                                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(s));
+                            let Ok(Ok(tls)) = hs.await else { return };
+                            inc(&c.tls_conns);
+                            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                inc(&c.h2_conns);
+                                if let Err(e) = serve_h2(tls, body, c.clone()).await
+                                    && !e.is_io()
+                                    && !e.is_go_away()
+                                {
+                                    inc(&c.bad);
+                                }
+                            } else {
+                                inc(&c.h1_conns);
+                                serve_h1(tls, body, c).await;
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        eprintln!("accept (TLS): {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        });
+    }
     loop {
         match listener.accept().await {
             Ok((s, _)) => {
@@ -140,7 +205,7 @@ async fn serve_conn(s: TcpStream, body: Bytes, c: Rc<Counters>) {
     }
 }
 
-async fn serve_h2(s: TcpStream, body: Bytes, c: Rc<Counters>) -> Result<(), h2::Error> {
+async fn serve_h2<S: Io>(s: S, body: Bytes, c: Rc<Counters>) -> Result<(), h2::Error> {
     let mut conn = h2::server::Builder::new()
         .max_concurrent_streams(4096)
         .initial_window_size(1 << 20)
@@ -230,7 +295,7 @@ async fn grpc_reply(
 // ---------------------------------------------------------------------------------------------
 // HTTP/1.1 responder
 
-async fn serve_h1(mut s: TcpStream, body: Bytes, c: Rc<Counters>) {
+async fn serve_h1<S: Io>(mut s: S, body: Bytes, c: Rc<Counters>) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = Vec::with_capacity(16 * 1024);
     let head = format!(
@@ -319,16 +384,23 @@ fn parse_head(head: &[u8]) -> Option<(String, usize, bool)> {
 // ---------------------------------------------------------------------------------------------
 // h2-check
 
+/// `h2-check --tls`: the CA to verify the server with (none: not verified) and the SNI.
+pub struct CheckTls {
+    pub ca: Option<PathBuf>,
+    pub sni: String,
+}
+
 pub async fn check(
     target: SocketAddr,
     grpc: bool,
     size: usize,
     body_size: usize,
+    tls: Option<CheckTls>,
 ) -> serde_json::Value {
-    let mut out = json!({"target": target.to_string(), "grpc": grpc});
+    let mut out = json!({"target": target.to_string(), "grpc": grpc, "tls": tls.is_some()});
     let r = tokio::time::timeout(
         Duration::from_secs(5),
-        check_once(target, grpc, size, body_size),
+        check_once(target, grpc, size, body_size, tls),
     )
     .await;
     let r = r.unwrap_or_else(|_| Err(anyhow!("timed out after 5 s")));
@@ -353,9 +425,36 @@ async fn check_once(
     grpc: bool,
     size: usize,
     body_size: usize,
+    tls: Option<CheckTls>,
 ) -> Result<Vec<(&'static str, serde_json::Value)>> {
     let s = TcpStream::connect(target).await.context("connect")?;
     s.set_nodelay(true)?;
+    let Some(t) = tls else {
+        return check_h2(s, target, grpc, size, body_size).await;
+    };
+    let cfg = crate::tls::client_config(t.ca.as_deref(), &["h2"])?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(crate::tls::server_name(&t.sni)?, s)
+        .await
+        .context("TLS handshake")?;
+    let alpn = tls
+        .get_ref()
+        .1
+        .alpn_protocol()
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    if alpn.as_deref() != Some("h2") {
+        anyhow::bail!("ALPN negotiated {alpn:?}, not h2");
+    }
+    check_h2(tls, target, grpc, size, body_size).await
+}
+
+async fn check_h2<S: Io>(
+    s: S,
+    target: SocketAddr,
+    grpc: bool,
+    size: usize,
+    body_size: usize,
+) -> Result<Vec<(&'static str, serde_json::Value)>> {
     let (mut client, conn) = h2::client::handshake(s).await.context("h2 handshake")?;
     tokio::task::spawn_local(async move {
         let _ = conn.await;

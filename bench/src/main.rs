@@ -8,9 +8,13 @@
 //! * `bolt-server --listen ADDR` and `bolt-load --target ADDR --connections N --duration S
 //!   [--in-flight K] [--size B] [--json]`: SOFARPC Bolt v1 echo origin and load generator
 //!   (`bolt.rs`, used by `bench/bolt_suite.py`).
-//! * `h2-origin --listen ADDR --body-size N` and `h2-check --target ADDR [--grpc]`: h2c (and
-//!   HTTP/1.1 on the same port) origin with gRPC echo, and a one-request checker
-//!   (`h2origin.rs`, used by `bench/h2_suite.py`; the load generator there is h2load).
+//! * `h2-origin --listen ADDR --body-size N [--tls-listen ADDR --tls-cert F --tls-key F]` and
+//!   `h2-check --target ADDR [--grpc] [--tls]`: h2c (and HTTP/1.1 on the same port; optionally
+//!   TLS 1.3 on another) origin with gRPC echo, and a one-request checker (`h2origin.rs`, used by
+//!   `bench/h2_suite.py` and `bench/tls_suite.py`; the load generator there is h2load).
+//! * `tls-handshakes --target ADDR --duration S --concurrency C [--resume]` and `tls-idle
+//!   --target ADDR --conns N`: TLS 1.3 connections per second (full or resumed handshakes, one
+//!   HTTP/1.1 request each) and N idle TLS connections (`tls.rs`, used by `bench/tls_suite.py`).
 //!
 //! Everything runs on one thread (a current-thread tokio runtime, one task per connection), so
 //! pinning the process with `taskset` pins all of its work. Every load loop is bounded in time
@@ -19,9 +23,11 @@
 mod bolt;
 mod h2origin;
 mod hist;
+mod tls;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -142,6 +148,15 @@ enum Cmd {
         /// Exit after this many seconds (0 = run until killed).
         #[arg(long, default_value_t = 0)]
         max_seconds: u64,
+        /// Also serve TLS 1.3 here (ALPN h2 and http/1.1; needs --tls-cert and --tls-key).
+        #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+        tls_listen: Option<SocketAddr>,
+        /// PEM certificate chain of the TLS listener.
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of the TLS listener.
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
     },
     /// One h2c request (prior knowledge) to an h2-origin, directly or through a proxy; prints
     /// JSON and exits 1 unless status, origin header, body and (gRPC) trailers are right.
@@ -156,6 +171,55 @@ enum Cmd {
         /// The body size the origin was started with (checked for GET).
         #[arg(long, default_value_t = 100)]
         body_size: usize,
+        /// HTTP/2 over TLS 1.3 (ALPN h2) instead of h2c.
+        #[arg(long)]
+        tls: bool,
+        /// With --tls: verify the server against this CA (PEM); else it is not verified.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// With --tls: the server name sent and verified.
+        #[arg(long, default_value = "localhost")]
+        sni: String,
+    },
+    /// TLS 1.3 connections per second: connect, handshake (full, or resumed with --resume), one
+    /// HTTP/1.1 GET, close; prints JSON {handshakes, rate, resumed, errors, p50_us, p99_us, ...}.
+    TlsHandshakes {
+        #[arg(long)]
+        target: SocketAddr,
+        /// Measured seconds (after warmup).
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Each loop resumes its previous connection's session (TLS 1.3 ticket).
+        #[arg(long)]
+        resume: bool,
+        /// Verify the server against this CA (PEM); without it nothing is verified.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        #[arg(long, default_value = "localhost")]
+        sni: String,
+        #[arg(long, default_value_t = 0.0)]
+        warmup: f64,
+        #[arg(long, default_value_t = 2.0)]
+        grace: f64,
+    },
+    /// Open N TLS connections (one HTTP/1.1 GET each), print one JSON line, keep them idle.
+    TlsIdle {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, default_value_t = 2000)]
+        conns: usize,
+        /// Connections being opened at a time.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Seconds to keep them open after the JSON line.
+        #[arg(long, default_value_t = 30.0)]
+        hold: f64,
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        #[arg(long, default_value = "localhost")]
+        sni: String,
     },
 }
 
@@ -266,6 +330,9 @@ fn main() -> Result<()> {
             listen,
             body_size,
             max_seconds,
+            tls_listen,
+            tls_cert,
+            tls_key,
         } => {
             if body_size > (1 << 20) {
                 bail!("--body-size must be at most 1 MiB");
@@ -274,25 +341,90 @@ fn main() -> Result<()> {
                 watchdog(max_seconds as f64, 0);
             }
             let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, h2origin::server(listen, body_size))
+            let tls = match (tls_listen, tls_cert, tls_key) {
+                (Some(listen), Some(cert), Some(key)) => {
+                    Some(h2origin::TlsListen { listen, cert, key })
+                }
+                _ => None,
+            };
+            local.block_on(&rt, h2origin::server(listen, body_size, tls))
         }
         Cmd::H2Check {
             target,
             grpc,
             size,
             body_size,
+            tls,
+            ca,
+            sni,
         } => {
             if size > (1 << 20) || body_size > (1 << 20) {
                 bail!("--size and --body-size must be at most 1 MiB");
             }
             watchdog(15.0, 3);
+            let tls = tls.then_some(h2origin::CheckTls { ca, sni });
             let local = tokio::task::LocalSet::new();
-            let out = local.block_on(&rt, h2origin::check(target, grpc, size, body_size));
+            let out = local.block_on(&rt, h2origin::check(target, grpc, size, body_size, tls));
             println!("{}", serde_json::to_string(&out)?);
             if out["ok"] != json!(true) {
                 std::process::exit(1);
             }
             Ok(())
+        }
+        Cmd::TlsHandshakes {
+            target,
+            duration,
+            concurrency,
+            resume,
+            ca,
+            sni,
+            warmup,
+            grace,
+        } => {
+            check_load_args(duration, warmup, grace, concurrency, 1)?;
+            watchdog(warmup + duration + grace + 10.0, 3);
+            let local = tokio::task::LocalSet::new();
+            let out = local.block_on(
+                &rt,
+                tls::handshakes(tls::HsCfg {
+                    target,
+                    sni,
+                    ca,
+                    duration,
+                    concurrency,
+                    resume,
+                    warmup,
+                    grace,
+                }),
+            )?;
+            println!("{}", serde_json::to_string(&out)?);
+            Ok(())
+        }
+        Cmd::TlsIdle {
+            target,
+            conns,
+            concurrency,
+            hold,
+            ca,
+            sni,
+        } => {
+            check_load_args(hold.max(0.1), 0.0, 0.0, conns, 1)?;
+            if concurrency == 0 || concurrency > 1024 {
+                bail!("--concurrency must be in [1, 1024]");
+            }
+            watchdog(hold + 150.0, 3);
+            let local = tokio::task::LocalSet::new();
+            local.block_on(
+                &rt,
+                tls::idle(tls::IdleCfg {
+                    target,
+                    sni,
+                    ca,
+                    conns,
+                    concurrency,
+                    hold,
+                }),
+            )
         }
     }
 }
